@@ -1,0 +1,96 @@
+"""The ``mofi`` command line.
+
+Subcommands are plugged in through the ``mofi.commands`` entry-point group (pyproject.toml), so
+the core never imports services, training or pipelines; each package contributes its own click
+commands and they load only when invoked (``mofi --help`` stays fast and torch-free).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from mofi.settings import SettingsError, iter_fields, env_name, load_settings
+
+__all__ = ["main"]
+
+COMMAND_GROUP = "mofi.commands"
+
+
+class PluginGroup(click.Group):
+    """A click group whose extra commands come from entry points, loaded on first use."""
+
+    def _plugins(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        ep = self._plugins().get(name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except ImportError as e:  # a plugin whose optional dependency is missing must not break the CLI
+            return _unavailable(name, e)
+
+
+def _unavailable(name: str, error: Exception) -> click.Command:
+    @click.command(name, help=f"(unavailable: {error})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def cmd(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"`mofi {name}` cannot load: {error}")
+
+    return cmd
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), envvar="MOFI_CONFIG",
+              help="YAML/TOML/JSON settings file (also MOFI_CONFIG). MOFI_* variables override it.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """MOFI: noisy image-text pairs -> entity-annotated images (I2E) -> image embeddings -> search."""
+    try:
+        ctx.obj = load_settings(config_file)
+    except SettingsError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@main.group()
+def config() -> None:
+    """Inspect the settings object."""
+
+
+@config.command("show")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "env"]), default="table")
+@click.pass_obj
+def config_show(settings, fmt: str) -> None:
+    """Print every setting with its value, environment variable and meaning."""
+    if fmt == "json":
+        click.echo(json.dumps(settings.to_dict(), indent=2))
+    elif fmt == "env":
+        for key, value in settings.to_env().items():
+            click.echo(f"{key}={value}")
+    else:
+        for section, name, value, doc in iter_fields(settings):
+            click.echo(f"{env_name(section, name):40} {value!s:40} {doc}")
+
+
+@main.command("protos")
+def protos_cmd() -> None:
+    """Regenerate mofi/v1 stubs from protos/ (the build does this)."""
+    from mofi.protogen import generate
+
+    for path in generate():
+        click.echo(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
