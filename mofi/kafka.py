@@ -1,0 +1,100 @@
+"""kafka-python adapters configured from :class:`~mofi.settings.KafkaSettings`.
+
+Why here: every stage (produce, NER, scorer, writer, indexer) needs the same producer guarantees
+(acks=all, idempotent keys) and the same consumer contract (manual commits, earliest reset), and the
+same dead-letter record shape. One place keeps them identical.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from mofi.settings import KafkaSettings
+
+__all__ = [
+    "make_producer",
+    "make_consumer",
+    "ensure_topics",
+    "send_dead_letter",
+    "all_topics",
+    "DEAD_LETTER_REASON_HEADER",
+    "DEAD_LETTER_STAGE_HEADER",
+    "DEAD_LETTER_TOPIC_HEADER",
+]
+
+DEAD_LETTER_REASON_HEADER = "mofi-reason"
+DEAD_LETTER_STAGE_HEADER = "mofi-stage"
+DEAD_LETTER_TOPIC_HEADER = "mofi-source-topic"
+
+
+def _servers(kcfg: KafkaSettings) -> list[str]:
+    return [s.strip() for s in kcfg.bootstrap_servers.split(",") if s.strip()]
+
+
+def all_topics(kcfg: KafkaSettings) -> list[str]:
+    return [kcfg.pairs_topic, kcfg.candidates_topic, kcfg.i2e_topic, kcfg.dead_letter_topic]
+
+
+def make_producer(kcfg: KafkaSettings, **kw) -> KafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record."""
+    opts = dict(acks="all", retries=5, linger_ms=5, max_request_size=16 * 1024 * 1024)
+    opts.update(kw)
+    return KafkaProducer(bootstrap_servers=_servers(kcfg), **opts)
+
+
+def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **kw) -> KafkaConsumer:
+    """A group consumer with manual commits: a stage commits only after its outputs are durable."""
+    opts = dict(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=kcfg.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, kcfg.session_timeout_ms // 3),
+        max_poll_records=kcfg.max_poll_records,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    opts.update(kw)
+    consumer = KafkaConsumer(bootstrap_servers=_servers(kcfg), **opts)
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def ensure_topics(kcfg: KafkaSettings, names: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Create the topics that do not exist yet (idempotent; several processes may race)."""
+    wanted = list(dict.fromkeys(names))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=_servers(kcfg), request_timeout_ms=10000)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, num_partitions=kcfg.partitions, replication_factor=1) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def send_dead_letter(producer: KafkaProducer, kcfg: KafkaSettings, record_value: bytes | None, key: bytes | None,
+                     reason: str, stage: str, source_topic: str = ""):
+    """Send the original record unchanged to the dead-letter topic with why and where it failed."""
+    headers = [
+        (DEAD_LETTER_REASON_HEADER, reason.encode("utf-8", "replace")[:4096]),
+        (DEAD_LETTER_STAGE_HEADER, stage.encode()),
+        (DEAD_LETTER_TOPIC_HEADER, source_topic.encode()),
+    ]
+    return producer.send(kcfg.dead_letter_topic, key=key, value=record_value or b"", headers=headers)

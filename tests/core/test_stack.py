@@ -1,0 +1,64 @@
+"""The local stack really starts, serves only on loopback, refuses misuse and stops cleanly."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from mofi.stack import Stack, StackError, find_binary, pid_alive
+from tests.conftest import stack_settings
+
+
+def _listening_addresses(pid: int) -> set[str]:
+    """Local addresses of the LISTEN sockets held by ``pid`` (from /proc, no extra tools)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # state LISTEN
+                out.add(cols[1].split(":")[0][:width])
+    return out
+
+
+def test_up_status_refuse_twice_down(tmp_path):
+    stack = Stack(stack_settings(tmp_path, storage="memory"))
+    statuses = stack.up()
+    try:
+        assert [s.healthy for s in statuses] == [True, True]
+        with pytest.raises(StackError, match="already running"):
+            stack.up()
+        for s in stack.status():
+            addrs = _listening_addresses(s.pid)
+            assert addrs, f"{s.name} listens on nothing"
+            # 0100007F is 127.0.0.1 in /proc's little-endian hex; nothing on 0.0.0.0 or ::
+            assert addrs == {"0100007F"}, f"{s.name} listens beyond loopback: {addrs}"
+        pids = [s.pid for s in stack.status()]
+    finally:
+        stack.down()
+    assert not any(s.running for s in stack.status())
+    assert not any(pid_alive(pid) for pid in pids), "a server survived `down`"
+    assert not list((tmp_path / "run").glob("*.pid"))
+
+
+def test_port_taken_is_reported(tmp_path):
+    settings = stack_settings(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.stack.kafka_port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"Kafka {settings.stack.kafka_port}"):
+            Stack(settings).up()
+    assert not any(s.running for s in Stack(settings).status())
+
+
+def test_missing_binary_is_reported():
+    with pytest.raises(StackError, match="not found"):
+        find_binary("no-such-server")
