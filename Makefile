@@ -30,8 +30,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# `make bench B=ner_grpc` runs benchmarks/ner_grpc.py; results are recorded in BENCHMARKS.md.
 bench: install
-	$(PY) -m benchmarks --help
+	$(PY) benchmarks/$(B).py
 
 clean:
 	rm -rf .mofi .pytest_cache mofi/v1/*_pb2*.py mofi/v1/*_pb2*.pyi
