@@ -1,0 +1,66 @@
+"""I2E Kafka records (``mofi.v1.I2ERecord``) -> I2E shard samples, with a reason for every rejection."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from google.protobuf.message import DecodeError
+
+from mofi.i2e import I2ESample
+from mofi.v1 import records_pb2
+
+__all__ = ["InvalidRecord", "MIME_EXT", "parse_record", "record_to_sample"]
+
+MIME_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp"}
+
+
+class InvalidRecord(ValueError):
+    """The record cannot become an I2E sample; ``str(e)`` is the dead-letter reason."""
+
+
+def parse_record(value: bytes | None) -> records_pb2.I2ERecord:
+    if not value:
+        raise InvalidRecord("empty record")
+    rec = records_pb2.I2ERecord()
+    try:
+        rec.ParseFromString(value)
+    except DecodeError as e:
+        raise InvalidRecord(f"not a mofi.v1.I2ERecord: {e}") from None
+    return rec
+
+
+def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) -> I2ESample:
+    """Build the shard sample; ``fetch`` reads an image stored by reference (``s3://`` URI)."""
+    pair = rec.pair
+    if not pair.pair_id:
+        raise InvalidRecord("record has no pair id")
+    if not rec.entities:
+        raise InvalidRecord("record has no kept entity (the scorer drops such pairs)")
+    ext = MIME_EXT.get(pair.image_mime.lower())
+    if ext is None:
+        raise InvalidRecord(f"unsupported image mime {pair.image_mime!r}")
+    which = pair.WhichOneof("image")
+    if which == "image_bytes":
+        image = pair.image_bytes
+    elif which == "image_ref":
+        try:
+            image = fetch(pair.image_ref.uri)
+        except Exception as e:  # a missing or unreadable object is a property of this record
+            raise InvalidRecord(f"image {pair.image_ref.uri} unreadable: {e}") from None
+    else:
+        image = b""
+    if not image:
+        raise InvalidRecord("record has no image")
+    meta = {
+        "text": pair.text,
+        "source": pair.source,
+        "licence": pair.licence,
+        "original_path": pair.original_path,
+        "scorer_model": rec.scorer_model,
+        "entities": [
+            {"id": e.entity_id, "name": e.name, "description": e.description, "score": round(float(e.clip_score), 6),
+             "link_score": round(float(e.link_score), 6), "method": e.method}
+            for e in rec.entities
+        ],
+    }
+    return I2ESample(pair_id=pair.pair_id, image_bytes=image, ext=ext, meta=meta)
