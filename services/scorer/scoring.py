@@ -1,0 +1,77 @@
+"""Image-text cosine scoring over an embedding model, batched, with a cache of text embeddings.
+
+Why a text cache: the scorer compares each image with the "name: description" text of its
+candidate entities, and the same few thousand entities recur across millions of images. Caching
+their embeddings leaves one image forward pass per pair as the cost that matters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["EmbeddingBackend", "ClipScorer", "entity_text"]
+
+
+class EmbeddingBackend(Protocol):
+    """What the scorer needs from a model (``training.inference.EmbeddingModel`` provides it)."""
+
+    version: str
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+
+def entity_text(name: str, description: str) -> str:
+    """The text an entity is scored by: ``"name: description"`` (just the name without a description)."""
+    name, description = name.strip(), description.strip()
+    return f"{name}: {description}" if description else name
+
+
+class ClipScorer:
+    """Cosine similarities between images and texts from one L2-normalising embedding model.
+
+    Thread-safe: calls are serialised by a lock (the model runs one forward pass at a time anyway);
+    the gRPC service batches concurrent requests before they get here.
+    """
+
+    def __init__(self, model: EmbeddingBackend, text_cache_size: int = 16384):
+        self.model = model
+        self.text_cache_size = text_cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def _text_embeddings(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for t, v in zip(missing, self.model.embed_texts(missing)):
+                self._cache[t] = v
+        out = {}
+        for t in texts:
+            self._cache.move_to_end(t)
+            out[t] = self._cache[t]
+        while len(self._cache) > self.text_cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def score_many(self, items: Sequence[tuple[Image.Image, Sequence[str]]]) -> list[np.ndarray]:
+        """For each (image, texts): float32 cosines, one per text, in order. One image forward pass."""
+        if not items:
+            return []
+        with self._lock:
+            images = self.model.embed_images([im for im, _ in items])
+            texts = self._text_embeddings([t for _, ts in items for t in ts])
+        out = []
+        for vec, (_, ts) in zip(images, items):
+            mat = np.stack([texts[t] for t in ts]) if ts else np.zeros((0, images.shape[1]), np.float32)
+            out.append((mat @ vec).astype(np.float32))
+        return out
