@@ -24,7 +24,7 @@ import torch
 
 from mofi.objstore import ObjectStore, join_uri
 
-__all__ = ["save_checkpoint", "load_checkpoint", "step_checkpoint_uri", "latest_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "step_checkpoint_uri", "step_checkpoints", "latest_checkpoint"]
 
 _STEP_NAME = re.compile(r"/step-(\d+)\.pt$")
 
@@ -43,11 +43,17 @@ def step_checkpoint_uri(run_dir: str, step: int) -> str:
     return join_uri(run_dir, f"step-{step:09d}.pt")
 
 
-def latest_checkpoint(store: ObjectStore, run_dir: str) -> tuple[int, str] | None:
-    """(step, uri) of the newest step checkpoint under ``run_dir``, or None for a fresh run."""
+def step_checkpoints(store: ObjectStore, run_dir: str) -> list[tuple[int, str]]:
+    """(step, uri) of every step checkpoint under ``run_dir``, oldest first."""
     found = []
     for uri in store.list(run_dir.rstrip("/") + "/"):
         match = _STEP_NAME.search(uri)
         if match:
             found.append((int(match.group(1)), uri))
-    return max(found) if found else None
+    return sorted(found)
+
+
+def latest_checkpoint(store: ObjectStore, run_dir: str) -> tuple[int, str] | None:
+    """(step, uri) of the newest step checkpoint under ``run_dir``, or None for a fresh run."""
+    found = step_checkpoints(store, run_dir)
+    return found[-1] if found else None

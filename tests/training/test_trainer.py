@@ -1,0 +1,100 @@
+"""Training end to end on the real S3: single process, and 2-process torchx DDP killed and resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from torchx.runner import get_runner
+from torchx.specs import AppState
+
+from mofi.objstore import ObjectStore
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.components import train as train_component
+from training.inference import EmbeddingModel
+from training.trainer import TrainConfig, read_metrics, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(settings, uri: str, **kw) -> TrainConfig:
+    base = dict(snapshot=uri, run_name="run", model="mofi-tiny-vit", recipe="multitask", steps=30, batch_size=8,
+                lr=2e-3, warmup_steps=2, pretrained_towers=False, checkpoint_every=10, shuffle_buffer=16,
+                checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_single_process_training_learns_checkpoints_and_resumes(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    cfg = _config(settings, uri, publish_uri=f"s3://{settings.s3.models_bucket}/mofi/latest.pt")
+    result = train(cfg, settings.s3)
+    assert result.step == 30 and result.resumed_from == 0
+    losses = [m["class_loss"] for m in result.metrics]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # it learns the shapes
+    assert all(m["contrastive_loss"] > 0 for m in result.metrics)
+
+    store = ObjectStore(settings.s3)
+    ckpt = load_checkpoint(store, result.checkpoint)
+    assert ckpt["step"] == 30 and ckpt["config"]["recipe"] == "multitask"
+    assert {"optimizer", "scheduler", "model", "classes", "version"} <= set(ckpt)
+    assert [c["id"] for c in ckpt["classes"]][:1] and len(ckpt["classes"]) == ckpt["model"]["entity_head.weight"].shape[0]
+    emb = EmbeddingModel.load(cfg.publish_uri, settings.s3)
+    assert emb.version == "run-step30" and emb.embed_texts(["circle"]).shape == (1, 32)
+
+    more = train(dataclasses.replace(cfg, steps=40), settings.s3)
+    assert more.resumed_from == 30 and more.step == 40
+    assert [m["step"] for m in read_metrics(store, cfg.run_dir)] == list(range(1, 41))
+    # a finished run is not retrained
+    again = train(dataclasses.replace(cfg, steps=40), settings.s3)
+    assert again.resumed_from == 40 and again.metrics[-1]["step"] == 40
+
+
+def _wait(runner, handle, states, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = runner.status(handle)
+        if status is not None and status.state in states:
+            return status.state
+        time.sleep(0.2)
+    raise AssertionError(f"{handle} not in {states} after {timeout}s: {runner.status(handle)}")
+
+
+@pytest.mark.slow
+def test_torchx_two_process_ddp_run_is_killed_resumes_and_finishes(i2e_snapshot, tmp_path):
+    settings, uri = i2e_snapshot
+    store = ObjectStore(settings.s3)
+    cfg = _config(settings, uri, steps=60, checkpoint_every=20, batch_size=4)
+    args = []
+    for f in ("snapshot", "run_name", "model", "recipe", "steps", "batch_size", "lr", "warmup_steps",
+              "checkpoint_every", "shuffle_buffer", "checkpoint_dir"):
+        args += ["--" + f.replace("_", "-"), str(getattr(cfg, f))]
+    args.append("--no-pretrained-towers")
+    env = {**settings.to_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    app = train_component(*args, j="1x2", env=env)
+    runner = get_runner()
+    try:
+        handle = runner.run(app, scheduler="local_cwd", cfg={"log_dir": str(tmp_path / "logs")})
+        deadline = time.time() + 120
+        while latest_checkpoint(store, cfg.run_dir) is None:
+            assert time.time() < deadline, runner.status(handle)
+            assert runner.status(handle).state == AppState.RUNNING, runner.status(handle)
+            time.sleep(0.1)
+        runner.cancel(handle)
+        _wait(runner, handle, {AppState.CANCELLED, AppState.FAILED, AppState.SUCCEEDED}, 30)
+        killed_at = latest_checkpoint(store, cfg.run_dir)[0]
+        assert 20 <= killed_at < cfg.steps  # killed part-way, with a checkpoint to resume from
+
+        handle = runner.run(app, scheduler="local_cwd", cfg={"log_dir": str(tmp_path / "logs2")})
+        assert _wait(runner, handle, {AppState.SUCCEEDED, AppState.FAILED}, 300) == AppState.SUCCEEDED
+    finally:
+        runner.close()
+    step, last = latest_checkpoint(store, cfg.run_dir)
+    assert step == cfg.steps
+    metrics = read_metrics(store, cfg.run_dir)
+    assert [m["step"] for m in metrics] == list(range(1, cfg.steps + 1))
+    assert load_checkpoint(store, last)["config"]["run_name"] == "run"

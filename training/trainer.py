@@ -1,0 +1,288 @@
+"""The MOFI training loop: one process per rank (plain, or under torchrun/torchx), resumable.
+
+Why step-based: the I2E stream is endless (see ``training.data``), so every rank runs exactly
+``steps`` optimisation steps and DDP collectives always line up. Every ``checkpoint_every`` steps
+rank 0 writes model, optimizer, scheduler, step, class table and config to
+``<checkpoint_dir>/<run_name>/step-<N>.pt`` plus the loss curve (``metrics.jsonl``). Starting a
+run whose directory holds checkpoints resumes from the newest one, so a killed job (pod evicted,
+node lost, Ctrl-C) is restarted with the same command. The data stream is reseeded on resume
+rather than replayed exactly; at our step counts the difference is an epoch boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from mofi.i2e import Snapshot
+from mofi.objstore import ObjectStore, join_uri
+from mofi.settings import S3Settings
+from training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    step_checkpoint_uri,
+    step_checkpoints,
+)
+from training.data import Collate, I2EStream, StreamConfig, make_loader
+from training.losses import LossConfig, MofiLoss
+from training.models import create_model_and_transforms, get_tokenizer
+
+__all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "metrics_uri", "read_metrics"]
+
+log = logging.getLogger(__name__)
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``run_name`` names the checkpoint folder; the same name resumes.
+
+    Field help texts become the ``mofi train`` options (``training.cli``).
+    """
+
+    snapshot: str = _opt("", "I2E snapshot manifest URI (s3://<i2e_bucket>/snapshots/<version>/manifest.json).")
+    run_name: str = _opt("", "Checkpoint folder under checkpoint_dir; rerunning the same name resumes it.")
+    model: str = _opt("mofi-effnet-lite0-minilm", "Registered model config.")
+    recipe: str = _opt("multitask", "supervised | contrastive | multitask.")
+    steps: int = _opt(200, "Optimisation steps in total (including steps done before a resume).")
+    batch_size: int = _opt(32, "Images per rank per step.")
+    lr: float = _opt(3e-4, "Peak AdamW learning rate (linear warmup, cosine decay).")
+    weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases, norms, logit scale).")
+    warmup_steps: int = _opt(10, "Linear warmup steps.")
+    image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
+    pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
+    checkpoint_dir: str = _opt("s3://mofi-models/mofi", "Where run folders go: s3://bucket/prefix or a local path.")
+    checkpoint_every: int = _opt(50, "Steps between checkpoints.")
+    keep_checkpoints: int = _opt(2, "Step checkpoints kept per run (older ones are deleted after each save).")
+    publish_uri: str = _opt("", "Also write the final checkpoint here (e.g. the embedder's checkpoint URI).")
+    num_workers: int = _opt(0, "DataLoader worker processes per rank.")
+    shuffle_buffer: int = _opt(256, "Samples in the streaming shuffle buffer.")
+    seed: int = _opt(0, "Seed for initialisation and data order.")
+    cosface_scale: float = _opt(32.0, "CosFace scale s.")
+    cosface_margin: float = _opt(0.2, "CosFace margin m.")
+    max_pixels: int = _opt(40_000_000, "Images with more pixels are skipped.")
+
+    @property
+    def run_dir(self) -> str:
+        return join_uri(self.checkpoint_dir, self.run_name)
+
+    @property
+    def loss(self) -> LossConfig:
+        return LossConfig(self.recipe, self.cosface_scale, self.cosface_margin)
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    checkpoint: str
+    step: int
+    resumed_from: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class MofiTrainModule(nn.Module):
+    """What DDP wraps: the model's forward plus the entity head, so every used parameter is in it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = dict(self.model(images, texts))
+        head = getattr(self.model, "entity_head", None)
+        if head is not None:
+            out["class_cos"] = head(out["image_features"])
+        return out
+
+
+def metrics_uri(run_dir: str) -> str:
+    return join_uri(run_dir, "metrics.jsonl")
+
+
+def read_metrics(store: ObjectStore, run_dir: str) -> list[dict[str, Any]]:
+    uri = metrics_uri(run_dir)
+    if not store.exists(uri):
+        return []
+    return [json.loads(line) for line in store.get_bytes(uri).decode().splitlines() if line.strip()]
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on gains, biases, norms and the logit scale (open_clip's convention)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _warmup_cosine(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _build(cfg: TrainConfig, num_classes: int):
+    model, train_transform, _ = create_model_and_transforms(
+        cfg.model, pretrained_towers=cfg.pretrained_towers, num_classes=num_classes, image_size=cfg.image_size or None
+    )
+    if not cfg.loss.uses_text:  # supervised: the text tower and logit scale get no gradient
+        for name, p in model.named_parameters():
+            if name.startswith("text.") or name == "logit_scale":
+                p.requires_grad = False
+    return model, train_transform
+
+
+def train(cfg: TrainConfig, s3: S3Settings) -> TrainResult:
+    """Run (or resume, or confirm finished) one training run; returns where its checkpoint is."""
+    rank, world, local_rank = _dist_env()
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        return _train(cfg, s3, rank, world, device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torch.device) -> TrainResult:
+    store = ObjectStore(s3)
+    snapshot = Snapshot.load(store, cfg.snapshot)
+    loss_cfg = cfg.loss
+    num_classes = len(snapshot.classes) if loss_cfg.uses_classes else 0
+    if loss_cfg.uses_classes and num_classes == 0:
+        raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.recipe} needs them")
+    torch.manual_seed(cfg.seed)
+    model, train_transform = _build(cfg, num_classes)
+    model.to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.steps))
+
+    start, metrics = 0, []
+    found = latest_checkpoint(store, cfg.run_dir)
+    if found:
+        ckpt = load_checkpoint(store, found[1])
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start = int(ckpt["step"])
+        metrics = [m for m in read_metrics(store, cfg.run_dir) if m["step"] <= start]
+        if rank == 0:
+            log.info("resuming %s from step %d (%s)", cfg.run_dir, start, found[1])
+    classes = [asdict(c) for c in snapshot.classes]
+    if start >= cfg.steps:
+        return TrainResult(cfg.run_dir, found[1], start, start, metrics)
+
+    module: nn.Module = MofiTrainModule(model)
+    if world > 1:
+        module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    stream = I2EStream(
+        s3,
+        snapshot,
+        train_transform,
+        StreamConfig(
+            split="train",
+            text_source=loss_cfg.spec.text_source,
+            require_class=loss_cfg.uses_classes,
+            shuffle_buffer=cfg.shuffle_buffer,
+            seed=cfg.seed + start,
+            max_pixels=cfg.max_pixels,
+        ),
+        rank=rank,
+        world_size=world,
+    )
+    tokenizer = get_tokenizer(cfg.model) if loss_cfg.uses_text else None
+    loader = make_loader(stream, cfg.batch_size, Collate(num_classes, tokenizer), cfg.num_workers)
+    loss_fn = MofiLoss(loss_cfg, rank=rank, world_size=world)
+
+    def save(step: int) -> str:
+        uri = step_checkpoint_uri(cfg.run_dir, step)
+        if rank == 0:
+            save_checkpoint(store, uri, {
+                "model_name": cfg.model,
+                "image_size": cfg.image_size or None,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "classes": classes,
+                "config": asdict(cfg),
+                "version": f"{cfg.run_name}-step{step}",
+            })
+            store.put_bytes(metrics_uri(cfg.run_dir), "".join(json.dumps(m) + "\n" for m in metrics).encode())
+            older = step_checkpoints(store, cfg.run_dir)
+            for _, old in older[: max(0, len(older) - max(1, cfg.keep_checkpoints))]:
+                store.delete(old)
+        if world > 1:
+            dist.barrier()
+        return uri
+
+    module.train()
+    step, uri = start, ""
+    progress = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.run_name}", disable=rank != 0)
+    tick = time.perf_counter()
+    for batch in loader:
+        step += 1
+        images = batch["images"].to(device, non_blocking=True)
+        texts = batch["texts"].to(device) if batch["texts"] is not None else None
+        targets = batch["targets"].to(device) if batch["targets"] is not None else None
+        out = module(images, texts)
+        losses = loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out.get("class_cos"), targets)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        values = torch.stack([losses["loss"].detach(), losses["class_loss"], losses["contrastive_loss"]]).float()
+        if world > 1:
+            dist.all_reduce(values)
+            values /= world
+        now = time.perf_counter()
+        record = {
+            "step": step,
+            "loss": float(values[0]),
+            "class_loss": float(values[1]),
+            "contrastive_loss": float(values[2]),
+            "lr": scheduler.get_last_lr()[0],
+            "images_per_s": world * len(images) / max(now - tick, 1e-9),
+        }
+        tick = now
+        metrics.append(record)
+        progress.update(1)
+        progress.set_postfix(loss=f"{record['loss']:.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            uri = save(step)
+        if step >= cfg.steps:
+            break
+    progress.close()
+    if rank == 0 and cfg.publish_uri:
+        store.put_bytes(cfg.publish_uri, store.get_bytes(uri))
+    return TrainResult(cfg.run_dir, uri, step, start, metrics)
