@@ -1,0 +1,215 @@
+"""charts/mofi: strict lint, Kubernetes 1.31 strict validation of every object, and what the objects promise."""
+
+from __future__ import annotations
+
+import helm_python
+import kubernetes_validate
+import pytest
+
+from .rendering import CHART, KUBE_VERSION, VALUE_FILES, by_kind, load_values, render
+
+# Kinds whose schema ships with their operator, not with Kubernetes.
+CRD_GROUPS = {"monitoring.coreos.com/v1"}
+
+
+def pod_specs(objects):
+    return {name: d["spec"]["template"]["spec"] for name, d in by_kind(objects, "Deployment").items()}
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_FILES))
+def test_lint_strict(value_set):
+    report = helm_python.lint(CHART, load_values(value_set), strict=True, kube_version=f"v{KUBE_VERSION}",
+                              namespace="mofi")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_FILES))
+def test_every_object_validates_strictly_for_kubernetes_1_31(chart, value_set):
+    objects = render(chart, load_values(value_set))
+    assert by_kind(objects, "Deployment") and by_kind(objects, "ConfigMap")
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["apiVersion"] in CRD_GROUPS:
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{value_set}: {where}: {'.'.join(map(str, e.path))}: {e.message}")
+
+
+def test_strict_validation_catches_a_misspelt_field(chart):
+    """The validator really is strict: the check above would catch a template typo."""
+    dep = next(iter(by_kind(render(chart), "Deployment").values()))
+    dep["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFilesytem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, KUBE_VERSION, strict=True)
+
+
+def test_default_release_runs_the_four_services_and_their_stages(chart):
+    objects = render(chart)
+    commands = {name: c["containers"][0]["args"] for name, c in pod_specs(objects).items()}
+    assert commands == {
+        "mofi-ner": ["serve", "ner"],
+        "mofi-ner-stage": ["stage", "ner"],
+        "mofi-scorer": ["serve", "scorer"],
+        "mofi-scorer-stage": ["stage", "scorer"],
+        "mofi-writer": ["stage", "writer"],
+        "mofi-embedder": ["serve", "embedder"],
+    }
+    assert "mofi-indexer" in pod_specs(render(chart, load_values("everything")))
+
+
+@pytest.mark.parametrize("value_set", ["default", "everything", "gpu"])
+def test_pods_are_hardened(chart, value_set):
+    for name, spec in pod_specs(render(chart, load_values(value_set))).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["automountServiceAccountToken"] is False
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"] + spec.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]], name
+            assert container["resources"]["requests"]["memory"]
+            assert container["resources"]["limits"]["memory"]
+
+
+def test_services_have_native_grpc_probes_on_their_settings_port(chart):
+    values = load_values("everything")
+    values["settings"] = {**values["settings"], "ner": {"port": 6001}, "embedder": {"port": 6003}}
+    objects = render(chart, values)
+    specs = pod_specs(objects)
+    expected = {"mofi-ner": (6001, "mofi.v1.EntityExtractor"), "mofi-scorer": (50052, "mofi.v1.ClipScorer"),
+                "mofi-embedder": (6003, "mofi.v1.Embedder")}
+    services = by_kind(objects, "Service")
+    for name, (port, health) in expected.items():
+        c = specs[name]["containers"][0]
+        assert {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"] == port
+        assert c["readinessProbe"]["grpc"] == {"port": port, "service": health}
+        assert c["startupProbe"]["grpc"] == {"port": port, "service": health}
+        assert c["livenessProbe"]["grpc"] == {"port": port}  # overall server health, service ""
+        svc_ports = {p["name"]: p for p in services[name]["spec"]["ports"]}
+        assert svc_ports["grpc"]["port"] == port and svc_ports["grpc"]["appProtocol"] == "grpc"
+    policy = by_kind(objects, "NetworkPolicy")["mofi"]
+    grpc_rule = policy["spec"]["ingress"][0]
+    assert sorted(p["port"] for p in grpc_rule["ports"]) == [6001, 6003, 50052]
+
+
+def test_stages_expose_metrics_only(chart):
+    objects = render(chart)
+    writer = pod_specs(objects)["mofi-writer"]["containers"][0]
+    assert [p["name"] for p in writer["ports"]] == ["metrics"]
+    assert writer["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert "readinessProbe" not in writer
+    minimal = render(chart, load_values("minimal"))
+    bare = pod_specs(minimal)["mofi-writer"]["containers"][0]
+    assert "ports" not in bare and "livenessProbe" not in bare
+    assert not by_kind(minimal, "Service")
+
+
+def test_autoscaled_deployments_leave_replicas_to_the_hpa(chart):
+    objects = render(chart)
+    hpas = by_kind(objects, "HorizontalPodAutoscaler")
+    for name, dep in by_kind(objects, "Deployment").items():
+        assert ("replicas" in dep["spec"]) == (name not in hpas), name
+    assert hpas["mofi-scorer"]["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "mofi-scorer"}
+    assert "mofi-writer" not in hpas
+
+
+def test_disruption_budgets_select_their_component(chart):
+    objects = render(chart, load_values("everything"))
+    pdbs = by_kind(objects, "PodDisruptionBudget")
+    deployments = by_kind(objects, "Deployment")
+    for name, pdb in pdbs.items():
+        assert pdb["spec"]["selector"] == deployments[name]["spec"]["selector"]
+    assert pdbs["mofi-embedder"]["spec"] == {"minAvailable": 1, "selector": pdbs["mofi-embedder"]["spec"]["selector"]}
+    assert pdbs["mofi-ner"]["spec"]["maxUnavailable"] == 1
+
+
+def test_pipeline_role_can_run_torchx_volcano_jobs_and_roll_only_the_embedder(chart):
+    objects = render(chart, load_values("everything"))
+    rules = by_kind(objects, "Role")["mofi-pipeline"]["rules"]
+
+    def allowed(group, resource, verb, name=None):
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+                   and (name is None or name in r.get("resourceNames", [name])) for r in rules)
+
+    for verb in ("create", "get", "list", "watch", "delete"):
+        assert allowed("batch.volcano.sh", "jobs", verb)
+    assert allowed("batch.volcano.sh", "jobs/status", "update")
+    assert allowed("", "pods/log", "get") and allowed("", "pods", "watch")
+    assert allowed("apps", "deployments", "patch", "mofi-embedder")
+    assert not allowed("apps", "deployments", "patch", "mofi-ner")
+    assert not allowed("", "secrets", "get")
+    binding = by_kind(objects, "RoleBinding")["mofi-pipeline"]
+    assert {(s["name"], s["namespace"]) for s in binding["subjects"]} == {
+        ("mofi-pipeline", "mofi"), ("default-editor", "kubeflow-user-example-com")}
+    assert "mofi-pipeline" in by_kind(objects, "ServiceAccount")
+
+
+def test_network_policy_restricts_egress_only_when_asked(chart):
+    open_policy = by_kind(render(chart), "NetworkPolicy")["mofi"]["spec"]
+    assert open_policy["policyTypes"] == ["Ingress"]
+    closed = by_kind(render(chart, load_values("everything")), "NetworkPolicy")["mofi"]["spec"]
+    assert closed["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for p in closed["egress"][0]["ports"]} == {53}
+    assert closed["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+
+
+def test_service_monitor_needs_the_crd_or_an_explicit_skip(chart):
+    values = load_values("everything")
+    assert "mofi" in by_kind(render(chart, values), "ServiceMonitor")
+    values["metrics"]["serviceMonitor"]["skipCapabilityCheck"] = False
+    assert not by_kind(render(chart, values), "ServiceMonitor")  # offline render: no CRD visible
+    monitor = by_kind(render(chart, load_values("everything")), "ServiceMonitor")["mofi"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_knowledge_base_is_fetched_or_mounted(chart):
+    fetched = pod_specs(render(chart))["mofi-ner"]
+    (init,) = fetched["initContainers"]
+    assert init["command"][-2:] == ["s3://mofi-corpus/kb/kb.jsonl", "/var/lib/mofi/kb/kb.jsonl"]
+    assert {"name": "knowledge-base", "emptyDir": {}} in fetched["volumes"]
+    mounted = pod_specs(render(chart, load_values("everything")))["mofi-ner"]
+    assert "initContainers" not in mounted
+    assert {"name": "knowledge-base", "persistentVolumeClaim": {"claimName": "mofi-kb", "readOnly": True}} \
+        in mounted["volumes"]
+    assert "initContainers" not in pod_specs(render(chart))["mofi-scorer"]
+
+
+def test_image_reference_and_config_checksum(chart):
+    spec = pod_specs(render(chart, load_values("everything")))["mofi-embedder"]
+    assert spec["containers"][0]["image"] == (
+        "registry.example.com/ml/mofi:0.1.0@sha256:" + "0123456789abcdef" * 4)
+    assert pod_specs(render(chart))["mofi-ner"]["containers"][0]["image"] == "mofi:0.1.0"
+
+    def checksum(values):
+        dep = by_kind(render(chart, values), "Deployment")["mofi-writer"]
+        return dep["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
+
+    assert checksum({}) != checksum({"settings": {"writer": {"shard_size": 64}}})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"terminationGracePeriodSeconds": 10}, "must exceed settings.grpc.grace_s"),
+    ({"settings": {"ner": {"kb_path": "/data/kb.jsonl"}}}, "must lie inside knowledgeBase.mountPath"),
+    ({"components": {"writer": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}},
+     "minReplicas exceeds maxReplicas"),
+    ({"components": {"ner": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}}, "not both"),
+    ({"components": {"writer": {"command": "serve"}}}, "grpcHealthService"),
+    ({"components": {"writer": {"command": "serve", "grpcHealthService": "x"}}}, "settings.writer has no port"),
+    ({"metrics": {"serviceMonitor": {"enabled": True, "skipCapabilityCheck": True}},
+      "settings": {"grpc": {"metrics_port": 0}}}, "metrics_port > 0"),
+    ({"credentials": {"existingSecret": ""}}, "existingSecret"),
+])
+def test_inconsistent_values_fail_with_a_clear_message(chart, values, message):
+    with pytest.raises(helm_python.HelmError, match=message):
+        render(chart, values)
