@@ -19,7 +19,7 @@ import click
 
 from training.trainer import TrainConfig
 
-__all__ = ["train"]
+__all__ = ["train", "evaluate", "build_config"]
 
 #: TrainConfig fields whose default comes from the settings object (section ``training``).
 SETTINGS_DEFAULTS = ("model", "recipe", "checkpoint_dir", "checkpoint_every")
@@ -60,3 +60,50 @@ def train(settings: Any, **options: Any) -> None:
         last = result.metrics[-1] if result.metrics else {}
         click.echo(json.dumps({"run_dir": result.run_dir, "checkpoint": result.checkpoint, "step": result.step,
                                "resumed_from": result.resumed_from, "loss": last.get("loss")}))
+
+
+@click.command("eval")
+@click.option("--benchmark", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder in GPR1200 layout ({class}_{name}.png, optional domains.json / classes.json).")
+@click.option("--checkpoint", default=None, help="MOFI checkpoint, local path or s3:// [default: settings embedder.checkpoint].")
+@click.option("--baseline", type=click.Choice(["imagenet-effnet-lite0"]), default=None,
+              help="Evaluate frozen ImageNet features instead of a checkpoint.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the results JSON here.")
+@click.option("--run-dir", "run_dirs", multiple=True, help="Training run folder(s) whose loss curves to plot (repeatable).")
+@click.option("--curves", type=click.Path(dir_okay=False), default=None, help="PNG of the training curves of --run-dir runs.")
+@click.pass_obj
+def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: str | None, out_path: str | None,
+             run_dirs: tuple[str, ...], curves: str | None) -> None:
+    """Retrieval mAP (GPR1200 protocol, per domain), zero-shot and linear-probe accuracy; curves PNG."""
+    from pathlib import Path
+
+    from training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
+
+    bench = load_benchmark(benchmark)
+    if baseline:
+        from training.baselines import imagenet_effnet_lite0_embedder
+
+        emb = embed_benchmark(bench, imagenet_effnet_lite0_embedder())
+        results = {"model": baseline, "version": baseline, **evaluate_embeddings(bench, emb)}
+    else:
+        from training.inference import EmbeddingModel
+
+        model = EmbeddingModel.load(checkpoint or settings.embedder.checkpoint, settings.s3)
+        emb = embed_benchmark(bench, model.embed_images)
+        results = {"model": model.model_name, "version": model.version,
+                   **evaluate_embeddings(bench, emb, model.embed_texts)}
+    if curves:
+        if not run_dirs:
+            raise click.UsageError("--curves needs at least one --run-dir")
+        from mofi.objstore import ObjectStore
+        from training.curves import plot_training_curves
+        from training.trainer import read_metrics
+
+        store = ObjectStore(settings.s3)
+        runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}
+        results["curves"] = str(plot_training_curves(runs, curves))
+    text = json.dumps(results, indent=2)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(text + "\n")
+    click.echo(text)

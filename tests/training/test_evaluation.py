@@ -1,0 +1,113 @@
+"""GPR1200-protocol mAP against sklearn's AP, zero-shot, linear probe, and `mofi eval` end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import average_precision_score
+
+import training
+from mofi.cli import main
+from tests.training.conftest import COLOURS, SHAPES, draw
+from training.checkpoint import save_checkpoint
+from training.evaluation import (
+    average_precisions,
+    linear_probe_accuracy,
+    load_benchmark,
+    retrieval_map,
+    zero_shot_accuracy,
+)
+from mofi.objstore import ObjectStore
+from mofi.settings import S3Settings
+
+
+def test_every_image_queries_the_whole_set_itself_included():
+    rng = np.random.default_rng(0)
+    labels = np.array(list("aaabbbbcc"))
+    emb = rng.normal(size=(9, 5)) + np.where(labels[:, None] == "a", 1.0, 0.0)
+    aps = average_precisions(emb, labels)
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for q in range(9):  # sklearn's (full) AP over the whole set, the query included as a relevant item
+        assert aps[q] == pytest.approx(average_precision_score(labels == labels[q], x @ x[q]))
+    # the query itself ranks first, so a singleton-like perfect clustering gives mAP 1
+    perfect = np.eye(3)[[0, 0, 1, 1, 2, 2]] + 0.01 * rng.normal(size=(6, 3))
+    assert retrieval_map(perfect, list("aabbcc"), ["d1"] * 6)["map"] == pytest.approx(1.0)
+
+
+def test_per_domain_map_averages_that_domains_queries():
+    rng = np.random.default_rng(1)
+    labels = np.array(list("aabbccdd"))
+    domains = np.array(["x"] * 4 + ["y"] * 4)
+    emb = rng.normal(size=(8, 4))
+    aps = average_precisions(emb, labels)
+    out = retrieval_map(emb, labels, domains)
+    assert out["map_per_domain"] == pytest.approx({"x": aps[:4].mean(), "y": aps[4:].mean()})
+    assert out["map"] == pytest.approx(aps.mean())
+
+
+def test_zero_shot_and_linear_probe():
+    rng = np.random.default_rng(2)
+    centres = {c: rng.normal(size=8) for c in "abc"}
+    labels = [c for c in "abc" for _ in range(6)]
+    emb = np.stack([centres[c] + 0.1 * rng.normal(size=8) for c in labels])
+    assert zero_shot_accuracy(emb, labels, centres) == 1.0
+    swapped = {"a": centres["b"], "b": centres["a"], "c": centres["c"]}
+    assert zero_shot_accuracy(emb, labels, swapped) == pytest.approx(1 / 3)
+    assert linear_probe_accuracy(emb, labels) == 1.0
+    noise = rng.normal(size=(60, 8))
+    pick = random.Random(3)
+    assert linear_probe_accuracy(noise, [pick.choice("abcde") for _ in range(60)]) < 0.6
+
+
+@pytest.fixture()
+def shapes_benchmark(tmp_path):
+    rng = random.Random(5)
+    root = tmp_path / "bench"
+    root.mkdir()
+    for shape in SHAPES:
+        for colour in COLOURS:
+            for k in range(2):
+                (root / f"{shape.split(':')[1]}_{colour.split(':')[1]}{k}.png").write_bytes(draw(shape, colour, rng, 64))
+    (root / "domains.json").write_text(json.dumps({"circle": "round", "square": "angular", "triangle": "angular", "cross": "angular"}))
+    (root / "classes.json").write_text(json.dumps({"circle": {"name": "circle", "description": SHAPES["wn:circle"][1]}}))
+    (root / "README.txt").write_text("not an image")
+    return root
+
+
+def test_benchmark_layout(shapes_benchmark):
+    bench = load_benchmark(shapes_benchmark)
+    assert len(bench.images) == 16 and set(bench.labels) == {"circle", "square", "triangle", "cross"}
+    assert set(bench.domains) == {"round", "angular"}
+    assert bench.class_text["circle"].startswith("circle: ellipse") and bench.class_text["cross"] == "cross"
+
+
+def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(shapes_benchmark, tmp_path):
+    model, _, _ = training.create_model_and_transforms("mofi-tiny-vit")
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ObjectStore(S3Settings()), str(ckpt), {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": "tiny-0"})
+    run_dir = tmp_path / "runs" / "multitask"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "loss": 5 - s / 10, "class_loss": 4 - s / 10, "contrastive_loss": 2.0}) + "\n" for s in range(1, 30)))
+    out = tmp_path / "results.json"
+    png = tmp_path / "curves.png"
+    runner = CliRunner()
+    res = runner.invoke(main, ["eval", "--benchmark", str(shapes_benchmark), "--checkpoint", str(ckpt), "--out", str(out),
+                               "--run-dir", str(run_dir), "--curves", str(png)])
+    assert res.exit_code == 0, res.output
+    results = json.loads(out.read_text())
+    assert results["version"] == "tiny-0" and results["num_images"] == 16
+    assert set(results["map_per_domain"]) == {"round", "angular"}
+    assert 0 < results["map"] <= 1 and 0 <= results["zero_shot_top1"] <= 1 and 0 <= results["linear_probe_top1"] <= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    res = runner.invoke(main, ["eval", "--benchmark", str(shapes_benchmark), "--baseline", "imagenet-effnet-lite0"])
+    assert res.exit_code == 0, res.output
+    base = json.loads(res.output[res.output.index("{"):])
+    chance = np.mean([average_precisions(np.random.default_rng(s).normal(size=(16, 8)), load_benchmark(shapes_benchmark).labels).mean()
+                      for s in range(20)])
+    assert base["zero_shot_top1"] is None and base["map"] > chance + 0.15  # ImageNet features see shapes
