@@ -1,0 +1,45 @@
+"""The persisted record of pairs dropped because the image shows none of their candidate entities.
+
+Why one object per pair (``s3://<i2e_bucket>/no-entity/<pair_id>.json``) rather than a counter:
+the scorer stage is at-least-once, so after a crash it may score a pair twice. Writing the same
+key twice is idempotent, so the number of objects is the exact number of dropped pairs, and every
+pair the pipeline consumed is accounted for (shard, dead letter, or here). The objects also keep
+the rejected candidates and their scores, which is what threshold calibration looks at.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from mofi.objstore import ObjectStore
+from mofi.v1 import records_pb2
+
+__all__ = ["NO_ENTITY_PREFIX", "no_entity_prefix", "record_no_entity", "count_no_entity", "iter_no_entity"]
+
+NO_ENTITY_PREFIX = "no-entity"
+
+
+def no_entity_prefix(i2e_bucket: str) -> str:
+    return f"s3://{i2e_bucket}/{NO_ENTITY_PREFIX}/"
+
+
+def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERecord) -> None:
+    body = {
+        "pair_id": rec.pair.pair_id,
+        "text": rec.pair.text,
+        "source": rec.pair.source,
+        "scorer_model": rec.scorer_model,
+        "dropped": [{"id": c.entity_id, "name": c.name, "score": round(c.clip_score, 6)} for c in rec.dropped],
+    }
+    store.put_bytes(f"{no_entity_prefix(i2e_bucket)}{rec.pair.pair_id}.json", json.dumps(body).encode(),
+                    content_type="application/json")
+
+
+def count_no_entity(store: ObjectStore, i2e_bucket: str) -> int:
+    return sum(1 for _ in store.list(no_entity_prefix(i2e_bucket)))
+
+
+def iter_no_entity(store: ObjectStore, i2e_bucket: str) -> Iterator[dict]:
+    for uri in store.list(no_entity_prefix(i2e_bucket)):
+        yield json.loads(store.get_bytes(uri))
