@@ -55,7 +55,10 @@ def train(settings: Any, **options: Any) -> None:
     from training.trainer import train as run_training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    result = run_training(build_config(settings, options), settings.s3)
+    try:
+        result = run_training(build_config(settings, options), settings.s3)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     if int(os.environ.get("RANK", 0)) == 0:
         last = result.metrics[-1] if result.metrics else {}
         click.echo(json.dumps({"run_dir": result.run_dir, "checkpoint": result.checkpoint, "step": result.step,
@@ -79,16 +82,25 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
 
     from training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
 
-    bench = load_benchmark(benchmark)
+    try:
+        bench = load_benchmark(benchmark)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     if baseline:
         from training.baselines import imagenet_effnet_lite0_embedder
 
         emb = embed_benchmark(bench, imagenet_effnet_lite0_embedder())
         results = {"model": baseline, "version": baseline, **evaluate_embeddings(bench, emb)}
     else:
+        from minio.error import S3Error
+
         from training.inference import EmbeddingModel
 
-        model = EmbeddingModel.load(checkpoint or settings.embedder.checkpoint, settings.s3)
+        uri = checkpoint or settings.embedder.checkpoint
+        try:
+            model = EmbeddingModel.load(uri, settings.s3)
+        except (OSError, KeyError, RuntimeError, S3Error) as e:
+            raise click.ClickException(f"cannot load checkpoint {uri}: {e}") from None
         emb = embed_benchmark(bench, model.embed_images)
         results = {"model": model.model_name, "version": model.version,
                    **evaluate_embeddings(bench, emb, model.embed_texts)}

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from minio.error import S3Error
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -36,10 +37,10 @@ from training.checkpoint import (
     step_checkpoints,
 )
 from training.data import Collate, I2EStream, StreamConfig, make_loader
-from training.losses import LossConfig, MofiLoss
-from training.models import create_model_and_transforms, get_tokenizer
+from training.losses import RECIPES, LossConfig, MofiLoss
+from training.models import create_model_and_transforms, get_tokenizer, model_spec
 
-__all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "metrics_uri", "read_metrics"]
+__all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "load_snapshot", "metrics_uri", "read_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,31 @@ def train(cfg: TrainConfig, s3: S3Settings) -> TrainResult:
             dist.destroy_process_group()
 
 
+def load_snapshot(store: ObjectStore, uri: str) -> Snapshot:
+    """The snapshot at ``uri``; a missing or malformed one is a ``ValueError`` naming it."""
+    if not uri:
+        raise ValueError("no snapshot given (--snapshot s3://<i2e_bucket>/snapshots/<version>/manifest.json)")
+    try:
+        return Snapshot.load(store, uri)
+    except (OSError, S3Error, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot read snapshot {uri}: {e}") from e
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
+    model_spec(cfg.model)  # raises ValueError naming the registered models
+    if not cfg.run_name or "/" in cfg.run_name:
+        raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
+    for name in ("steps", "batch_size", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+
+
 def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torch.device) -> TrainResult:
+    _check(cfg)
     store = ObjectStore(s3)
-    snapshot = Snapshot.load(store, cfg.snapshot)
+    snapshot = load_snapshot(store, cfg.snapshot)
     loss_cfg = cfg.loss
     num_classes = len(snapshot.classes) if loss_cfg.uses_classes else 0
     if loss_cfg.uses_classes and num_classes == 0:

@@ -98,3 +98,21 @@ def test_torchx_two_process_ddp_run_is_killed_resumes_and_finishes(i2e_snapshot,
     metrics = read_metrics(store, cfg.run_dir)
     assert [m["step"] for m in metrics] == list(range(1, cfg.steps + 1))
     assert load_checkpoint(store, last)["config"]["run_name"] == "run"
+
+
+def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
+    from click.testing import CliRunner
+
+    from mofi.cli import main
+
+    env = settings.to_env()
+    runner = CliRunner()
+    missing = f"s3://{settings.s3.i2e_bucket}/snapshots/none/manifest.json"
+    res = runner.invoke(main, ["train", "--snapshot", missing, "--run-name", "r", "--model", "mofi-tiny-vit"], env=env)
+    assert res.exit_code == 1 and f"cannot read snapshot {missing}" in res.output
+    res = runner.invoke(main, ["train", "--snapshot", missing, "--run-name", "r", "--recipe", "clip"], env=env)
+    assert res.exit_code == 1 and "unknown recipe 'clip'" in res.output
+    res = runner.invoke(main, ["train", "--snapshot", missing, "--run-name", "r", "--model", "resnet"], env=env)
+    assert res.exit_code == 1 and "unknown MOFI model 'resnet'" in res.output
+    res = runner.invoke(main, ["eval", "--benchmark", str(REPO / "training"), "--checkpoint", "/nonexistent.pt"], env=env)
+    assert res.exit_code == 1 and "no {class}_{name}" in res.output
