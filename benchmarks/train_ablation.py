@@ -44,7 +44,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-3, help="heads; towers get lr x --tower-lr-scale")
+    p.add_argument("--tower-lr-scale", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", default="s3://mofi-models/ablation")
     p.add_argument("--recipes", default=",".join(RECIPES))
@@ -57,14 +58,15 @@ def main() -> None:
     bench = load_benchmark(args.benchmark)
     rows, curves = [], {}
     common = (f"--snapshot {args.snapshot} --model {args.model} --steps {args.steps} --batch-size {args.batch_size} "
-              f"--image-size {args.image_size} --lr {args.lr} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
+              f"--image-size {args.image_size} --lr {args.lr} --tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
 
     res = evaluate_embeddings(bench, embed_benchmark(bench, imagenet_effnet_lite0_embedder(args.image_size or 224)))
     rows.append(_row("frozen ImageNet EfficientNet-Lite0 (no training)", res, 0.0,
                      f"mofi eval --benchmark {args.benchmark} --baseline imagenet-effnet-lite0"))
     for recipe in args.recipes.split(","):
         cfg = TrainConfig(snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, seed=args.seed,
+                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
+                          image_size=args.image_size, seed=args.seed,
                           checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels)
         start = time.perf_counter()
         result = train(cfg, settings.s3)
@@ -79,7 +81,8 @@ def main() -> None:
 
     plot_training_curves(curves, out / "curves.png")
     summary = {"snapshot": args.snapshot, "benchmark": args.benchmark, "num_images": len(bench.images),
-               "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size, "lr": args.lr},
+               "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size, "lr": args.lr,
+                          "tower_lr_scale": args.tower_lr_scale, "seed": args.seed, "model": args.model},
                "rows": rows}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     domains = sorted(rows[0]["map_per_domain"])

@@ -66,6 +66,7 @@ class TrainConfig:
     batch_size: int = _opt(32, "Images per rank per step.")
     lr: float = _opt(3e-4, "Peak AdamW learning rate (linear warmup, cosine decay).")
     weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases, norms, logit scale).")
+    tower_lr_scale: float = _opt(0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch).")
     warmup_steps: int = _opt(10, "Linear warmup steps.")
     image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
     pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
@@ -124,14 +125,25 @@ def read_metrics(store: ObjectStore, run_dir: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in store.get_bytes(uri).decode().splitlines() if line.strip()]
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on gains, biases, norms and the logit scale (open_clip's convention)."""
-    decay, no_decay = [], []
+#: Parameters that are not tower weights: projections, entity head, logit scale (open_clip names).
+HEAD_PREFIXES = ("visual.head.", "visual.proj", "text.proj", "text_projection", "entity_head.", "logit_scale")
+
+
+def _param_groups(model: nn.Module, weight_decay: float, lr: float, tower_lr_scale: float) -> list[dict[str, Any]]:
+    """AdamW groups: towers at ``lr * tower_lr_scale`` (fine-tuning pretrained weights gently keeps
+    what ImageNet/MiniLM learnt while the new projections and entity head train at full rate); no
+    weight decay on gains, biases, norms and the logit scale (open_clip's convention)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        tower = not name.startswith(HEAD_PREFIXES)
+        decay = p.ndim >= 2 and "logit_scale" not in name
+        groups.setdefault((tower, decay), []).append(p)
+    return [
+        {"params": params, "lr": lr * (tower_lr_scale if tower else 1.0), "weight_decay": weight_decay if decay else 0.0}
+        for (tower, decay), params in sorted(groups.items())
+    ]
 
 
 def _warmup_cosine(warmup: int, total: int):
@@ -205,7 +217,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
     torch.manual_seed(cfg.seed)
     model, train_transform = _build(cfg, num_classes)
     model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.tower_lr_scale), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.steps))
 
     start, metrics = 0, []

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _config(settings, uri: str, **kw) -> TrainConfig:
     base = dict(snapshot=uri, run_name="run", model="mofi-tiny-vit", recipe="multitask", steps=30, batch_size=8,
-                lr=2e-3, warmup_steps=2, pretrained_towers=False, checkpoint_every=10, shuffle_buffer=16,
+                lr=2e-3, tower_lr_scale=1.0, warmup_steps=2, pretrained_towers=False, checkpoint_every=10, shuffle_buffer=16,
                 checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi")
     return TrainConfig(**{**base, **kw})
 
