@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from mofi.i2e import I2ESample
 from mofi.v1 import records_pb2
 
-__all__ = ["InvalidRecord", "MIME_EXT", "parse_record", "record_to_sample"]
+__all__ = ["InvalidRecord", "MIME_EXT", "parse_record", "pair_image_bytes", "record_to_sample"]
 
 MIME_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp"}
 
@@ -18,15 +18,34 @@ class InvalidRecord(ValueError):
     """The record cannot become an I2E sample; ``str(e)`` is the dead-letter reason."""
 
 
-def parse_record(value: bytes | None) -> records_pb2.I2ERecord:
+def parse_record(value: bytes | None, message_type: type[Message] = records_pb2.I2ERecord) -> Message:
+    """A Kafka record value as ``message_type`` (any mofi.v1 record), or :class:`InvalidRecord`."""
     if not value:
         raise InvalidRecord("empty record")
-    rec = records_pb2.I2ERecord()
+    rec = message_type()
     try:
         rec.ParseFromString(value)
     except DecodeError as e:
-        raise InvalidRecord(f"not a mofi.v1.I2ERecord: {e}") from None
+        raise InvalidRecord(f"not a {message_type.DESCRIPTOR.full_name}: {e}") from None
     return rec
+
+
+def pair_image_bytes(pair: records_pb2.Pair, fetch: Callable[[str], bytes], max_bytes: int = 0) -> bytes:
+    """The encoded image of a pair, inline or read by reference (``max_bytes`` > 0 bounds a reference)."""
+    which = pair.WhichOneof("image")
+    if which == "image_ref":
+        ref = pair.image_ref
+        if max_bytes and ref.size_bytes > max_bytes:
+            raise InvalidRecord(f"image of {ref.size_bytes} bytes exceeds the limit of {max_bytes}")
+        try:
+            image = fetch(ref.uri)
+        except Exception as e:  # a missing or unreadable object is a property of this record
+            raise InvalidRecord(f"image {ref.uri} unreadable: {e}") from None
+    else:
+        image = pair.image_bytes if which == "image_bytes" else b""
+    if not image:
+        raise InvalidRecord("record has no image")
+    return image
 
 
 def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) -> I2ESample:
@@ -39,18 +58,7 @@ def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) 
     ext = MIME_EXT.get(pair.image_mime.lower())
     if ext is None:
         raise InvalidRecord(f"unsupported image mime {pair.image_mime!r}")
-    which = pair.WhichOneof("image")
-    if which == "image_bytes":
-        image = pair.image_bytes
-    elif which == "image_ref":
-        try:
-            image = fetch(pair.image_ref.uri)
-        except Exception as e:  # a missing or unreadable object is a property of this record
-            raise InvalidRecord(f"image {pair.image_ref.uri} unreadable: {e}") from None
-    else:
-        image = b""
-    if not image:
-        raise InvalidRecord("record has no image")
+    image = pair_image_bytes(pair, fetch)
     meta = {
         "text": pair.text,
         "source": pair.source,
