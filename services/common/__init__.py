@@ -1,0 +1,1 @@
+"""Scaffolding every service shares: gRPC server, dynamic batching, image decoding, Kafka stage."""
