@@ -230,3 +230,14 @@ def test_image_reference_and_config_checksum(chart):
 def test_inconsistent_values_fail_with_a_clear_message(chart, values, message):
     with pytest.raises(helm_python.HelmError, match=message):
         render(chart, values)
+
+
+def test_readiness_probes_ask_for_services_the_protos_define(chart):
+    """Probe service names are the full names servers register with grpc.health (package.Service)."""
+    from mofi.v1 import embedder_pb2, ner_pb2, scorer_pb2
+
+    defined = {s.full_name for m in (ner_pb2, scorer_pb2, embedder_pb2) for s in m.DESCRIPTOR.services_by_name.values()}
+    asked = {c["containers"][0]["readinessProbe"]["grpc"]["service"]
+             for c in pod_specs(render(chart)).values() if "readinessProbe" in c["containers"][0]}
+    assert asked == {"mofi.v1.EntityExtractor", "mofi.v1.ClipScorer", "mofi.v1.Embedder"}
+    assert asked <= defined
