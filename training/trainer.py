@@ -164,9 +164,10 @@ def _build(cfg: TrainConfig, num_classes: int):
     model, train_transform, _ = create_model_and_transforms(
         cfg.model, pretrained_towers=cfg.pretrained_towers, num_classes=num_classes, image_size=cfg.image_size or None
     )
-    if not cfg.loss.uses_text:  # supervised: the text tower and logit scale get no gradient
-        for name, p in model.named_parameters():
-            if name.startswith("text.") or name == "logit_scale":
+    if not cfg.loss.uses_text:  # supervised: only the image path (tower + entity head) gets gradients
+        image_path = {id(p) for p in model.visual.parameters()} | {id(p) for p in model.entity_head.parameters()}
+        for p in model.parameters():
+            if id(p) not in image_path:
                 p.requires_grad = False
     return model, train_transform
 

@@ -116,3 +116,12 @@ def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
     assert res.exit_code == 1 and "unknown MOFI model 'resnet'" in res.output
     res = runner.invoke(main, ["eval", "--benchmark", str(REPO / "training"), "--checkpoint", "/nonexistent.pt"], env=env)
     assert res.exit_code == 1 and "no {class}_{name}" in res.output
+
+
+def test_supervised_recipe_trains_only_the_image_path():
+    from training.trainer import _build
+
+    for name in ("mofi-tiny-vit", "mofi-effnet-lite0-minilm"):
+        model, _ = _build(TrainConfig(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False), 3)
+        trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable == {"visual", "entity_head"}, (name, trainable)
