@@ -14,12 +14,12 @@ from pathlib import Path
 from kafka import KafkaConsumer
 from PIL import Image
 
-from mofi.i2e import iter_shard, list_shards
+from mofi.i2e import iter_shard, list_shards, read_manifest
 from mofi.kafka import DEAD_LETTER_REASON_HEADER
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import records_pb2
-from services.scorer.drops import iter_no_entity
+from services.scorer.drops import iter_no_entity, no_entity_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,3 +104,11 @@ def account(settings: Settings, store: ObjectStore) -> Accounting:
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     ids = [s.pair_id for uri in list_shards(store, prefix) for s in iter_shard(store, uri, verify=True)]
     return Accounting(ids, dead_letters(settings), {d["pair_id"] for d in iter_no_entity(store, settings.s3.i2e_bucket)})
+
+
+def visible_pairs(settings: Settings, store: ObjectStore) -> list[str]:
+    """Pair ids in complete shards (from manifests, with multiplicity) plus no-entity drops: cheap to poll."""
+    prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
+    ids = [p for uri in list_shards(store, prefix) for p in read_manifest(store, uri)["pair_ids"]]
+    drops = [uri.rsplit("/", 1)[1].removesuffix(".json") for uri in store.list(no_entity_prefix(settings.s3.i2e_bucket))]
+    return ids + drops

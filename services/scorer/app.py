@@ -1,0 +1,76 @@
+"""Process entry points of the scorer: the gRPC service (`mofi serve scorer`) and the Kafka stage
+(`mofi stage scorer`). Both load the model named by ``settings.scorer.checkpoint``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from mofi.objstore import ObjectStore
+from mofi.settings import Settings
+from mofi.v1 import scorer_pb2_grpc
+from services.common.batching import DynamicBatcher
+from services.common.server import serve
+from services.common.stage import KafkaStage
+from services.scorer.candidates import CandidateScorer
+from services.scorer.scoring import ClipScorer
+from services.scorer.service import SERVICE_NAME, ClipScorerService
+from services.scorer.stage import CandidateHandler, scorer_stage
+from training.inference import EmbeddingModel
+
+__all__ = ["load_model", "build_server", "build_stage", "serve_main", "stage_main"]
+
+log = logging.getLogger(__name__)
+
+
+def load_model(settings: Settings, checkpoint: str | None = None) -> EmbeddingModel:
+    """Any open_clip model saved as a checkpoint (``training.checkpoint``), local path or s3:// URI."""
+    uri = checkpoint or settings.scorer.checkpoint
+    log.info("loading scorer model from %s", uri)
+    return EmbeddingModel.load(uri, settings.s3)
+
+
+def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None):
+    """The running gRPC server (health, reflection, metrics) around one scorer and its batcher."""
+    cfg = settings.scorer
+    batcher = DynamicBatcher(scorer.score_many, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
+    service = ClipScorerService(scorer, batcher, cfg.max_image_bytes, settings.data.max_pixels)
+    return serve([(scorer_pb2_grpc.add_ClipScorerServicer_to_server, service)], [SERVICE_NAME],
+                 cfg.port if port is None else port, settings.grpc)
+
+
+def build_stage(settings: Settings, scorer: ClipScorer,
+                store: ObjectStore | None = None) -> tuple[KafkaStage, CandidateHandler]:
+    """The scorer's Kafka stage and its handler (whose ``counts`` say what became of each pair)."""
+    store = store or ObjectStore(settings.s3)
+    core = CandidateScorer(scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes,
+                           settings.data.max_pixels)
+    return scorer_stage(settings, core, store)
+
+
+def _until_signalled() -> threading.Event:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    return done
+
+
+def serve_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = build_server(settings, ClipScorer(load_model(settings)))
+    log.info("ClipScorer serving on port %s", server.port)
+    _until_signalled().wait()
+    server.stop(settings.grpc.grace_s)
+
+
+def stage_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stage, handler = build_stage(settings, ClipScorer(load_model(settings)))
+    done = _until_signalled()
+    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
+    try:
+        stage.run()
+    finally:
+        stage.close()
+    log.info("scorer stage stopped: %s", handler.counts)

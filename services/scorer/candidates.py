@@ -1,0 +1,69 @@
+"""Candidate pairs (NER output) -> I2E records, no-entity drops, or dead letters with a reason.
+
+The pure part of the scorer's Kafka stage: it decides, the stage adapter sends. A batch of records
+is scored with one image forward pass so the stage runs at the model's batch throughput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Sequence
+
+from mofi.v1 import records_pb2
+from services.common.images import InvalidInput, decode_image
+from services.scorer.filtering import apply_threshold, candidate_texts
+from services.scorer.scoring import ClipScorer
+from services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
+
+__all__ = ["Kind", "Verdict", "CandidateScorer"]
+
+
+class Kind(Enum):
+    I2E = "i2e"  # at least one entity kept: goes to the I2E topic
+    NO_ENTITY = "no_entity"  # the image shows none of the candidates: counted and dropped
+    DEAD_LETTER = "dead_letter"  # the record itself is unusable
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    record: records_pb2.I2ERecord | None = None
+    reason: str = ""
+
+
+class CandidateScorer:
+    """Scores batches of serialized ``CandidatePair`` records against a threshold."""
+
+    def __init__(self, scorer: ClipScorer, threshold: float, fetch: Callable[[str], bytes],
+                 max_image_bytes: int, max_pixels: int):
+        self.scorer = scorer
+        self.threshold = threshold
+        self.fetch = fetch
+        self.max_image_bytes = max_image_bytes
+        self.max_pixels = max_pixels
+
+    def _prepare(self, value: bytes | None):
+        cand = parse_record(value, records_pb2.CandidatePair)
+        if not cand.pair.pair_id:
+            raise InvalidRecord("record has no pair id")
+        data = pair_image_bytes(cand.pair, self.fetch, self.max_image_bytes)
+        image = decode_image(data, self.max_image_bytes, self.max_pixels)
+        return cand, image
+
+    def process(self, values: Sequence[bytes | None]) -> list[Verdict]:
+        """One verdict per input value, in order."""
+        verdicts: list[Verdict | None] = [None] * len(values)
+        ready = []
+        for i, value in enumerate(values):
+            try:
+                cand, image = self._prepare(value)
+            except (InvalidInput, InvalidRecord) as e:
+                verdicts[i] = Verdict(Kind.DEAD_LETTER, reason=str(e))
+                continue
+            ready.append((i, cand, image, candidate_texts(cand)))
+        scores = self.scorer.score_many([(image, texts) for _, _, image, texts in ready])
+        for (i, cand, _, _), s in zip(ready, scores):
+            rec = apply_threshold(cand, s, self.threshold, self.scorer.version)
+            verdicts[i] = Verdict(Kind.I2E if rec.entities else Kind.NO_ENTITY, rec)
+        return verdicts  # type: ignore[return-value]

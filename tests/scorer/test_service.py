@@ -1,0 +1,128 @@
+"""The ClipScorer gRPC service on a real server: scores, batching, errors, deadlines, health."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+from mofi.settings import Settings
+from mofi.v1 import scorer_pb2, scorer_pb2_grpc
+from services.scorer.app import build_server
+from services.scorer.scoring import ClipScorer
+from services.scorer.service import SERVICE_NAME
+from tests.writer.support import png
+
+TEXTS = ["tiger: large feline", "Paris: capital of France", "sailboat: a small vessel"]
+
+
+class RecordingModel:
+    """The real tiny model, recording batch sizes and optionally slowed down."""
+
+    def __init__(self, inner, delay_s: float = 0.0):
+        self.inner, self.version, self.delay_s, self.batches = inner, inner.version, delay_s, []
+
+    def embed_images(self, images):
+        self.batches.append(len(images))
+        time.sleep(self.delay_s)
+        return self.inner.embed_images(images)
+
+    def embed_texts(self, texts):
+        return self.inner.embed_texts(texts)
+
+
+@pytest.fixture()
+def running(tiny_embedding_model):
+    settings = Settings()
+    settings.scorer.max_batch = 8
+    settings.scorer.max_wait_ms = 30
+    settings.scorer.max_image_bytes = 200_000
+    settings.data.max_pixels = 1_000_000
+    model = RecordingModel(tiny_embedding_model)
+    server = build_server(settings, ClipScorer(model), port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield scorer_pb2_grpc.ClipScorerStub(channel), channel, model
+    channel.close()
+    server.stop(1)
+
+
+def _direct(model, image_bytes: bytes, texts: list[str]) -> np.ndarray:
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    return model.embed_texts(texts) @ model.embed_images([image])[0]
+
+
+def test_score_and_score_batch_match_the_model(running, tiny_embedding_model):
+    stub, _, _ = running
+    resp = stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30)
+    assert resp.model_version == "tiny@test"
+    np.testing.assert_allclose(resp.scores, _direct(tiny_embedding_model, png(1), TEXTS), atol=1e-5)
+    batch = stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=[
+        scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[: i + 1]) for i in range(3)]), timeout=30)
+    assert [len(r.scores) for r in batch.items] == [1, 2, 3]
+    for i, r in enumerate(batch.items):
+        np.testing.assert_allclose(r.scores, _direct(tiny_embedding_model, png(i), TEXTS[: i + 1]), atol=1e-5)
+
+
+def test_concurrent_requests_share_forward_passes(running, tiny_embedding_model):
+    stub, _, model = running
+    model.batches.clear()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: stub.Score(scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[:1]),
+                                                     timeout=30), range(32)))
+    for i, r in enumerate(results):
+        np.testing.assert_allclose(r.scores, _direct(tiny_embedding_model, png(i), TEXTS[:1]), atol=1e-5)
+    assert sum(model.batches) == 32
+    assert max(model.batches) > 1 and len(model.batches) < 32  # requests were merged
+    assert max(model.batches) <= 8  # never above max_batch
+
+
+@pytest.mark.parametrize("request_, reason", [
+    (scorer_pb2.ScoreRequest(image=b"not an image", texts=TEXTS), ""),
+    (scorer_pb2.ScoreRequest(image=png(1), texts=[]), "no texts"),
+    (scorer_pb2.ScoreRequest(image=b"", texts=TEXTS), ""),
+    (scorer_pb2.ScoreRequest(image=png(1, size=(1200, 1000)), texts=TEXTS), ""),
+    (scorer_pb2.ScoreRequest(image=b"\x89PNG" + b"0" * 300_000, texts=TEXTS), ""),
+])
+def test_bad_requests_are_invalid_argument_with_a_reason(running, request_, reason):
+    stub, _, _ = running
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(request_, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() and reason in err.value.details()
+    # the service is still fine afterwards
+    assert len(stub.Score(scorer_pb2.ScoreRequest(image=png(2), texts=TEXTS), timeout=30).scores) == 3
+
+
+def test_one_bad_item_fails_the_batch_and_names_it(running):
+    stub, _, model = running
+    model.batches.clear()
+    items = [scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), scorer_pb2.ScoreRequest(image=b"junk", texts=TEXTS)]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=items), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "item 1" in err.value.details()
+    assert model.batches == []  # nothing reached the model
+
+
+def test_deadline_exceeded_and_service_survives(running):
+    stub, _, model = running
+    model.delay_s = 1.0
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=0.2)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    model.delay_s = 0.0
+    time.sleep(1.0)
+    assert len(stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30).scores) == 3
+
+
+def test_health_reports_serving(running):
+    _, channel, _ = running
+    health = health_pb2_grpc.HealthStub(channel)
+    resp = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
