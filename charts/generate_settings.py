@@ -183,6 +183,8 @@ def _component_schema() -> dict[str, Any]:
         "grpcHealthService": {"type": "string", "minLength": 1,
                               "description": "gRPC health service name the readiness probe asks for."},
         "knowledgeBase": {"type": "boolean", "description": "Mount the knowledge base (NER)."},
+        "metrics": {"type": "boolean",
+                    "description": "The process serves Prometheus metrics on settings.grpc.metrics_port."},
         "replicas": {"type": "integer", "minimum": 0},
         "resources": resources,
         "autoscaling": autoscaling,
@@ -191,7 +193,7 @@ def _component_schema() -> dict[str, Any]:
         "tolerations": _LIST,
         "affinity": _MAP,
         "extraEnv": _LIST,
-    }, ["enabled", "command", "target", "replicas", "resources", "autoscaling", "podDisruptionBudget"],
+    }, ["enabled", "command", "target", "metrics", "replicas", "resources", "autoscaling", "podDisruptionBudget"],
         # A gRPC service must name the health service its readiness probe checks.
         **{"if": {"properties": {"command": {"const": "serve"}}},
            "then": {"required": ["grpcHealthService"]}})

@@ -118,16 +118,28 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
     assert sorted(p["port"] for p in grpc_rule["ports"]) == [6001, 6003, 50052]
 
 
-def test_stages_expose_metrics_only(chart):
-    objects = render(chart)
+def test_stages_expose_metrics_only_where_they_serve_them(chart):
+    default = render(chart)
+    quiet = pod_specs(default)["mofi-writer"]["containers"][0]
+    assert "ports" not in quiet and "livenessProbe" not in quiet and "readinessProbe" not in quiet
+    assert "mofi-writer" not in by_kind(default, "Service")
+    objects = render(chart, load_values("everything"))
     writer = pod_specs(objects)["mofi-writer"]["containers"][0]
     assert [p["name"] for p in writer["ports"]] == ["metrics"]
     assert writer["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     assert "readinessProbe" not in writer
+    assert [p["name"] for p in by_kind(objects, "Service")["mofi-writer"]["spec"]["ports"]] == ["metrics"]
+    assert "ports" not in pod_specs(objects)["mofi-ner-stage"]["containers"][0]
     minimal = render(chart, load_values("minimal"))
-    bare = pod_specs(minimal)["mofi-writer"]["containers"][0]
-    assert "ports" not in bare and "livenessProbe" not in bare
     assert not by_kind(minimal, "Service")
+
+
+def test_services_serve_metrics_next_to_grpc(chart):
+    objects = render(chart)
+    ports = {p["name"]: p["containerPort"] for p in pod_specs(objects)["mofi-ner"]["containers"][0]["ports"]}
+    assert ports == {"grpc": 50051, "metrics": 9090}
+    ingress = by_kind(objects, "NetworkPolicy")["mofi"]["spec"]["ingress"]
+    assert [p["port"] for p in ingress[1]["ports"]] == [9090]
 
 
 def test_autoscaled_deployments_leave_replicas_to_the_hpa(chart):
