@@ -1,0 +1,115 @@
+"""Process entry points: ``mofi serve embedder`` (gRPC Embedder + Search) and ``mofi stage indexer``.
+
+Hot reload: SIGHUP makes a running server load ``settings.embedder.checkpoint`` again (point the
+setting's object at new weights, or restart with a new URI) and swap to it once loaded; calls in
+flight finish on the old model and none is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+from mofi.objstore import ObjectStore
+from mofi.settings import Settings
+from mofi.v1 import embedder_pb2_grpc
+from services.common.batching import DynamicBatcher
+from services.common.images import decode_image
+from services.common.server import RunningServer, serve
+from services.embedder.models import ModelHolder
+from services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
+from services.embedder.stage import IndexerHandler, build_indexer_stage
+from services.embedder.vectors import VectorStore
+from training.inference import EmbeddingModel
+
+__all__ = ["EmbedderServer", "load_holder", "open_vectors", "build_server", "serve_main", "stage_main"]
+
+log = logging.getLogger(__name__)
+
+
+def load_holder(settings: Settings, checkpoint: str | None = None) -> ModelHolder:
+    """The model at ``checkpoint`` (default ``settings.embedder.checkpoint``), reloadable from any URI."""
+    uri = checkpoint or settings.embedder.checkpoint
+    log.info("loading embedder model from %s", uri)
+    return ModelHolder(EmbeddingModel.load(uri, settings.s3), loader=lambda u: EmbeddingModel.load(u, settings.s3))
+
+
+def open_vectors(settings: Settings) -> VectorStore:
+    return VectorStore(settings.milvus.uri, settings.milvus.collection, token=settings.milvus.token)
+
+
+def limits_of(settings: Settings) -> Limits:
+    cfg = settings.embedder
+    return Limits(cfg.max_image_bytes, cfg.max_pixels, cfg.max_top_k)
+
+
+@dataclass
+class EmbedderServer:
+    """The running server with what it owns; :meth:`stop` drains calls, then the batcher."""
+
+    server: RunningServer
+    holder: ModelHolder
+    batcher: DynamicBatcher
+    vectors: VectorStore
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, grace: float | None = None) -> None:
+        self.server.stop(grace)
+        self.batcher.close()
+
+
+def build_server(settings: Settings, holder: ModelHolder, vectors: VectorStore, port: int | None = None) -> EmbedderServer:
+    cfg = settings.embedder
+    batcher = DynamicBatcher(holder.embed_batch, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, name="embedder")
+    limits = limits_of(settings)
+    running = serve([(embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderService(holder, batcher, limits)),
+                     (embedder_pb2_grpc.add_SearchServicer_to_server, SearchService(holder, batcher, limits, vectors))],
+                    [EMBEDDER_SERVICE, SEARCH_SERVICE], cfg.port if port is None else port, settings.grpc)
+    return EmbedderServer(running, holder, batcher, vectors)
+
+
+def _until_signalled() -> threading.Event:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    return done
+
+
+def _reload_on_sighup(holder: ModelHolder, uri: str) -> None:
+    def reload() -> None:
+        try:
+            log.info("reloaded: now serving %s", holder.reload(uri))
+        except Exception:
+            log.exception("reload from %s failed; still serving %s", uri, holder.version)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, name="reload", daemon=True).start())
+
+
+def serve_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    holder = load_holder(settings)
+    running = build_server(settings, holder, open_vectors(settings))
+    _reload_on_sighup(holder, settings.embedder.checkpoint)
+    log.info("Embedder and Search serving on port %s (model %s)", running.port, holder.version)
+    _until_signalled().wait()
+    running.stop(settings.grpc.grace_s)
+
+
+def stage_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = settings.embedder
+    store = ObjectStore(settings.s3)
+    handler = IndexerHandler(load_holder(settings), open_vectors(settings), store.get_bytes,
+                             lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels), cfg.max_image_bytes)
+    stage = build_indexer_stage(settings, handler)
+    done = _until_signalled()
+    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
+    try:
+        stage.run()
+    finally:
+        stage.close()

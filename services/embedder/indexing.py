@@ -1,0 +1,131 @@
+"""Images -> index rows -> a new collection version, in batches with progress.
+
+Sources: complete I2E shards under a prefix (entities from the scorer) or any folder of images
+(no entities; the file name is the text). Rows keep a small JPEG thumbnail so ``mofi search`` can
+draw a contact sheet without going back to the object store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from PIL import Image
+from tqdm import tqdm
+
+from mofi.i2e import iter_shard, list_shards
+from mofi.objstore import ObjectStore
+from services.common.images import InvalidInput, decode_image
+from services.embedder.models import ModelHolder
+from services.embedder.vectors import IndexRow, VectorStore
+
+__all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "thumbnail_b64",
+           "IndexReport"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+THUMB_SIDE = 96
+
+
+@dataclass
+class ImageItem:
+    """An encoded image with the metadata the index keeps."""
+
+    pair_id: str
+    image_bytes: bytes
+    entity_ids: list[str] = field(default_factory=list)
+    entity_names: list[str] = field(default_factory=list)
+    source: str = ""
+    text: str = ""
+
+
+@dataclass
+class IndexReport:
+    collection: str
+    indexed: int
+    skipped: list[tuple[str, str]]  # (pair id, reason) of images that could not be decoded
+
+
+def items_from_i2e(store: ObjectStore, prefix_uri: str) -> Iterator[ImageItem]:
+    """Every sample of every complete shard under ``prefix_uri``."""
+    for shard in list_shards(store, prefix_uri):
+        for s in iter_shard(store, shard):
+            entities = s.meta.get("entities", [])
+            yield ImageItem(s.pair_id, s.image_bytes, [e["id"] for e in entities], [e["name"] for e in entities],
+                            s.meta.get("source", ""), s.meta.get("text", ""))
+
+
+def items_from_dir(folder: str | Path, source: str = "") -> Iterator[ImageItem]:
+    """Image files under ``folder`` (recursive, sorted); pair id as the corpus derives it."""
+    root = Path(folder)
+    source = source or root.name
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        rel = path.relative_to(root).as_posix()
+        pair_id = hashlib.sha1(f"{source}:{rel}".encode()).hexdigest()[:16]
+        yield ImageItem(pair_id, path.read_bytes(), source=source, text=path.stem.replace("_", " "))
+
+
+def thumbnail_b64(image: Image.Image, side: int = THUMB_SIDE) -> str:
+    thumb = image.copy()
+    thumb.thumbnail((side, side))
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=80)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def rows_for(holder: ModelHolder, items: list[ImageItem], decode: Callable[[bytes], Image.Image],
+             thumbnails: bool = True) -> tuple[list[IndexRow], list[tuple[str, str]]]:
+    """Embed a batch; an undecodable image is skipped with its reason, never fatal."""
+    good: list[tuple[ImageItem, Image.Image]] = []
+    skipped = []
+    for item in items:
+        try:
+            good.append((item, decode(item.image_bytes)))
+        except InvalidInput as e:
+            skipped.append((item.pair_id, e.reason))
+    embedded = holder.embed_images([im for _, im in good])
+    rows = [IndexRow(item.pair_id, e.vector, item.entity_ids, item.entity_names, item.source, item.text, e.version,
+                     thumbnail_b64(im) if thumbnails else "")
+            for (item, im), e in zip(good, embedded)]
+    return rows, skipped
+
+
+def _batches(items: Iterable[ImageItem], size: int) -> Iterator[list[ImageItem]]:
+    batch: list[ImageItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def build_index(holder: ModelHolder, vectors: VectorStore, items: Iterable[ImageItem], *, batch_size: int = 64,
+                max_image_bytes: int = 8 * 1024 * 1024, max_pixels: int = 40_000_000, thumbnails: bool = True,
+                total: int | None = None) -> IndexReport:
+    """Index ``items`` into a new collection version and switch the alias to it once complete."""
+    collection = vectors.new_collection(holder.dim)
+    indexed, skipped = 0, []
+    try:
+        with tqdm(total=total, desc=f"index {collection}", unit="img", disable=None) as bar:
+            for batch in _batches(items, batch_size):
+                rows, bad = rows_for(holder, batch, lambda b: decode_image(b, max_image_bytes, max_pixels),
+                                     thumbnails)
+                vectors.insert(collection, rows)
+                indexed += len(rows)
+                skipped.extend(bad)
+                bar.update(len(batch))
+    except BaseException:
+        vectors.client.drop_collection(collection)  # never leave a half-built version behind
+        raise
+    for pair_id, reason in skipped:
+        log.warning("skipped %s: %s", pair_id, reason)
+    vectors.publish(collection)
+    return IndexReport(collection, indexed, skipped)

@@ -1,0 +1,66 @@
+"""The indexer Kafka stage: new I2E records (``kafka.i2e_topic``) go into the live collection.
+
+Why upsert into the alias's current collection: records arrive one poll at a time, and the pair id
+is the primary key, so a replay after a crash overwrites the same row (at-least-once is enough). A
+record that is not an I2E record, has no image or has an undecodable one goes to the dead-letter
+topic with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from mofi.settings import Settings
+from services.common.stage import KafkaStage, Outcome
+from services.embedder.indexing import ImageItem, rows_for
+from services.embedder.models import ModelHolder
+from services.embedder.vectors import VectorStore
+from services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
+
+__all__ = ["IndexerHandler", "build_indexer_stage", "STAGE_NAME"]
+
+STAGE_NAME = "indexer"
+
+
+class IndexerHandler:
+    """``handle(records) -> outcomes`` for :class:`KafkaStage`."""
+
+    def __init__(self, holder: ModelHolder, vectors: VectorStore, fetch: Callable[[str], bytes],
+                 decode: Callable[[bytes], object], max_image_bytes: int, thumbnails: bool = True):
+        self.holder = holder
+        self.vectors = vectors
+        self.fetch = fetch
+        self.decode = decode
+        self.max_image_bytes = max_image_bytes
+        self.thumbnails = thumbnails
+
+    def _item(self, value: bytes | None) -> ImageItem:
+        rec = parse_record(value)
+        pair = rec.pair
+        if not pair.pair_id:
+            raise InvalidRecord("record has no pair id")
+        image = pair_image_bytes(pair, self.fetch, self.max_image_bytes)
+        return ImageItem(pair.pair_id, image, [e.entity_id for e in rec.entities], [e.name for e in rec.entities],
+                         pair.source, pair.text)
+
+    def __call__(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(records)
+        items: list[tuple[int, ImageItem]] = []
+        for i, r in enumerate(records):
+            try:
+                items.append((i, self._item(r.value)))
+            except InvalidRecord as e:
+                outcomes[i] = Outcome.dead(str(e))
+        rows, skipped = rows_for(self.holder, [it for _, it in items], self.decode, self.thumbnails)
+        reasons = dict(skipped)
+        for i, item in items:
+            outcomes[i] = Outcome.dead(reasons[item.pair_id]) if item.pair_id in reasons else Outcome()
+        if rows:
+            self.vectors.upsert(self.vectors.ensure_current(self.holder.dim), rows)
+        return outcomes  # type: ignore[return-value]
+
+
+def build_indexer_stage(settings: Settings, handler: IndexerHandler, **consumer_kw) -> KafkaStage:
+    return KafkaStage(settings.kafka, STAGE_NAME, [settings.kafka.i2e_topic], [], handler, consumer_kw=consumer_kw)
