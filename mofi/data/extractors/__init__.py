@@ -1,0 +1,32 @@
+"""Corpus extractors: one per source, each turning an unpacked package into :class:`RawPair` items.
+
+Every extractor takes a ``dirs`` callable (source key -> unpacked folder) so the build can point it
+at the fetched cache and tests at the committed miniature copies under ``tests/fixtures/sources``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from mofi.data.extractors.emoji import google_emoji_pairs, openmoji_pairs
+from mofi.data.extractors.gcompris import gcompris_pairs
+from mofi.data.extractors.ifct import ifct_pairs
+from mofi.data.extractors.openclipart import openclipart_pairs
+from mofi.data.extractors.stellarium import stellarium_pairs
+from mofi.data.extractors.tuxpaint import tuxpaint_pairs
+from mofi.data.pairs import RawPair
+
+__all__ = ["EXTRACTORS", "Extractor"]
+
+Extractor = Callable[[Callable[[str], "object"]], Iterator[RawPair]]
+
+#: corpus source name -> extractor. Order is the build order.
+EXTRACTORS: dict[str, Extractor] = {
+    "tuxpaint": tuxpaint_pairs,
+    "gcompris": gcompris_pairs,
+    "stellarium": stellarium_pairs,
+    "openclipart": openclipart_pairs,
+    "openmoji": openmoji_pairs,
+    "emoji-google": google_emoji_pairs,
+    "ifct": ifct_pairs,
+}

