@@ -52,6 +52,8 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         except FutureTimeout:
             fut.cancel()
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting for the model")
+        except Exception as e:  # the model failed on the batch this request was in
+            context.abort(grpc.StatusCode.INTERNAL, f"scoring failed: {type(e).__name__}: {e}")
         return scorer_pb2.ScoreResponse(scores=[float(s) for s in scores], model_version=self.scorer.version)
 
     def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext) -> scorer_pb2.ScoreResponse:

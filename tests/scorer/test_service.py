@@ -27,9 +27,11 @@ class RecordingModel:
     """The real tiny model, recording batch sizes and optionally slowed down."""
 
     def __init__(self, inner, delay_s: float = 0.0):
-        self.inner, self.version, self.delay_s, self.batches = inner, inner.version, delay_s, []
+        self.inner, self.version, self.delay_s, self.batches, self.broken = inner, inner.version, delay_s, [], False
 
     def embed_images(self, images):
+        if self.broken:
+            raise RuntimeError("model weights went missing")
         self.batches.append(len(images))
         time.sleep(self.delay_s)
         return self.inner.embed_images(images)
@@ -118,6 +120,16 @@ def test_deadline_exceeded_and_service_survives(running):
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     model.delay_s = 0.0
     time.sleep(1.0)
+    assert len(stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30).scores) == 3
+
+
+def test_model_failure_is_internal_with_the_cause(running):
+    stub, _, model = running
+    model.broken = True
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INTERNAL and "weights went missing" in err.value.details()
+    model.broken = False
     assert len(stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30).scores) == 3
 
 
