@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--context-length", type=int, default=0, help="training text tokens; 0: the config's")
     p.add_argument("--lr", type=float, default=1e-3, help="heads; towers get lr x --tower-lr-scale")
     p.add_argument("--tower-lr-scale", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -58,7 +59,7 @@ def main() -> None:
     bench = load_benchmark(args.benchmark)
     rows, curves = [], {}
     common = (f"--snapshot {args.snapshot} --model {args.model} --steps {args.steps} --batch-size {args.batch_size} "
-              f"--image-size {args.image_size} --lr {args.lr} --tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
+              f"--image-size {args.image_size} --context-length {args.context_length} --lr {args.lr} --tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
 
     res = evaluate_embeddings(bench, embed_benchmark(bench, imagenet_effnet_lite0_embedder(args.image_size or 224)))
     rows.append(_row("frozen ImageNet EfficientNet-Lite0 (no training)", res, 0.0,
@@ -66,7 +67,7 @@ def main() -> None:
     for recipe in args.recipes.split(","):
         cfg = TrainConfig(snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
-                          image_size=args.image_size, seed=args.seed,
+                          image_size=args.image_size, context_length=args.context_length, seed=args.seed,
                           checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels)
         start = time.perf_counter()
         result = train(cfg, settings.s3)
@@ -81,7 +82,8 @@ def main() -> None:
 
     plot_training_curves(curves, out / "curves.png")
     summary = {"snapshot": args.snapshot, "benchmark": args.benchmark, "num_images": len(bench.images),
-               "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size, "lr": args.lr,
+               "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size,
+                          "context_length": args.context_length, "lr": args.lr,
                           "tower_lr_scale": args.tower_lr_scale, "seed": args.seed, "model": args.model},
                "rows": rows}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -220,10 +220,14 @@ def create_model_and_transforms(
     return model, train_transform, eval_transform
 
 
-def get_tokenizer(name: str) -> Callable[[list[str]], torch.Tensor]:
-    """The tokenizer of a registered model: ``tokenizer(list_of_texts) -> LongTensor (n, context)``."""
+def get_tokenizer(name: str, context_length: int | None = None) -> Callable[[list[str]], torch.Tensor]:
+    """The tokenizer of a registered model: ``tokenizer(list_of_texts) -> LongTensor (n, context)``.
+
+    ``context_length`` overrides the config's (shorter is cheaper to train when texts are short;
+    MiniLM's mean pooling ignores padding, so embeddings of untruncated texts do not change).
+    """
     model_spec(name)
-    return open_clip.get_tokenizer(name)
+    return open_clip.get_tokenizer(name, context_length=context_length)
 
 
 register_model_configs()

@@ -69,6 +69,7 @@ class TrainConfig:
     tower_lr_scale: float = _opt(0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch).")
     warmup_steps: int = _opt(10, "Linear warmup steps.")
     image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
+    context_length: int = _opt(0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only).")
     pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
     checkpoint_dir: str = _opt("s3://mofi-models/mofi", "Where run folders go: s3://bucket/prefix or a local path.")
     checkpoint_every: int = _opt(50, "Steps between checkpoints.")
@@ -254,7 +255,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
         rank=rank,
         world_size=world,
     )
-    tokenizer = get_tokenizer(cfg.model) if loss_cfg.uses_text else None
+    tokenizer = get_tokenizer(cfg.model, cfg.context_length or None) if loss_cfg.uses_text else None
     loader = make_loader(stream, cfg.batch_size, Collate(num_classes, tokenizer), cfg.num_workers)
     loss_fn = MofiLoss(loss_cfg, rank=rank, world_size=world)
 
