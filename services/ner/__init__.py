@@ -1,0 +1,1 @@
+"""NER and entity linking: alt-text -> mentions -> knowledge-base entities with calibrated scores."""

@@ -1,0 +1,55 @@
+"""Process entry points: `mofi serve ner` (gRPC) and `mofi stage ner` (Kafka), one model each."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from mofi.settings import Settings
+from mofi.v1 import ner_pb2_grpc
+from services.common.batching import DynamicBatcher
+from services.common.server import RunningServer, serve
+from services.ner.extractor import Extractor
+from services.ner.service import SERVICE_NAME, EntityExtractorService
+from services.ner.stage import build_ner_stage
+
+__all__ = ["build_server", "serve_main", "stage_main", "MAX_BATCH", "MAX_WAIT_MS"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 64  # texts per spaCy/MiniLM pass
+MAX_WAIT_MS = 2.0
+
+
+def build_server(settings: Settings, extractor: Extractor, port: int | None = None) -> RunningServer:
+    batcher = DynamicBatcher(extractor.extract, max_batch=MAX_BATCH, max_wait_ms=MAX_WAIT_MS, name="ner")
+    service = EntityExtractorService(extractor, batcher)
+    return serve([(ner_pb2_grpc.add_EntityExtractorServicer_to_server, service)], [SERVICE_NAME],
+                 settings.ner.port if port is None else port, settings.grpc)
+
+
+def _signalled() -> threading.Event:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    return done
+
+
+def serve_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = build_server(settings, Extractor.from_settings(settings))
+    log.info("EntityExtractor serving on port %s", server.port)
+    _signalled().wait()
+    server.stop(settings.grpc.grace_s)
+
+
+def stage_main(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stage = build_ner_stage(settings, Extractor.from_settings(settings))
+    done = _signalled()
+    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
+    try:
+        stage.run()
+    finally:
+        stage.close()

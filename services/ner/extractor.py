@@ -1,0 +1,93 @@
+"""The NER core: validate alt-texts, find mentions, link them. One loaded instance serves both the
+gRPC service and the Kafka stage; calls are serialised (spaCy and torch are not shared across
+threads here), and a batch of texts goes through spaCy's ``pipe`` and one MiniLM pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mofi.kb import KnowledgeBase
+from mofi.settings import NerSettings, Settings
+from services.common.images import InvalidInput
+from services.ner.encoder import TextEncoder
+from services.ner.linking import Calibration, Candidate, Linker
+from services.ner.mentions import Mention, MentionFinder, load_spacy
+
+__all__ = ["Extraction", "Extractor", "validate_text", "decode_text", "kb_path"]
+
+log = logging.getLogger(__name__)
+
+
+def decode_text(data: bytes, max_chars: int) -> str:
+    """Kafka/byte input -> validated text; non-UTF-8 bytes are InvalidInput."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"text is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return validate_text(text, max_chars)
+
+
+def validate_text(text: str, max_chars: int) -> str:
+    """Empty, whitespace-only, over-long and binary (control characters, lone surrogates) text is
+    InvalidInput with the reason; anything else is returned unchanged (offsets refer to it)."""
+    if not text:
+        raise InvalidInput("text is empty")
+    if len(text) > max_chars:
+        raise InvalidInput(f"text of {len(text)} characters exceeds the limit of {max_chars}")
+    if not text.strip():
+        raise InvalidInput("text is only whitespace")
+    for i, ch in enumerate(text):
+        cat = unicodedata.category(ch)
+        if cat == "Cs" or (cat == "Cc" and ch not in "\t\n\r"):
+            raise InvalidInput(f"text looks binary: control character U+{ord(ch):04X} at offset {i}")
+    return text
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str
+    mentions: tuple[Mention, ...]
+    candidates: tuple[Candidate, ...]
+
+
+def kb_path(settings: Settings) -> str:
+    return settings.ner.kb_path or str(Path(settings.data.build_dir) / "kb.jsonl")
+
+
+class Extractor:
+    """``extract(texts) -> list[Extraction]`` for already validated texts."""
+
+    def __init__(self, cfg: NerSettings, kb: KnowledgeBase, nlp=None, encoder: TextEncoder | None = None,
+                 calibration: Calibration | None = None):
+        self.cfg = cfg
+        self.kb = kb
+        self.nlp = nlp or load_spacy(cfg.spacy_model)
+        self.finder = MentionFinder(self.nlp, kb)
+        self.encoder = encoder or TextEncoder(cfg.text_encoder)
+        self.linker = Linker(kb, self.encoder, calibration or Calibration.load(), cfg.link_threshold,
+                             cfg.max_candidates)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Extractor":
+        path = kb_path(settings)
+        log.info("loading knowledge base %s", path)
+        return cls(settings.ner, KnowledgeBase.load(path))
+
+    def validate(self, text: str) -> str:
+        return validate_text(text, self.cfg.max_text_chars)
+
+    def extract(self, texts: Sequence[str]) -> list[Extraction]:
+        with self._lock:
+            docs = list(self.nlp.pipe(texts, batch_size=64))
+            mentions = [self.finder.find(doc) for doc in docs]
+            need = [i for i, m in enumerate(mentions) if any(x.aliases for x in m)]
+            contexts = dict(zip(need, self.encoder.encode([texts[i] for i in need])))
+            return [Extraction(text, tuple(m), tuple(self.linker.link(m, contexts[i])) if i in contexts else ())
+                    for i, (text, m) in enumerate(zip(texts, mentions))]
