@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
+from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
+from mofi.cli import main
 from training.clip_bootstrap import BootstrapConfig, BootstrapPair, bootstrap
 from training.inference import EmbeddingModel
 from training.models import create_model_and_transforms
@@ -53,3 +57,18 @@ def test_bootstrap_learns_projections_only_and_calibrates(tmp_path):
     sim = model.embed_texts([p.text for p in pairs]) @ model.embed_images([p.image for p in pairs]).T
     assert (sim.argmax(0) == np.arange(len(pairs))).mean() >= 0.9
     assert abs(float(np.diag(sim).mean()) - calib.positive_mean) < 1e-3
+
+
+def test_bootstrap_command_on_the_fixture_corpus_writes_a_loadable_checkpoint(settings, store, tmp_path):
+    out = f"s3://{settings.s3.models_bucket}/clip/lit-bootstrap.pt"
+    report = tmp_path / "calibration.json"
+    res = CliRunner().invoke(main, ["clip", "bootstrap", "--fixture", "--model", "mofi-effnet-lite0-minilm",
+                                    "--image-size", "64", "--epochs", "30", "--out", out, "--report", str(report)],
+                             env=settings.to_env(), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(report.read_text())
+    assert rep["pairs"] == 30 and rep["checkpoint"] == out
+    assert 0 < rep["true_kept"] <= 1 and rep["wrong_kept"] < rep["true_kept"]
+    assert f"MOFI_SCORER_THRESHOLD={rep['threshold']}" in res.output
+    model = EmbeddingModel.load(out, settings.s3)
+    assert model.version == rep["version"]
