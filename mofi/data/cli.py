@@ -137,7 +137,7 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
     """Stream corpus pairs into settings.kafka.pairs_topic (schema mofi.pair.v1), keyed by pair id."""
     from kafka.errors import KafkaError
 
-    from mofi.data.corpus import CorpusSample, iter_corpus
+    from mofi.data.corpus import iter_corpus
     from mofi.data.produce import produce_pairs
     from mofi.kafka import ensure_topics, make_producer
 
@@ -145,8 +145,7 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
     if fixture:
         from mofi.data.fixtures import load_fixture_pairs
 
-        samples = (CorpusSample(p.pair_id, p.text, p.source, p.licence, p.original_path, p.image_bytes, p.mime)
-                   for p in load_fixture_pairs())
+        samples = iter(load_fixture_pairs())
     else:
         samples = iter_corpus(store, corpus_uri or f"s3://{settings.s3.corpus_bucket}/shards/")
     try:

@@ -3,7 +3,6 @@
 import hashlib
 import time
 
-from mofi.data.corpus import CorpusSample
 from mofi.data.fixtures import load_fixture_pairs
 from mofi.data.produce import PAIR_SCHEMA, produce_pairs
 from mofi.kafka import ensure_topics, make_consumer, make_producer
@@ -27,8 +26,7 @@ def consume_all(settings, expected: int, timeout_s: float = 60.0):
 def test_round_trip_inline_and_by_reference(settings):
     settings.s3.inline_image_max_bytes = 4096  # so the fixture has both kinds
     store = ObjectStore(settings.s3)
-    samples = [CorpusSample(p.pair_id, p.text, p.source, p.licence, p.original_path, p.image_bytes, p.mime)
-               for p in load_fixture_pairs()]
+    samples = load_fixture_pairs()
     big = [s for s in samples if len(s.image_bytes) > 4096]
     assert big and len(big) < len(samples)
     ensure_topics(settings.kafka, [settings.kafka.pairs_topic])
@@ -59,11 +57,22 @@ def test_round_trip_inline_and_by_reference(settings):
 
 def test_rate_limit_paces_sends(settings):
     store = ObjectStore(settings.s3)
-    samples = [CorpusSample(p.pair_id, p.text, p.source, p.licence, p.original_path, p.image_bytes, p.mime)
-               for p in load_fixture_pairs()][:6]
+    samples = load_fixture_pairs()[:6]
     producer = make_producer(settings.kafka)
     try:
         stats = produce_pairs(samples, producer, settings.kafka, settings.s3, store, rate=10.0, limit=5)
     finally:
         producer.close()
     assert stats.sent == 5 and stats.seconds >= 0.45  # 5 pairs at 10/s
+
+
+def test_produce_command_sends_the_fixture(settings):
+    from click.testing import CliRunner
+
+    from mofi.cli import main
+
+    res = CliRunner().invoke(main, ["produce", "--fixture", "--limit", "4"], env=settings.to_env())
+    assert res.exit_code == 0, res.output
+    assert f"sent 4 pairs to {settings.kafka.pairs_topic} (4 inline, 0 by reference" in res.output
+    records = consume_all(settings, 4)
+    assert sorted(r.key.decode() for r in records) == sorted(p.pair_id for p in load_fixture_pairs()[:4])
