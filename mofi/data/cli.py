@@ -60,6 +60,9 @@ def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sourc
     from mofi.data.extractors import EXTRACTORS
     from mofi.data.fetch import FetchError, read_lock, unpacked_dir
     from mofi.data.report import REPORT_NAME, render_report
+    from minio.error import MinioException
+    from urllib3.exceptions import HTTPError
+
     from mofi.kb import KnowledgeBase, write_kb
 
     cfg = settings.data
@@ -106,6 +109,8 @@ def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sourc
                                    "rejected": dict(stats.rejected)}
     except FetchError as e:
         raise click.ClickException(str(e)) from None
+    except (MinioException, HTTPError) as e:
+        raise click.ClickException(f"cannot write to {out} (S3 endpoint {settings.s3.endpoint}): {e}") from None
     report["seconds"] = round(time.monotonic() - started, 1)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     (build_dir / REPORT_NAME).write_text(text + "\n")

@@ -69,5 +69,8 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
 
     missing = runner.invoke(main, ["data", "build", "--out", str(out)], env={**env, "MOFI_DATA_CACHE_DIR": str(tmp_path / "none")})
     assert missing.exit_code != 0 and "run `mofi data fetch` first" in missing.output
+    no_s3 = runner.invoke(main, ["data", "build", "--only", "kb", "--out", "s3://mofi-corpus"],
+                          env={**env, "MOFI_S3_ENDPOINT": "127.0.0.1:9"})
+    assert no_s3.exit_code == 1 and "cannot write to s3://mofi-corpus (S3 endpoint 127.0.0.1:9)" in no_s3.output
     unknown = runner.invoke(main, ["data", "build", "--source", "flickr"], env=env)
     assert unknown.exit_code == 2 and "unknown corpus sources: flickr" in unknown.output
