@@ -6,6 +6,7 @@ at the fetched cache and tests at the committed miniature copies under ``tests/f
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator
 
 from mofi.data.extractors.emoji import google_emoji_pairs, openmoji_pairs
@@ -18,7 +19,8 @@ from mofi.data.pairs import RawPair
 
 __all__ = ["EXTRACTORS", "Extractor"]
 
-Extractor = Callable[[Callable[[str], "object"]], Iterator[RawPair]]
+#: An extractor reads unpacked packages through ``dirs`` (source key -> folder) and yields raw pairs.
+Extractor = Callable[[Callable[[str], Path]], Iterator[RawPair]]
 
 #: corpus source name -> extractor. Order is the build order.
 EXTRACTORS: dict[str, Extractor] = {
