@@ -64,14 +64,18 @@ class ClipScorer:
         return out
 
     def score_many(self, items: Sequence[tuple[Image.Image, Sequence[str]]]) -> list[np.ndarray]:
-        """For each (image, texts): float32 cosines, one per text, in order. One image forward pass."""
-        if not items:
-            return []
+        """For each (image, texts): float32 cosines, one per text, in order.
+
+        One image forward pass for the items that have texts; an item without texts costs nothing
+        (a pair whose alt-text named no entity needs no image embedding).
+        """
+        out = [np.zeros(0, np.float32) for _ in items]
+        todo = [i for i, (_, ts) in enumerate(items) if ts]
+        if not todo:
+            return out
         with self._lock:
-            images = self.model.embed_images([im for im, _ in items])
-            texts = self._text_embeddings([t for _, ts in items for t in ts])
-        out = []
-        for vec, (_, ts) in zip(images, items):
-            mat = np.stack([texts[t] for t in ts]) if ts else np.zeros((0, images.shape[1]), np.float32)
-            out.append((mat @ vec).astype(np.float32))
+            images = self.model.embed_images([items[i][0] for i in todo])
+            texts = self._text_embeddings([t for i in todo for t in items[i][1]])
+        for vec, i in zip(images, todo):
+            out[i] = (np.stack([texts[t] for t in items[i][1]]) @ vec).astype(np.float32)
         return out

@@ -12,12 +12,13 @@ from services.scorer.scoring import ClipScorer, entity_text
 
 
 class CountingModel:
-    """The real model, counting how many texts reach it (to observe the cache)."""
+    """The real model, counting the texts and images that reach it (to observe the cache and skips)."""
 
     def __init__(self, inner):
-        self.inner, self.version, self.texts_embedded = inner, inner.version, 0
+        self.inner, self.version, self.texts_embedded, self.images_embedded = inner, inner.version, 0, 0
 
     def embed_images(self, images):
+        self.images_embedded += len(images)
         return self.inner.embed_images(images)
 
     def embed_texts(self, texts):
@@ -45,6 +46,9 @@ def test_scores_are_cosines_and_batching_changes_nothing(tiny_embedding_model):
         assert np.all(np.abs(got) <= 1.0 + 1e-5)
     # three distinct texts were embedded once each, however often they were scored
     assert scorer.model.texts_embedded == 3
+    # the image without texts never reached the model (3 of 4 in the batch, then 3 singles)
+    assert scorer.model.images_embedded == 6
+    assert scorer.score_many([(images[2], [])])[0].shape == (0,) and scorer.model.images_embedded == 6
 
 
 def test_text_cache_is_bounded(tiny_embedding_model):
