@@ -10,12 +10,13 @@ the rejected candidates and their scores, which is what threshold calibration lo
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
 
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2
 
-__all__ = ["NO_ENTITY_PREFIX", "no_entity_prefix", "record_no_entity", "count_no_entity", "iter_no_entity"]
+__all__ = ["NO_ENTITY_PREFIX", "no_entity_prefix", "record_no_entity", "record_no_entity_many", "count_no_entity", "iter_no_entity"]
 
 NO_ENTITY_PREFIX = "no-entity"
 
@@ -34,6 +35,17 @@ def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERe
     }
     store.put_bytes(f"{no_entity_prefix(i2e_bucket)}{rec.pair.pair_id}.json", json.dumps(body).encode(),
                     content_type="application/json")
+
+
+def record_no_entity_many(store: ObjectStore, i2e_bucket: str, recs: Sequence[records_pb2.I2ERecord],
+                          workers: int = 8) -> None:
+    """:func:`record_no_entity` for many pairs at once: the PUTs are latency-bound, so they overlap."""
+    if len(recs) <= 1:
+        for rec in recs:
+            record_no_entity(store, i2e_bucket, rec)
+        return
+    with ThreadPoolExecutor(min(workers, len(recs))) as pool:
+        list(pool.map(lambda r: record_no_entity(store, i2e_bucket, r), recs))
 
 
 def count_no_entity(store: ObjectStore, i2e_bucket: str) -> int:

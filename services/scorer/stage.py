@@ -17,7 +17,7 @@ from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from services.common.stage import Emit, KafkaStage, Outcome
 from services.scorer.candidates import CandidateScorer, Kind
-from services.scorer.drops import record_no_entity
+from services.scorer.drops import record_no_entity_many
 
 __all__ = ["CandidateHandler", "scorer_stage", "STAGE_NAME"]
 
@@ -39,7 +39,7 @@ class CandidateHandler:
         store.ensure_bucket(self.bucket)
 
     def __call__(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
-        out = []
+        out, dropped = [], []
         for verdict in self.core.process([r.value for r in records]):
             self.counts[verdict.kind.value] += 1
             PAIRS.labels(verdict.kind.value).inc()
@@ -52,8 +52,9 @@ class CandidateHandler:
             if verdict.kind is Kind.I2E:
                 out.append(Outcome(emits=(Emit(self.i2e_topic, rec.pair.pair_id.encode(), rec.SerializeToString()),)))
             else:
-                record_no_entity(self.store, self.bucket, rec)
+                dropped.append(rec)
                 out.append(Outcome())
+        record_no_entity_many(self.store, self.bucket, dropped)  # durable before the stage commits
         return out
 
 
