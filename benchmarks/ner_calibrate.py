@@ -49,7 +49,7 @@ def main() -> None:
     rows = load_evalset(EVALSET)
     everything = copy.copy(cfg)
     everything.link_threshold, everything.max_candidates = 0.0, 1000
-    ex = Extractor(everything, KnowledgeBase.load(KB))
+    ex = Extractor(everything, KnowledgeBase.load(KB), calibration=Calibration((0.0,) * len(FEATURES), 0.0))
     raw = ex.extract([r.text for r in rows])
     feats = [np.array([c.features for c in e.candidates]).reshape(-1, len(FEATURES)) for e in raw]
     labels = [np.array(candidate_labels(r, e), dtype=int) for r, e in zip(rows, raw)]

@@ -45,12 +45,48 @@ def _finish(method: str, start: float, context: grpc.ServicerContext, error: Bas
         ERRORS.labels(method, code.name).inc()
 
 
-def _call(behavior: Callable, method: str, streaming_response: bool) -> Callable:
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse (e.g. a string field that is not UTF-8), so the
+    caller gets INVALID_ARGUMENT with the reason instead of grpc's generic INTERNAL."""
+
+    def __init__(self, error: Exception):
+        self.reason = f"request does not parse: {error}"
+
+
+def _tolerant(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as e:  # protobuf raises DecodeError, or others from the C runtime
+            return _Undecodable(e)
+
+    return parse
+
+
+def _checked(request_or_iterator, streaming_request: bool):
+    if not streaming_request:
+        if isinstance(request_or_iterator, _Undecodable):
+            raise InvalidInput(request_or_iterator.reason)
+        return request_or_iterator
+
+    def items():
+        for i, item in enumerate(request_or_iterator):
+            if isinstance(item, _Undecodable):
+                raise InvalidInput(f"message {i}: {item.reason}")
+            yield item
+
+    return items()
+
+
+def _call(behavior: Callable, method: str, streaming_request: bool, streaming_response: bool) -> Callable:
     def unary(request_or_iterator, context):
         REQUESTS.labels(method).inc()
         start, error = time.perf_counter(), None
         try:
-            return behavior(request_or_iterator, context)
+            return behavior(_checked(request_or_iterator, streaming_request), context)
         except InvalidInput as e:
             error = e
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.reason)
@@ -64,7 +100,7 @@ def _call(behavior: Callable, method: str, streaming_response: bool) -> Callable
         REQUESTS.labels(method).inc()
         start, error = time.perf_counter(), None
         try:
-            yield from behavior(request_or_iterator, context)
+            yield from behavior(_checked(request_or_iterator, streaming_request), context)
         except InvalidInput as e:
             error = e
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.reason)
@@ -78,7 +114,8 @@ def _call(behavior: Callable, method: str, streaming_response: bool) -> Callable
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts calls, errors by status code and latency per method; InvalidInput -> INVALID_ARGUMENT."""
+    """Counts calls, errors by status code and latency per method; InvalidInput and unparseable
+    requests -> INVALID_ARGUMENT with the reason."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -91,7 +128,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                               ("stream_stream", grpc.stream_stream_rpc_method_handler)):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return factory(_call(behavior, method, handler.response_streaming),
-                               request_deserializer=handler.request_deserializer,
+                return factory(_call(behavior, method, handler.request_streaming, handler.response_streaming),
+                               request_deserializer=_tolerant(handler.request_deserializer),
                                response_serializer=handler.response_serializer)
         return handler

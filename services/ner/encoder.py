@@ -25,11 +25,14 @@ def default_encoder_path() -> str:
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)`` L2-normalised; caches texts it saw (entity descriptions)."""
 
-    def __init__(self, path: str = "", max_tokens: int = 64, cache_size: int = 200_000):
+    def __init__(self, path: str = "", max_tokens: int = 48, cache_size: int = 200_000, chunk: int = 32,
+                 threads: int = 1):
         path = path or default_encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.max_tokens = max_tokens
+        self.chunk = chunk
+        self.threads = threads
         self.dim = int(self.model.config.hidden_size)
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
@@ -37,17 +40,35 @@ class TextEncoder:
 
     @torch.inference_mode()
     def _forward(self, texts: list[str]) -> np.ndarray:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+        """Texts sorted by length and run in chunks, so padding (most of the cost for short
+        alt-texts next to a long one) stays small."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(order), self.chunk):
+            part = order[start:start + self.chunk]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in part]}, return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[part] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        """One intra-op thread by default: for these small matrices extra threads cost more than they
+        give (and thrash on a busy node); scale with replicas or stage consumers instead."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._forward(texts)
+        finally:
+            torch.set_num_threads(previous)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            return self._forward(texts)
+            return self._run(texts)
 
     def encode_cached(self, texts: list[str]) -> np.ndarray:
         """Like :meth:`encode`, remembering results: entity texts repeat across alt-texts."""
@@ -56,7 +77,7 @@ class TextEncoder:
             if missing:
                 if len(self._cache) + len(missing) > self._cache_size:
                     self._cache.clear()
-                for text, vec in zip(missing, self._forward(missing)):
+                for text, vec in zip(missing, self._run(missing)):
                     self._cache[text] = vec
             if not texts:
                 return np.zeros((0, self.dim), np.float32)

@@ -8,7 +8,11 @@ Features per (mention, candidate), all in roughly [-1, 1]:
 - ``exact``: 1 when the mention is the entity's name rather than one of its other aliases;
 - ``ambiguity``: 1 / number of candidates for the alias;
 - ``visual``: 1 when the entity is a kind of thing a picture can show (animal, artifact, food, plant,
-  place, object, person, ... by its type), 0 for abstractions (acts, attributes, cognition, time).
+  place, object, person, ... by its type), 0 for abstractions (acts, attributes, cognition, time);
+- ``margin``: ``context`` minus the best ``context`` among the mention's other candidates (the
+  absolute cosine of short texts varies a lot; which sense fits best is what matters);
+- ``case``: -1 when the entity's name is capitalised (a proper name: "Orange", the city) but the
+  mention is lower case ("a sliced orange"), else 0.
 The weights come from logistic regression fitted on the labelled evaluation set
 (``benchmarks/ner_calibrate.py`` writes ``calibration.json``), so the score reads as the probability
 that the link is right, and ``ner.link_threshold`` is a probability.
@@ -29,7 +33,7 @@ from services.ner.mentions import Mention
 
 __all__ = ["Calibration", "Candidate", "Linker", "choose", "FEATURES", "entity_text", "type_agreement", "CALIBRATION_PATH"]
 
-FEATURES = ("context", "prior", "rank", "type", "exact", "ambiguity", "visual")
+FEATURES = ("context", "prior", "rank", "type", "exact", "ambiguity", "visual", "margin", "case")
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 
 _PLACE_LABELS = {"GPE", "LOC", "FAC"}
@@ -53,6 +57,10 @@ _VISUAL_TYPES = ("animal", "artifact", "body", "food", "location", "object", "pe
 def visual(entity: Entity) -> float:
     kind = f"{entity.type} {entity.id.split(':', 1)[0]}".lower()
     return 1.0 if any(word in kind for word in _VISUAL_TYPES) else 0.0
+
+
+def case_agreement(mention_text: str, entity: Entity) -> float:
+    return -1.0 if entity.name[:1].isupper() and mention_text[:1].islower() else 0.0
 
 
 def entity_text(entity: Entity) -> str:
@@ -127,12 +135,16 @@ class Linker:
                     seen.add(entity.id)
                     exact = 1.0 if normalize_alias(entity.name) == alias else 0.0
                     pending.append((i, entity, [0.0, entity.prior, 1.0 / (1 + rank), type_agreement(m.label, entity),
-                                                exact, 1.0 / len(hits), visual(entity)]))
+                                                exact, 1.0 / len(hits), visual(entity), 0.0,
+                                                case_agreement(m.text, entity)]))
         if pending:
             sims = self.encoder.encode_cached([entity_text(e) for _, e, _ in pending]) @ context
             for (i, entity, feats), sim in zip(pending, sims):
                 feats[0] = float(sim)
                 rows.append((i, entity, feats))
+            for i, _, feats in rows:
+                others = [f[0] for j, _, f in rows if j == i and f is not feats]
+                feats[7] = feats[0] - max(others) if others else 0.0
         return rows
 
     def link(self, mentions: list[Mention], context: np.ndarray) -> list[Candidate]:

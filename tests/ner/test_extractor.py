@@ -1,0 +1,52 @@
+"""The NER core on real text: linking of the reference examples, bad input, and quality floors."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.images import InvalidInput
+from services.ner.evaluation import load_evalset, score
+from services.ner.extractor import decode_text, validate_text
+from tests.ner.conftest import EVALSET
+
+BAD_TEXTS = [("", "empty"), ("   \n\t ", "whitespace"), ("x" * 301, "exceeds"), ("a\x00b\x01", "binary"),
+             ("lone \ud800 surrogate", "binary")]
+
+
+def _best(extraction, mention_text: str) -> str:
+    index = next(i for i, m in enumerate(extraction.mentions) if m.text == mention_text)
+    return next(c.entity.id for c in extraction.candidates if c.mention_index == index)
+
+
+def test_reference_examples_link(extractor):
+    tiger, msm = extractor.extract(["A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy"])
+    assert _best(tiger, "tiger") == "wn:02129604"  # the big cat, above "a fierce or audacious person"
+    assert _best(msm, "Mont-Saint-Michel") == "landmark:mont-saint-michel"
+    assert _best(msm, "Normandy") == "wn:08944561"
+    for ex in (tiger, msm):
+        for c in ex.candidates:
+            m = ex.mentions[c.mention_index]
+            assert 0.35 <= c.score <= 1.0 and c.method in {"alias", "ner+alias", "ner"}
+            assert ex.text[m.start:m.end] == m.text
+
+
+@pytest.mark.parametrize("text,words", BAD_TEXTS)
+def test_bad_text_is_invalid_input(text, words):
+    with pytest.raises(InvalidInput, match=words):
+        validate_text(text, 300)
+
+
+def test_non_utf8_bytes_are_invalid_input():
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        decode_text(b"caf\xe9 \xff", 300)
+    assert decode_text("café".encode(), 300) == "café"
+
+
+def test_quality_floors_on_judged_set(extractor):
+    rows = load_evalset(EVALSET)
+    metrics = score(rows, extractor.extract([r.text for r in rows]))
+    assert metrics.texts >= 150 and metrics.gold_mentions >= 150
+    # Cross-validated on this set (benchmarks/ner_calibrate.py): 0.989 / 0.684 / 0.707.
+    assert metrics.mention_recall >= 0.95
+    assert metrics.link_precision >= 0.64
+    assert metrics.link_recall >= 0.66
