@@ -188,10 +188,12 @@ class VectorStore:
             raise UnknownCollection("empty collection name")
         if name in self.client.list_collections():
             return name
-        try:
-            return self.client.describe_alias(name)["collection_name"]
-        except Exception:
-            raise UnknownCollection(f"no collection or alias named {name!r}") from None
+        if name in self.client.list_aliases().get("aliases", []):
+            try:
+                return self.client.describe_alias(name)["collection_name"]
+            except Exception:  # dropped between the two calls
+                pass
+        raise UnknownCollection(f"no collection or alias named {name!r}")
 
     def dim(self, collection: str) -> int:
         if collection not in self._dims:
