@@ -28,13 +28,16 @@ class IndexerHandler:
     """``handle(records) -> outcomes`` for :class:`KafkaStage`."""
 
     def __init__(self, holder: ModelHolder, vectors: VectorStore, fetch: Callable[[str], bytes],
-                 decode: Callable[[bytes], object], max_image_bytes: int, thumbnails: bool = True):
+                 decode: Callable[[bytes], object], max_image_bytes: int, thumbnails: bool = True,
+                 seal_every: int = 1024):
         self.holder = holder
         self.vectors = vectors
         self.fetch = fetch
         self.decode = decode
         self.max_image_bytes = max_image_bytes
         self.thumbnails = thumbnails
+        self.seal_every = seal_every
+        self._unsealed = 0
 
     def _item(self, value: bytes | None) -> ImageItem:
         rec = parse_record(value)
@@ -58,7 +61,12 @@ class IndexerHandler:
         for i, item in items:
             outcomes[i] = Outcome.dead(reasons[item.pair_id]) if item.pair_id in reasons else Outcome()
         if rows:
-            self.vectors.upsert(self.vectors.ensure_current(self.holder.dim), rows)
+            collection = self.vectors.ensure_current(self.holder.dim)
+            self.vectors.upsert(collection, rows)
+            self._unsealed += len(rows)
+            if self._unsealed >= self.seal_every:  # unsealed rows are searched without the index
+                self.vectors.seal(collection)
+                self._unsealed = 0
         return outcomes  # type: ignore[return-value]
 
 

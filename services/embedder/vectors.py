@@ -140,13 +140,17 @@ class VectorStore:
         if rows:
             self.client.upsert(collection, [r.to_dict() for r in rows])
 
+    def seal(self, collection: str) -> None:
+        """Flush growing segments so searches use the index (see :meth:`publish`)."""
+        self.client.flush(collection)
+
     def publish(self, collection: str, keep_previous: int = 1) -> None:
         """Seal and load ``collection``, point the alias at it, then drop versions older than ``keep_previous``.
 
         Why flush: rows still in a growing segment are searched without the index (in milvus-lite
         ten times slower even at 5k rows); sealing builds the index before the first search.
         """
-        self.client.flush(collection)
+        self.seal(collection)
         self.client.load_collection(collection)
         with self._lock:
             if self.current() is None:

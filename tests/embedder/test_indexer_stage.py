@@ -41,7 +41,7 @@ def test_indexer_stage_upserts_records_and_dead_letters_bad_ones(settings, holde
     prod.flush()
 
     handler = IndexerHandler(holder, vectors, store.get_bytes, lambda b: decode_image(b, 64 * 1024, 512 * 512),
-                             64 * 1024)
+                             64 * 1024, seal_every=4)
     stage = build_indexer_stage(settings, handler, session_timeout_ms=6000)
     try:
         counts = stage.run(idle_exit_s=20, max_records=9)
