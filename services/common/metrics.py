@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 import grpc
@@ -81,34 +82,31 @@ def _checked(request_or_iterator, streaming_request: bool):
     return items()
 
 
+@contextmanager
+def _observed(method: str, context: grpc.ServicerContext):
+    """Count the call, time it, record its status; InvalidInput becomes INVALID_ARGUMENT."""
+    REQUESTS.labels(method).inc()
+    start, error = time.perf_counter(), None
+    try:
+        yield
+    except InvalidInput as e:
+        error = e
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.reason)
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        _finish(method, start, context, error)
+
+
 def _call(behavior: Callable, method: str, streaming_request: bool, streaming_response: bool) -> Callable:
     def unary(request_or_iterator, context):
-        REQUESTS.labels(method).inc()
-        start, error = time.perf_counter(), None
-        try:
+        with _observed(method, context):
             return behavior(_checked(request_or_iterator, streaming_request), context)
-        except InvalidInput as e:
-            error = e
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.reason)
-        except BaseException as e:
-            error = e
-            raise
-        finally:
-            _finish(method, start, context, error)
 
     def streaming(request_or_iterator, context):
-        REQUESTS.labels(method).inc()
-        start, error = time.perf_counter(), None
-        try:
+        with _observed(method, context):
             yield from behavior(_checked(request_or_iterator, streaming_request), context)
-        except InvalidInput as e:
-            error = e
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.reason)
-        except BaseException as e:
-            error = e
-            raise
-        finally:
-            _finish(method, start, context, error)
 
     return streaming if streaming_response else unary
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2_grpc
 from services.common.batching import DynamicBatcher
+from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from services.common.server import RunningServer, serve
 from services.ner.extractor import Extractor
 from services.ner.service import SERVICE_NAME, EntityExtractorService
@@ -29,27 +28,13 @@ def build_server(settings: Settings, extractor: Extractor, port: int | None = No
                  settings.ner.port if port is None else port, settings.grpc)
 
 
-def _signalled() -> threading.Event:
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    return done
-
-
 def serve_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     server = build_server(settings, Extractor.from_settings(settings))
     log.info("EntityExtractor serving on port %s", server.port)
-    _signalled().wait()
-    server.stop(settings.grpc.grace_s)
+    serve_until_signalled(server, settings.grpc.grace_s)
 
 
 def stage_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stage = build_ner_stage(settings, Extractor.from_settings(settings))
-    done = _signalled()
-    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
-    try:
-        stage.run()
-    finally:
-        stage.close()
+    configure_logging()
+    run_stage_until_signalled(build_ner_stage(settings, Extractor.from_settings(settings)))
