@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2_grpc
 from services.common.batching import DynamicBatcher
@@ -28,8 +30,14 @@ def build_server(settings: Settings, extractor: Extractor, port: int | None = No
                  settings.ner.port if port is None else port, settings.grpc)
 
 
+def _one_thread() -> None:
+    """A NER process serves one batch at a time: one torch thread per process, replicas for scale."""
+    torch.set_num_threads(1)
+
+
 def serve_main(settings: Settings) -> None:
     configure_logging()
+    _one_thread()
     server = build_server(settings, Extractor.from_settings(settings))
     log.info("EntityExtractor serving on port %s", server.port)
     serve_until_signalled(server, settings.grpc.grace_s)
@@ -37,4 +45,5 @@ def serve_main(settings: Settings) -> None:
 
 def stage_main(settings: Settings) -> None:
     configure_logging()
+    _one_thread()
     run_stage_until_signalled(build_ner_stage(settings, Extractor.from_settings(settings)))
