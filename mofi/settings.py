@@ -28,6 +28,7 @@ __all__ = [
     "env_name",
     "iter_fields",
     "SettingsError",
+    "json_object",
 ]
 
 ENV_PREFIX = "MOFI_"
@@ -99,6 +100,25 @@ class MilvusSettings:
     uri: str = _doc("milvus-lite file path, or a Milvus server URI (http://host:19530).", ".mofi/milvus.db")
     token: str = _doc("Milvus token (server mode); from a Secret in a cluster.", "")
     collection: str = _doc("Alias that searches use; versioned collections sit behind it.", "mofi_images")
+    index_type: str = _doc(
+        "Vector index of new collections: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW or AUTOINDEX.", "FLAT"
+    )
+    index_params: str = _doc(
+        'Build parameters of the index as a JSON object (e.g. {"nlist": 1024} or {"M": 16, "efConstruction": 200}); '
+        "empty means the index type's defaults.",
+        "",
+    )
+    search_params: str = _doc(
+        'Search parameters as a JSON object (e.g. {"nprobe": 16} for IVF, {"ef": 64} for HNSW); '
+        "empty means the index type's defaults.",
+        "",
+    )
+
+    def index_params_dict(self) -> dict[str, Any]:
+        return json_object(self.index_params, "milvus.index_params")
+
+    def search_params_dict(self) -> dict[str, Any]:
+        return json_object(self.search_params, "milvus.search_params")
 
 
 @dataclass
@@ -122,6 +142,8 @@ class NerSettings:
     link_threshold: float = _doc("Linked candidates below this calibrated score are dropped.", 0.35)
     max_candidates: int = _doc("Candidates kept per mention.", 3)
     max_text_chars: int = _doc("Alt-texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000)
+    max_batch: int = _doc("Dynamic batching (gRPC service): most texts per spaCy/MiniLM pass.", 64)
+    max_wait_ms: float = _doc("Dynamic batching (gRPC service): longest a request waits for others.", 2.0)
     port: int = _doc("gRPC port of the NER service.", 50051)
 
 
@@ -217,6 +239,19 @@ def iter_fields(settings: Settings) -> Iterator[tuple[str, str, Any, str]]:
             yield sec.name, f.name, getattr(obj, f.name), f.metadata.get("doc", "")
 
 
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """A setting that holds a JSON object as a string; empty means ``{}``."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{where}: not JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{where}: expected a JSON object, got {text!r}")
+    return value
+
+
 def _format(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -234,6 +269,8 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
             if low in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(value)
+        if typ is str and isinstance(value, (dict, list)):
+            return json.dumps(value)  # a JSON-valued setting written as a mapping in a YAML/TOML file
         return typ(value)
     except (TypeError, ValueError):
         raise SettingsError(f"{where}: cannot read {value!r} as {typ.__name__}") from None

@@ -37,7 +37,10 @@ def load_holder(settings: Settings, checkpoint: str | None = None) -> ModelHolde
 
 
 def open_vectors(settings: Settings) -> VectorStore:
-    return VectorStore(settings.milvus.uri, settings.milvus.collection, token=settings.milvus.token)
+    """The collections behind ``milvus.collection``; new versions get ``milvus.index_type`` and its params."""
+    cfg = settings.milvus
+    return VectorStore(cfg.uri, cfg.collection, token=cfg.token, index_type=cfg.index_type,
+                       index_params=cfg.index_params_dict(), search_params=cfg.search_params_dict())
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -15,19 +15,17 @@ from services.ner.extractor import Extractor
 from services.ner.service import SERVICE_NAME, EntityExtractorService
 from services.ner.stage import build_ner_stage
 
-__all__ = ["build_server", "serve_main", "stage_main", "MAX_BATCH", "MAX_WAIT_MS"]
+__all__ = ["build_server", "serve_main", "stage_main"]
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 64  # texts per spaCy/MiniLM pass
-MAX_WAIT_MS = 2.0
-
 
 def build_server(settings: Settings, extractor: Extractor, port: int | None = None) -> RunningServer:
-    batcher = DynamicBatcher(extractor.extract, max_batch=MAX_BATCH, max_wait_ms=MAX_WAIT_MS, name="ner")
+    cfg = settings.ner
+    batcher = DynamicBatcher(extractor.extract, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, name="ner")
     service = EntityExtractorService(extractor, batcher)
     return serve([(ner_pb2_grpc.add_EntityExtractorServicer_to_server, service)], [SERVICE_NAME],
-                 settings.ner.port if port is None else port, settings.grpc)
+                 cfg.port if port is None else port, settings.grpc)
 
 
 def _one_thread() -> None:

@@ -49,3 +49,23 @@ def test_to_env_round_trips_every_field():
     assert load_settings(env=env) == s
     assert env_name("kafka", "bootstrap_servers") == "MOFI_KAFKA_BOOTSTRAP_SERVERS"
     assert all(doc for *_, doc in iter_fields(s)), "every setting is documented"
+
+
+def test_json_object_settings(tmp_path):
+    s = load_settings(env={"MOFI_MILVUS_INDEX_TYPE": "HNSW",
+                           "MOFI_MILVUS_INDEX_PARAMS": '{"M": 16, "efConstruction": 200}'})
+    assert s.milvus.index_params_dict() == {"M": 16, "efConstruction": 200}
+    assert s.milvus.search_params_dict() == {}  # empty: the index type's defaults
+    cfg = tmp_path / "mofi.yaml"  # a YAML mapping is kept as its JSON text
+    cfg.write_text("milvus:\n  search_params:\n    ef: 64\n")
+    assert load_settings(cfg, env={}).milvus.search_params_dict() == {"ef": 64}
+    for bad, needle in (("{nlist: 3}", "not JSON"), ("[1, 2]", "JSON object")):
+        s.milvus.index_params = bad
+        with pytest.raises(SettingsError, match=needle):
+            s.milvus.index_params_dict()
+
+
+def test_ner_batching_settings():
+    s = load_settings(env={"MOFI_NER_MAX_BATCH": "8", "MOFI_NER_MAX_WAIT_MS": "0.5"})
+    assert (s.ner.max_batch, s.ner.max_wait_ms) == (8, 0.5)
+    assert (Settings().ner.max_batch, Settings().ner.max_wait_ms) == (64, 2.0)
