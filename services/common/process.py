@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-
-from services.common.server import RunningServer
+from typing import Protocol
 
 __all__ = ["configure_logging", "until_signalled", "serve_until_signalled", "run_stage_until_signalled"]
 
@@ -27,7 +26,12 @@ def until_signalled() -> threading.Event:
     return done
 
 
-def serve_until_signalled(server: RunningServer, grace_s: float) -> None:
+class _Stoppable(Protocol):
+    def stop(self, grace: float | None = None) -> None: ...
+
+
+def serve_until_signalled(server: _Stoppable, grace_s: float) -> None:
+    """Block until SIGTERM/SIGINT, then ``server.stop(grace_s)`` (a RunningServer or a wrapper of one)."""
     until_signalled().wait()
     server.stop(grace_s)
 

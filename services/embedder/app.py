@@ -17,6 +17,7 @@ from mofi.settings import Settings
 from mofi.v1 import embedder_pb2_grpc
 from services.common.batching import DynamicBatcher
 from services.common.images import decode_image
+from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from services.common.server import RunningServer, serve
 from services.embedder.models import ModelHolder
 from services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
@@ -76,13 +77,6 @@ def build_server(settings: Settings, holder: ModelHolder, vectors: VectorStore, 
     return EmbedderServer(running, holder, batcher, vectors)
 
 
-def _until_signalled() -> threading.Event:
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    return done
-
-
 def _reload_on_sighup(holder: ModelHolder, uri: str) -> None:
     def reload() -> None:
         try:
@@ -94,25 +88,18 @@ def _reload_on_sighup(holder: ModelHolder, uri: str) -> None:
 
 
 def serve_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     holder = load_holder(settings)
     running = build_server(settings, holder, open_vectors(settings))
     _reload_on_sighup(holder, settings.embedder.checkpoint)
     log.info("Embedder and Search serving on port %s (model %s)", running.port, holder.version)
-    _until_signalled().wait()
-    running.stop(settings.grpc.grace_s)
+    serve_until_signalled(running, settings.grpc.grace_s)
 
 
 def stage_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     cfg = settings.embedder
     store = ObjectStore(settings.s3)
     handler = IndexerHandler(load_holder(settings), open_vectors(settings), store.get_bytes,
                              lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels), cfg.max_image_bytes)
-    stage = build_indexer_stage(settings, handler)
-    done = _until_signalled()
-    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
-    try:
-        stage.run()
-    finally:
-        stage.close()
+    run_stage_until_signalled(build_indexer_stage(settings, handler))
