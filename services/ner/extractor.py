@@ -57,7 +57,7 @@ class Extraction:
 
 
 def kb_path(settings: Settings) -> str:
-    return settings.ner.kb_path or str(Path(settings.data.build_dir) / "kb.jsonl")
+    return settings.ner.kb_path or str(Path(settings.data.build_dir) / "kb" / "kb.jsonl")  # where `mofi data build` writes it
 
 
 class Extractor:
