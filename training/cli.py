@@ -80,7 +80,7 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
     """Retrieval mAP (GPR1200 protocol, per domain), zero-shot and linear-probe accuracy; curves PNG."""
     from pathlib import Path
 
-    from training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
+    from training.evaluation import embed_benchmark, evaluate_embeddings, evaluate_model, load_benchmark
 
     try:
         bench = load_benchmark(benchmark)
@@ -101,9 +101,7 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
             model = EmbeddingModel.load(uri, settings.s3)
         except (OSError, KeyError, RuntimeError, S3Error) as e:
             raise click.ClickException(f"cannot load checkpoint {uri}: {e}") from None
-        emb = embed_benchmark(bench, model.embed_images)
-        results = {"model": model.model_name, "version": model.version,
-                   **evaluate_embeddings(bench, emb, model.embed_texts)}
+        results = evaluate_model(bench, model)
     if curves:
         if not run_dirs:
             raise click.UsageError("--curves needs at least one --run-dir")

@@ -35,6 +35,7 @@ __all__ = [
     "ZERO_SHOT_TEMPLATES",
     "evaluate_embeddings",
     "embed_benchmark",
+    "evaluate_model",
 ]
 
 _NAME = re.compile(r"^(?P<cls>[^_]+)_(?P<rest>.+)\.(png|jpg|jpeg|webp)$", re.IGNORECASE)
@@ -173,3 +174,12 @@ def evaluate_embeddings(
             class_emb[cls] = prompts.mean(axis=0)
         results["zero_shot_top1"] = zero_shot_accuracy(image_emb, bench.labels, class_emb)
     return results
+
+
+def evaluate_model(bench: Benchmark, model: Any) -> dict[str, Any]:
+    """Every metric for a loaded :class:`training.inference.EmbeddingModel`, tagged with its name and version.
+
+    One function for ``mofi eval`` and the pipeline's evaluate step, so both report the same numbers.
+    """
+    emb = embed_benchmark(bench, model.embed_images)
+    return {"model": model.model_name, "version": model.version, **evaluate_embeddings(bench, emb, model.embed_texts)}

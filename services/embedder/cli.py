@@ -24,19 +24,15 @@ __all__ = ["index", "search"]
 def index(settings, i2e_prefix: str | None, image_dir: str | None, checkpoint: str | None, batch_size: int,
           no_thumbnails: bool) -> None:
     """Embed images into a new collection version, then switch the alias (milvus.collection) to it."""
-    from services.embedder.app import load_holder, open_vectors
-    from services.embedder.indexing import build_index, items_from_dir, items_from_i2e
+    from services.embedder.indexing import index_images, items_from_dir, items_from_i2e
 
     if image_dir:
         items = items_from_dir(image_dir)
     else:
         prefix = i2e_prefix or join_uri(f"s3://{settings.s3.i2e_bucket}", settings.writer.prefix) + "/"
         items = items_from_i2e(ObjectStore(settings.s3), prefix)
-    vectors = open_vectors(settings)
-    report = build_index(load_holder(settings, checkpoint), vectors, items, batch_size=batch_size,
-                         max_image_bytes=settings.embedder.max_image_bytes, max_pixels=settings.embedder.max_pixels,
-                         thumbnails=not no_thumbnails)
-    click.echo(f"indexed {report.indexed} images into {report.collection}; alias {vectors.alias} -> "
+    report = index_images(settings, items, checkpoint, batch_size=batch_size, thumbnails=not no_thumbnails)
+    click.echo(f"indexed {report.indexed} images into {report.collection}; alias {settings.milvus.collection} -> "
                f"{report.collection}; skipped {len(report.skipped)}")
     for pair_id, reason in report.skipped:
         click.echo(f"  skipped {pair_id}: {reason}", err=True)

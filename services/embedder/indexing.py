@@ -24,8 +24,8 @@ from services.common.images import InvalidInput, decode_image
 from services.embedder.models import ModelHolder
 from services.embedder.vectors import IndexRow, VectorStore
 
-__all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "thumbnail_b64",
-           "IndexReport"]
+__all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images",
+           "thumbnail_b64", "IndexReport"]
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +129,20 @@ def build_index(holder: ModelHolder, vectors: VectorStore, items: Iterable[Image
         log.warning("skipped %s: %s", pair_id, reason)
     vectors.publish(collection)
     return IndexReport(collection, indexed, skipped)
+
+
+def index_images(settings, items: Iterable[ImageItem], checkpoint: str | None = None, *, batch_size: int = 64,
+                 thumbnails: bool = True, total: int | None = None) -> IndexReport:
+    """:func:`build_index` with the model, Milvus and image limits the settings name.
+
+    ``mofi index`` and the pipeline's index step both come through here.
+    """
+    from services.embedder.app import load_holder, open_vectors  # app imports this module's neighbours
+
+    vectors = open_vectors(settings)
+    try:
+        return build_index(load_holder(settings, checkpoint), vectors, items, batch_size=batch_size,
+                           max_image_bytes=settings.embedder.max_image_bytes, max_pixels=settings.embedder.max_pixels,
+                           thumbnails=thumbnails, total=total)
+    finally:
+        vectors.close()

@@ -1,0 +1,118 @@
+"""The MOFI training pipeline (KFP v2): snapshot -> train (torchx) -> evaluate -> index -> roll.
+
+``build_pipeline(image)`` returns the pipeline function; :data:`PIPELINE_FILE` is its compiled
+form, committed and checked fresh by the tests (``mofi pipeline compile`` rewrites it). In a
+cluster every step gets the settings from the chart's ConfigMap and credentials from its Secret
+(names are run parameters); a local run (``mofi pipeline run``, kfp.local) inherits them from the
+environment instead and trains with torchx's ``local_cwd`` scheduler.
+
+No ``from __future__ import annotations``: KFP reads parameter types from real annotations.
+"""
+
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from kfp import compiler, dsl
+from kfp import kubernetes as k8s
+from kfp.dsl import Metrics, Model
+
+from mofi.settings import Settings, env_name, iter_fields
+from pipelines.components import make_components
+from pipelines.steps import CREDENTIALS, LOCAL_ONLY_SECTIONS
+
+__all__ = ["PIPELINE_NAME", "PIPELINE_FILE", "DEFAULT_IMAGE", "build_pipeline", "compile_pipeline"]
+
+PIPELINE_NAME = "mofi-train"
+PIPELINE_FILE = Path(__file__).with_name("mofi_train.yaml")
+#: The image the chart deploys (Dockerfile, skaffold.yaml); `mofi pipeline compile --image` changes it.
+DEFAULT_IMAGE = "mofi-platform:latest"
+
+#: Step resources: training runs in its own torchx job, so steps only need room for one model.
+STEP_CPU, STEP_MEMORY = "2", "8G"
+
+
+def _settings_env() -> dict[str, str]:
+    """ConfigMap key -> environment variable for every non-credential setting (the keys are the names)."""
+    secret = {env_name(section, field) for section, field in CREDENTIALS}
+    return {env_name(s, f): env_name(s, f) for s, f, _, _ in iter_fields(Settings())
+            if s not in LOCAL_ONLY_SECTIONS and env_name(s, f) not in secret}
+
+
+def _with_settings(task: dsl.PipelineTask, config_map, secret, cluster: bool) -> dsl.PipelineTask:
+    task.set_caching_options(False)  # every step reads or writes the object store: never reuse a cached result
+    task.set_cpu_request(STEP_CPU).set_memory_request(STEP_MEMORY).set_memory_limit(STEP_MEMORY)
+    if cluster:
+        k8s.use_config_map_as_env(task, config_map, _settings_env())
+        for optional in (False, True):
+            keys = {key: env_name(s, f) for (s, f), (key, opt) in CREDENTIALS.items() if opt == optional}
+            k8s.use_secret_as_env(task, secret, keys, optional=optional)
+    return task
+
+
+def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable:
+    """The pipeline function; ``cluster=False`` leaves out the ConfigMap/Secret wiring (kfp.local runs)."""
+    ops = make_components(image)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=(
+        "MOFI on the I2E dataset: freeze a snapshot, train with torchx (Volcano), gate on retrieval mAP, "
+        "index the images into Milvus behind the search alias, optionally roll the embedder."))
+    def mofi_train(
+        snapshot_version: str = "",
+        min_count: int = 3,
+        val_percent: float = 5.0,
+        run_name: str = "",
+        model_config: str = "mofi-effnet-lite0-minilm",
+        recipe: str = "multitask",
+        steps: int = 2000,
+        batch_size: int = 64,
+        train_options: str = "{}",
+        scheduler: str = "kubernetes",
+        nnodes: int = 1,
+        nproc_per_node: int = 1,
+        image: str = image,
+        gpu: int = 1,
+        cpu: int = 8,
+        mem_mb: int = 32768,
+        queue: str = "default",
+        max_retries: int = 2,
+        benchmark: str = "s3://mofi-corpus/benchmark/",
+        min_map: float = 0.0,
+        index_batch_size: int = 64,
+        thumbnails: bool = True,
+        roll: bool = False,
+        embedder_deployment: str = "mofi-embedder",
+        namespace: str = "",
+        settings_config_map: str = "mofi-settings",
+        credentials_secret: str = "mofi-credentials",
+    ) -> NamedTuple("Outputs", model=Model, metrics=Metrics):
+        """Args are run parameters in the Kubeflow UI; train_options is a JSON object of further `mofi train` options."""
+
+        def wired(task: dsl.PipelineTask) -> dsl.PipelineTask:
+            return _with_settings(task, settings_config_map, credentials_secret, cluster)
+
+        snap = wired(ops["snapshot_i2e"](version=snapshot_version, min_count=min_count, val_percent=val_percent))
+        snap.set_display_name("snapshot I2E")
+        train = wired(ops["train_mofi"](
+            dataset=snap.outputs["dataset"], run_name=run_name, model_config=model_config, recipe=recipe, steps=steps,
+            batch_size=batch_size, train_options=train_options, scheduler=scheduler, nnodes=nnodes,
+            nproc_per_node=nproc_per_node, image=image, gpu=gpu, cpu=cpu, mem_mb=mem_mb, queue=queue,
+            credentials_secret=credentials_secret, max_retries=max_retries))
+        train.set_display_name("train (torchx)")
+        evaluate = wired(ops["evaluate_mofi"](model=train.outputs["model"], benchmark=benchmark, min_map=min_map))
+        evaluate.set_display_name("evaluate")
+        index = wired(ops["index_milvus"](model=train.outputs["model"], batch_size=index_batch_size,
+                                          thumbnails=thumbnails))
+        index.set_display_name("index into Milvus").after(evaluate)
+        with dsl.If(roll == True, "roll"):  # noqa: E712  (a pipeline condition, not a Python comparison)
+            rolled = wired(ops["roll_embedder"](model=train.outputs["model"], deployment=embedder_deployment,
+                                                namespace=namespace))
+            rolled.set_display_name("roll embedder").after(index)
+        outputs = NamedTuple("Outputs", model=Model, metrics=Metrics)
+        return outputs(model=train.outputs["model"], metrics=evaluate.outputs["metrics"])
+
+    return mofi_train
+
+
+def compile_pipeline(path: str | Path = PIPELINE_FILE, image: str = DEFAULT_IMAGE) -> Path:
+    compiler.Compiler().compile(build_pipeline(image), str(path))
+    return Path(path)

@@ -1,0 +1,318 @@
+"""The training pipeline's steps as plain functions of the settings.
+
+Why a module of its own: a KFP lightweight component ships the source of one function to a pod;
+keeping each component body to a call into this module means the same logic runs from the
+pipeline, the demo and tests, and the compiled pipeline YAML stays small and stable.
+
+Steps: :func:`take_snapshot` (freeze the I2E shards) -> :func:`launch_training` (a torchx job,
+``local_cwd`` here or ``kubernetes``/Volcano in a cluster, logs streamed, failure raised) ->
+:func:`evaluate_checkpoint` (retrieval mAP gate) -> :func:`index_checkpoint` (new Milvus collection,
+alias switch) -> :func:`roll_embedder` (publish the checkpoint; restart the embedder Deployment).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, snapshot_uri
+from mofi.objstore import ObjectStore, join_uri, parse_uri
+from mofi.settings import Settings, env_name, load_settings
+
+__all__ = [
+    "SnapshotInfo",
+    "TrainJob",
+    "TrainingFailed",
+    "QualityGateFailed",
+    "step_settings",
+    "take_snapshot",
+    "train_app",
+    "plan_training",
+    "launch_training",
+    "fetch_benchmark",
+    "evaluate_checkpoint",
+    "index_checkpoint",
+    "roll_embedder",
+    "CHECKPOINT_ANNOTATION",
+]
+
+log = logging.getLogger(__name__)
+
+#: Settings that are credentials -> (key in the chart's Secret, optional): they reach pods only from it.
+CREDENTIALS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("s3", "access_key"): ("s3-access-key", False),
+    ("s3", "secret_key"): ("s3-secret-key", False),
+    ("milvus", "token"): ("milvus-token", True),
+}
+#: Settings sections that describe the local stack only: a cluster's ConfigMap does not carry them.
+LOCAL_ONLY_SECTIONS = frozenset({"stack"})
+
+#: Pod-template annotation the roll step sets: a new value makes Kubernetes roll the Deployment.
+CHECKPOINT_ANNOTATION = "mofi.dev/checkpoint-version"
+
+
+class TrainingFailed(RuntimeError):
+    """The torchx job ended in a state other than SUCCEEDED."""
+
+
+class QualityGateFailed(RuntimeError):
+    """The evaluated model is below the pipeline's minimum mAP."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    uri: str
+    version: str
+    num_samples: int
+    num_classes: int
+    num_shards: int
+
+
+def step_settings() -> Settings:
+    """The settings of a pipeline step (MOFI_* environment, optional MOFI_CONFIG file), with INFO logging."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return load_settings()
+
+
+def i2e_prefix(settings: Settings) -> str:
+    return join_uri(f"s3://{settings.s3.i2e_bucket}", settings.writer.prefix) + "/"
+
+
+def take_snapshot(settings: Settings, version: str = "", min_count: int = 3, val_percent: float = 5.0) -> SnapshotInfo:
+    """Freeze the complete I2E shards into an immutable, versioned snapshot.
+
+    An existing snapshot of the same version is reused rather than overwritten, so a retried
+    pipeline run (or a resumed demo) trains on exactly the data it started with.
+    """
+    store = ObjectStore(settings.s3)
+    version = version or new_version()
+    uri = snapshot_uri(settings.s3.i2e_bucket, version)
+    if store.exists(uri):
+        snap = Snapshot.load(store, uri)
+        log.info("snapshot %s exists; reusing it", uri)
+    else:
+        prefix = i2e_prefix(settings)
+        if not list_shards(store, prefix):
+            raise ValueError(f"no complete I2E shards under {prefix}: run the I2E stages first")
+        snap = create_snapshot(store, prefix, uri, min_count=min_count, val_percent=val_percent)
+    if not snap.classes:
+        raise ValueError(f"snapshot {uri} has no entity with at least {min_count} images")
+    return SnapshotInfo(uri, snap.version, snap.num_samples, len(snap.classes), len(snap.shards))
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Where and how big the training job is; everything else is ``mofi train`` arguments."""
+
+    scheduler: str = "local_cwd"  # local_cwd | kubernetes
+    nnodes: int = 1
+    nproc_per_node: int = 2
+    image: str = "mofi-platform:latest"
+    cpu: int = 2
+    gpu: int = 0
+    memMB: int = 8192
+    queue: str = "default"
+    namespace: str = ""
+    credentials_secret: str = "mofi-credentials"
+    max_retries: int = 0
+
+
+def _train_config(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any]):
+    from training.cli import build_config
+
+    return build_config(settings, {"snapshot": snapshot, "run_name": run_name, **options})
+
+
+def train_app(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any], job: TrainJob):
+    """The torchx AppDef: ``mofi train`` under torchrun with these options and the settings as env.
+
+    Credentials are left out of the job's environment: locally the processes inherit them, and
+    on Kubernetes :func:`launch_training` adds them from the Secret (never as plain values).
+    """
+    from training.components import train
+
+    cfg = _train_config(settings, snapshot, run_name, options)  # validates the options here, not in a pod
+    args = ["--snapshot", cfg.snapshot, "--run-name", cfg.run_name]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        args += [flag if value else f"--no-{name.replace('_', '-')}"] if isinstance(value, bool) else [flag, str(value)]
+    secret_env = {env_name(section, field) for section, field in CREDENTIALS}
+    env = {k: v for k, v in settings.to_env().items() if k not in secret_env}
+    return train(*args, image=job.image, j=f"{job.nnodes}x{job.nproc_per_node}", cpu=job.cpu, gpu=job.gpu,
+                 memMB=job.memMB, env=env, max_retries=job.max_retries, name=f"mofi-train-{run_name}"[:60])
+
+
+def _secret_env_vars(secret: str) -> list:
+    from kubernetes import client
+
+    return [client.V1EnvVar(name=env_name(section, field), value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name=secret, key=key, optional=optional)))
+            for (section, field), (key, optional) in CREDENTIALS.items()]
+
+
+def _add_secret_env(resource: dict, secret: str) -> None:
+    """Give every container of the Volcano job the credentials from ``secret`` (secretKeyRef)."""
+    for task in resource["spec"]["tasks"]:
+        for container in task["template"].spec.containers:
+            container.env = [*(container.env or []), *_secret_env_vars(secret)]
+
+
+def _pod_namespace() -> str:
+    """The namespace of the pod this runs in ("" outside a cluster)."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _scheduler_cfg(job: TrainJob) -> dict[str, Any]:
+    if job.scheduler == "kubernetes":
+        cfg: dict[str, Any] = {"queue": job.queue, "validate_spec": False}
+        namespace = job.namespace or _pod_namespace()
+        if namespace:
+            cfg["namespace"] = namespace  # the pipeline's namespace, where its service account may create jobs
+        return cfg
+    if job.scheduler == "local_cwd":
+        return {}
+    raise ValueError(f"unknown scheduler {job.scheduler!r}: local_cwd or kubernetes")
+
+
+def plan_training(runner, app, job: TrainJob):
+    """The scheduler request (torchx dry run) for ``app``: what :func:`launch_training` submits.
+
+    Locally the ranks get this interpreter's torchrun and a share of the cores; on Kubernetes every
+    container of the Volcano job gets the credentials from the Secret.
+    """
+    if job.scheduler == "local_cwd":
+        _local_env(app.roles[0].env, job.nproc_per_node)
+    info = runner.dryrun(app, job.scheduler, cfg=_scheduler_cfg(job))
+    if job.scheduler == "kubernetes":
+        _add_secret_env(info.request.resource, job.credentials_secret)
+    return info
+
+
+def launch_training(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any], job: TrainJob,
+                    on_log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the training job to completion and return its checkpoint ``{checkpoint, run_dir, step}``.
+
+    Logs of rank 0 stream to ``on_log`` while the job runs. A job that does not succeed raises
+    :class:`TrainingFailed` with its state and the last log lines. Rerunning with the same
+    ``run_name`` resumes from the run's last checkpoint (the trainer's contract), so a retried
+    pipeline step continues instead of starting over.
+    """
+    from torchx.runner import get_runner
+    from torchx.specs import AppState
+
+    from training.checkpoint import latest_checkpoint
+
+    app = train_app(settings, snapshot, run_name, options, job)
+    runner = get_runner("mofi")
+    tail: list[str] = []
+    try:
+        handle = runner.schedule(plan_training(runner, app, job))
+        on_log(f"torchx job {handle}")
+        for line in _follow(runner.log_lines(handle, app.roles[0].name, k=0, should_tail=True)):
+            tail = (tail + [line])[-20:]
+            on_log(line)
+        status = runner.wait(handle, wait_interval=2)
+    finally:
+        runner.close()
+    if status is None or status.state != AppState.SUCCEEDED:
+        state = "unknown" if status is None else status.state.name
+        raise TrainingFailed(f"training job {handle} ended {state}; last log lines:\n" + "\n".join(tail))
+    run_dir = _train_config(settings, snapshot, run_name, options).run_dir
+    found = latest_checkpoint(ObjectStore(settings.s3), run_dir)
+    if found is None:
+        raise TrainingFailed(f"training job {handle} succeeded but wrote no checkpoint under {run_dir}")
+    step, uri = found
+    return {"checkpoint": uri, "run_dir": run_dir, "step": step, "job": handle}
+
+
+def _local_env(env: dict[str, str], nproc: int) -> None:
+    """This interpreter's torchrun first on PATH; the cores shared out between the local ranks."""
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, nproc))))
+
+
+def _follow(lines: Iterable[str]) -> Iterable[str]:
+    for line in lines:
+        yield line.rstrip("\n")
+
+
+def fetch_benchmark(settings: Settings, uri: str, dest: Path) -> Path:
+    """A benchmark folder: ``uri`` itself when local, else an s3:// prefix copied into ``dest``."""
+    bucket, _ = parse_uri(uri)
+    if bucket is None:
+        return Path(uri)
+    store = ObjectStore(settings.s3)
+    prefix = uri.rstrip("/") + "/"
+    count = 0
+    for obj in store.list(prefix):
+        target = dest / obj[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        store.get_file(obj, target)
+        count += 1
+    if count == 0:
+        raise ValueError(f"no benchmark images under {uri}")
+    return dest
+
+
+def evaluate_checkpoint(settings: Settings, checkpoint: str, benchmark: str, min_map: float = 0.0) -> dict[str, Any]:
+    """Retrieval mAP, zero-shot and linear-probe accuracy; :class:`QualityGateFailed` below ``min_map``."""
+    from training.evaluation import evaluate_model, load_benchmark
+    from training.inference import EmbeddingModel
+
+    model = EmbeddingModel.load(checkpoint, settings.s3)
+    with tempfile.TemporaryDirectory(prefix="mofi-benchmark-") as tmp:
+        results = evaluate_model(load_benchmark(fetch_benchmark(settings, benchmark, Path(tmp))), model)
+    results["benchmark"] = benchmark
+    if results["map"] < min_map:
+        raise QualityGateFailed(f"mAP {results['map']:.4f} of {checkpoint} is below the minimum {min_map:.4f}")
+    return results
+
+
+def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
+    """Embed every I2E image with ``checkpoint`` into a new collection and switch the alias to it."""
+    from services.embedder.indexing import index_images, items_from_i2e
+
+    store = ObjectStore(settings.s3)
+    prefix = i2e_prefix(settings)
+    total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
+    return index_images(settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size,
+                        thumbnails=thumbnails, total=total)
+
+
+def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
+    """Publish ``checkpoint`` as ``settings.embedder.checkpoint``; then restart ``deployment`` if named.
+
+    Embedder pods load ``settings.embedder.checkpoint`` when they start, so a new pod-template
+    annotation (the checkpoint version) rolls them one by one under the Deployment's strategy and
+    PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder itself
+    (``kill -HUP``). Returns the version now published.
+    """
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    store = ObjectStore(settings.s3)
+    target = settings.embedder.checkpoint
+    state = load_checkpoint(store, checkpoint)
+    version = str(state.get("version", checkpoint))
+    if target != checkpoint:  # serving needs the weights, not the optimizer state
+        save_checkpoint(store, target, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+    log.info("published %s (%s) as %s", checkpoint, version, target)
+    if deployment:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        ns = namespace or _pod_namespace() or "default"
+        patch = {"spec": {"template": {"metadata": {"annotations": {
+            CHECKPOINT_ANNOTATION: version, "mofi.dev/rolled-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}}}}
+        client.AppsV1Api().patch_namespaced_deployment(deployment, ns, patch)
+        log.info("rolling deployment %s/%s to %s", ns, deployment, version)
+    return version

@@ -1,0 +1,129 @@
+"""The KFP pipeline: compiled YAML is fresh and wired to the chart's ConfigMap/Secret; the Volcano job
+gets credentials only from the Secret; the whole pipeline runs locally (kfp.local SubprocessRunner,
+torchx local_cwd with 2 ranks) against the real S3 server and milvus-lite, and its quality gate stops
+a bad model before indexing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from torchx.runner import get_runner
+
+from mofi.i2e import write_shard
+from mofi.objstore import ObjectStore
+from pipelines.local import run_local
+from pipelines.pipeline import PIPELINE_FILE, compile_pipeline
+from pipelines.steps import TrainJob, plan_training, train_app
+from services.embedder.vectors import VectorStore
+from tests.training.conftest import make_samples
+from training.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARK = REPO / "tests" / "fixtures" / "benchmark"
+SECRET_ENV = {"MOFI_S3_ACCESS_KEY", "MOFI_S3_SECRET_KEY", "MOFI_MILVUS_TOKEN"}
+
+
+def test_committed_pipeline_yaml_is_fresh(tmp_path):
+    fresh = compile_pipeline(tmp_path / "p.yaml").read_text()
+    assert PIPELINE_FILE.read_text() == fresh, "pipelines/mofi_train.yaml is stale: run `mofi pipeline compile`"
+
+
+def test_compiled_pipeline_steps_take_settings_from_configmap_and_credentials_from_secret():
+    docs = list(yaml.safe_load_all(PIPELINE_FILE.read_text()))
+    spec, platform = docs[0], docs[1]
+    dag = spec["root"]["dag"]["tasks"]
+    assert {"snapshot-i2e", "train-mofi", "evaluate-mofi", "index-milvus", "condition-1"} <= set(dag)
+    assert dag["index-milvus"]["dependentTasks"] == ["evaluate-mofi", "train-mofi"]
+    assert "roll-embedder" in spec["root"]["dag"]["tasks"]["condition-1"]["componentRef"]["name"] or \
+        "roll-embedder" in json.dumps(spec["components"]["comp-condition-1"])
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(executors) == 5
+    for name, ex in executors.items():
+        cm_keys = {k["envVar"] for cm in ex["configMapAsEnv"] for k in cm["keyToEnv"]}
+        assert "MOFI_S3_ENDPOINT" in cm_keys and "MOFI_EMBEDDER_CHECKPOINT" in cm_keys, name
+        assert not cm_keys & SECRET_ENV, f"{name}: credentials must not come from the ConfigMap"
+        assert not any(k.startswith("MOFI_STACK_") for k in cm_keys), name
+        secret_keys = {k["envVar"] for s in ex["secretAsEnv"] for k in s["keyToEnv"]}
+        assert secret_keys == SECRET_ENV, name
+    images = {c["container"]["image"] for c in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"mofi-platform:latest"}
+
+
+def test_volcano_job_gets_credentials_from_the_secret_only(settings):
+    settings.s3.secret_key = "do-not-leak"
+    job = TrainJob(scheduler="kubernetes", nnodes=2, nproc_per_node=4, image="registry/mofi:1", gpu=4,
+                   namespace="mofi", credentials_secret="creds")
+    app = train_app(settings, "s3://b/snapshots/v/manifest.json", "prod", {"model": "mofi-tiny-vit", "steps": 5}, job)
+    runner = get_runner()
+    try:
+        request = plan_training(runner, app, job).request.resource
+    finally:
+        runner.close()
+    assert request["kind"] == "Job" and len(request["spec"]["tasks"]) == 2
+    for task in request["spec"]["tasks"]:
+        container = task["template"].spec.containers[0]
+        env = {e.name: e for e in container.env}
+        assert "do-not-leak" not in json.dumps([e.value for e in container.env])
+        for name in SECRET_ENV:
+            assert env[name].value is None and env[name].value_from.secret_key_ref.name == "creds"
+        assert env["MOFI_S3_ENDPOINT"].value == settings.s3.endpoint
+        assert "--model mofi-tiny-vit --steps 5" in " ".join(container.command)
+
+
+def test_train_options_are_checked_before_any_job_starts(settings):
+    with pytest.raises(TypeError):
+        train_app(settings, "s3://b/s/manifest.json", "r", {"no_such_option": 1}, TrainJob())
+
+
+def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(settings, store, tmp_path):
+    prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
+    samples = [s for shard in range(2) for s in make_samples(24, seed=shard)]
+    for shard in range(2):
+        write_shard(store, f"{prefix}/shard-{shard:04d}.tar", samples[shard * 24:(shard + 1) * 24])
+    settings.training.checkpoint_dir = f"s3://{settings.s3.models_bucket}/mofi"
+    settings.embedder.checkpoint = f"s3://{settings.s3.models_bucket}/serving/latest.pt"
+    options = json.dumps({"lr": 2e-3, "tower_lr_scale": 1.0, "warmup_steps": 2, "pretrained_towers": False,
+                          "checkpoint_every": 4, "shuffle_buffer": 16})
+    params = dict(snapshot_version="v1", min_count=2, val_percent=10.0, model_config="mofi-tiny-vit", steps=8,
+                  batch_size=4, train_options=options, benchmark=str(BENCHMARK), index_batch_size=16)
+
+    out = run_local(settings, tmp_path / "root", roll=True, **params)
+
+    model = out["model"]
+    assert model["step"] == 8 and model["run_name"] == "v1-mofi-tiny-vit-multitask"
+    assert model["snapshot"] == f"s3://{settings.s3.i2e_bucket}/snapshots/v1/manifest.json"
+    assert load_checkpoint(ObjectStore(settings.s3), model["checkpoint"])["step"] == 8
+    assert 0.0 < out["metrics"]["map"] <= 1.0 and "map_emoji" in out["metrics"]
+    vectors = VectorStore(settings.milvus.uri, settings.milvus.collection)
+    try:
+        first = vectors.current()
+        assert first is not None and vectors.count(first) == len(samples)
+    finally:
+        vectors.close()
+    served = load_checkpoint(ObjectStore(settings.s3), settings.embedder.checkpoint)  # the roll step published it
+    assert served["version"] == "v1-mofi-tiny-vit-multitask-step8" and "optimizer" not in served
+
+    # Same run name: training confirms it is finished; the gate then fails the run before the index step.
+    with pytest.raises(RuntimeError, match="evaluate-mofi"):
+        run_local(settings, tmp_path / "root2", min_map=1.01, **params)
+    vectors = VectorStore(settings.milvus.uri, settings.milvus.collection)
+    try:
+        assert vectors.versions() == [first] and vectors.current() == first
+    finally:
+        vectors.close()
+
+
+def test_cli_compiles_the_committed_pipeline_and_rejects_malformed_parameters(tmp_path):
+    from click.testing import CliRunner
+
+    from mofi.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["pipeline", "compile", "--out", str(tmp_path / "p.yaml")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "p.yaml").read_text() == PIPELINE_FILE.read_text()
+    res = runner.invoke(main, ["pipeline", "run", "-p", "steps"])
+    assert res.exit_code == 2 and "'steps' is not name=value" in res.output
