@@ -190,7 +190,7 @@ class GrpcSettings:
     max_message_bytes: int = _doc("Largest request or response message.", 32 * 1024 * 1024)
     max_workers: int = _doc("Handler threads per server.", 16)
     grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0)
-    metrics_port: int = _doc("Prometheus metrics port (0 disables).", 0)
+    metrics_port: int = _doc("Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0)
 
 
 @dataclass

@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Protocol
+from typing import Any, Protocol
+
+from services.common.metrics import start_metrics_server
 
 __all__ = ["configure_logging", "until_signalled", "serve_until_signalled", "run_stage_until_signalled"]
+
+log = logging.getLogger(__name__)
 
 
 def configure_logging() -> None:
@@ -36,11 +40,19 @@ def serve_until_signalled(server: _Stoppable, grace_s: float) -> None:
     server.stop(grace_s)
 
 
-def run_stage_until_signalled(stage) -> None:
-    """``stage`` has ``run()``, ``stop()`` and ``close()`` (a KafkaStage or alike)."""
+def run_stage_until_signalled(stage, metrics_port: int = 0) -> Any:
+    """Run ``stage`` (``run()``, ``stop()``, ``close()``: a KafkaStage or alike) until SIGTERM/SIGINT.
+
+    ``metrics_port`` (``settings.grpc.metrics_port``; 0: none) serves the process's Prometheus
+    metrics on ``/metrics`` while the stage runs, as :func:`services.common.server.serve` does for a
+    server. Returns what ``stage.run()`` returned (the stage's counts).
+    """
     done = until_signalled()
+    if metrics_port:
+        start_metrics_server(metrics_port)
+        log.info("metrics on port %d", metrics_port)
     threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
     try:
-        stage.run()
+        return stage.run()
     finally:
         stage.close()

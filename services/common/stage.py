@@ -5,6 +5,12 @@ letters) is acknowledged by the broker, so a crash at any point replays records 
 them (at-least-once; outputs are keyed by pair id so replays overwrite downstream). A record the
 handler cannot process goes to the dead-letter topic with the reason; an unexpected error in the
 handler is isolated to the record that caused it, so one bad record never stops the stage.
+
+Metrics (default Prometheus registry, served by :func:`services.common.process.run_stage_until_signalled`
+when ``grpc.metrics_port`` is set), all labelled by stage name: records consumed, records by outcome
+(emitted / dead_letter), messages produced per output topic, seconds per non-empty poll, per handler
+call and per flush+commit, and the consumer lag of each partition the stage last received records from
+(the broker's high-water mark from that fetch minus the committed offset; no extra request).
 """
 
 from __future__ import annotations
@@ -17,17 +23,29 @@ from typing import Callable, Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 from tqdm import tqdm
 
 from mofi.kafka import ensure_topics, make_consumer, make_producer, send_dead_letter
 from mofi.settings import KafkaSettings
 
-__all__ = ["KafkaStage", "Emit", "Outcome"]
+__all__ = ["KafkaStage", "Emit", "Outcome", "RECORDS", "CONSUMED", "PRODUCED", "POLL_SECONDS", "HANDLE_SECONDS",
+           "COMMIT_SECONDS", "LAG"]
 
 log = logging.getLogger(__name__)
 
 RECORDS = Counter("mofi_stage_records_total", "Records handled by a Kafka stage, by outcome", ["stage", "outcome"])
+CONSUMED = Counter("mofi_stage_consumed_total", "Records a Kafka stage consumed (and committed)", ["stage"])
+PRODUCED = Counter("mofi_stage_produced_total", "Records a Kafka stage produced, by output topic (dead letters "
+                   "are counted in mofi_stage_records_total)", ["stage", "topic"])
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+POLL_SECONDS = Histogram("mofi_stage_poll_seconds", "Duration of consumer polls that returned records", ["stage"],
+                         buckets=_SECONDS)
+HANDLE_SECONDS = Histogram("mofi_stage_handle_seconds", "Handler time per poll batch", ["stage"], buckets=_SECONDS)
+COMMIT_SECONDS = Histogram("mofi_stage_commit_seconds", "Producer flush plus offset commit per poll batch", ["stage"],
+                           buckets=_SECONDS)
+LAG = Gauge("mofi_stage_consumer_lag", "Records behind the partition's high-water mark after the last commit",
+            ["stage", "topic", "partition"])
 
 
 @dataclass(frozen=True)
@@ -98,11 +116,18 @@ class KafkaStage:
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         """Handle one poll; commit its offsets once every output is acknowledged. Returns records handled."""
+        start = time.perf_counter()
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for part in batches.values() for r in part]
         if not records:
             return 0
-        for record, outcome in zip(records, self._outcomes(records)):
+        handled = time.perf_counter()
+        POLL_SECONDS.labels(self.name).observe(handled - start)
+        outcomes = self._outcomes(records)
+        sending = time.perf_counter()
+        HANDLE_SECONDS.labels(self.name).observe(sending - handled)
+        produced: dict[str, int] = {}
+        for record, outcome in zip(records, outcomes):
             if outcome.dead_letter_reason is not None:
                 send_dead_letter(self.producer, self.kcfg, record.value, record.key, outcome.dead_letter_reason,
                                  self.name, record.topic)
@@ -111,12 +136,25 @@ class KafkaStage:
                 continue
             for emit in outcome.emits:
                 self.producer.send(emit.topic, key=emit.key, value=emit.value)
+                produced[emit.topic] = produced.get(emit.topic, 0) + 1
             self.counts["emitted"] += 1
             RECORDS.labels(self.name, "emitted").inc()
         self.producer.flush()  # raises when the broker did not acknowledge: then nothing is committed
-        self.consumer.commit({tp: OffsetAndMetadata(part[-1].offset + 1, "", -1) for tp, part in batches.items()})
+        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+        self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        COMMIT_SECONDS.labels(self.name).observe(time.perf_counter() - sending)
         self.counts["records"] += len(records)
+        CONSUMED.labels(self.name).inc(len(records))
+        for topic, n in produced.items():
+            PRODUCED.labels(self.name, topic).inc(n)
+        self._record_lag(offsets)
         return len(records)
+
+    def _record_lag(self, offsets: dict) -> None:
+        for tp, committed in offsets.items():
+            highwater = self.consumer.highwater(tp)  # cached from the fetch response: no request
+            if highwater is not None:
+                LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - committed))
 
     def stop(self) -> None:
         self._stop.set()

@@ -102,4 +102,4 @@ def stage_main(settings: Settings) -> None:
     store = ObjectStore(settings.s3)
     handler = IndexerHandler(load_holder(settings), open_vectors(settings), store.get_bytes,
                              lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels), cfg.max_image_bytes)
-    run_stage_until_signalled(build_indexer_stage(settings, handler))
+    run_stage_until_signalled(build_indexer_stage(settings, handler), settings.grpc.metrics_port)

@@ -44,4 +44,4 @@ def serve_main(settings: Settings) -> None:
 def stage_main(settings: Settings) -> None:
     configure_logging()
     _one_thread()
-    run_stage_until_signalled(build_ner_stage(settings, Extractor.from_settings(settings)))
+    run_stage_until_signalled(build_ner_stage(settings, Extractor.from_settings(settings)), settings.grpc.metrics_port)

@@ -120,18 +120,26 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
 
 def test_stages_expose_metrics_only_where_they_serve_them(chart):
     default = render(chart)
+    for name in ("mofi-ner-stage",):  # stages whose entry points serve /metrics on grpc.metrics_port
+        c = pod_specs(default)[name]["containers"][0]
+        assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("metrics", 9090)]
+        assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert c["startupProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert "readinessProbe" not in c
+        assert [p["name"] for p in by_kind(default, "Service")[name]["spec"]["ports"]] == ["metrics"]
     quiet = pod_specs(default)["mofi-writer"]["containers"][0]
     assert "ports" not in quiet and "livenessProbe" not in quiet and "readinessProbe" not in quiet
     assert "mofi-writer" not in by_kind(default, "Service")
     objects = render(chart, load_values("everything"))
-    writer = pod_specs(objects)["mofi-writer"]["containers"][0]
-    assert [p["name"] for p in writer["ports"]] == ["metrics"]
-    assert writer["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
-    assert "readinessProbe" not in writer
-    assert [p["name"] for p in by_kind(objects, "Service")["mofi-writer"]["spec"]["ports"]] == ["metrics"]
-    assert "ports" not in pod_specs(objects)["mofi-ner-stage"]["containers"][0]
-    minimal = render(chart, load_values("minimal"))
+    for name in ("mofi-writer", "mofi-indexer"):
+        c = pod_specs(objects)[name]["containers"][0]
+        assert [p["name"] for p in c["ports"]] == ["metrics"]
+        assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert "readinessProbe" not in c
+        assert [p["name"] for p in by_kind(objects, "Service")[name]["spec"]["ports"]] == ["metrics"]
+    minimal = render(chart, load_values("minimal"))  # metrics_port 0: no stage exposes a port
     assert not by_kind(minimal, "Service")
+    assert all("ports" not in spec["containers"][0] for spec in pod_specs(minimal).values())
 
 
 def test_services_serve_metrics_next_to_grpc(chart):

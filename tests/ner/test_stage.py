@@ -3,10 +3,18 @@ or the dead-letter topic with a reason; none is lost; outputs are keyed by pair 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, DEAD_LETTER_STAGE_HEADER, make_consumer, make_producer
+from mofi.stack import free_port
 from mofi.v1 import records_pb2
 from services.ner.stage import build_ner_stage
 
@@ -87,3 +95,50 @@ def test_every_record_reaches_output_or_dead_letter(settings, extractor):
                        ("empty-text", "empty"), ("blank-text", "whitespace"), ("binary-text", "binary"),
                        ("long-text", "exceeds"), ("non-utf8", "Pair")]:
         assert words in reasons[key], (key, reasons[key])
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_stage_process_serves_metrics_and_drains_on_sigterm(settings, ner_cfg):
+    """`mofi stage ner` as a real process with grpc.metrics_port set: /metrics counts what it consumed."""
+    port = free_port()
+    env = {**os.environ, **settings.to_env(), "HF_HUB_OFFLINE": "1", "MOFI_NER_KB_PATH": ner_cfg.kb_path,
+           "MOFI_GRPC_METRICS_PORT": str(port), "MOFI_GRPC_HOST": "127.0.0.1"}
+    producer = make_producer(settings.kafka)
+    texts = VALID[:5]
+    for i, text in enumerate(texts):
+        producer.send(settings.kafka.pairs_topic, key=f"m{i}".encode(), value=_pair(f"m{i}", text))
+    producer.send(settings.kafka.pairs_topic, key=b"garbage", value=MALFORMED["garbage"])
+    producer.flush()
+    producer.close()
+    proc = subprocess.Popen([sys.executable, "-m", "mofi.cli", "stage", "ner"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        text, deadline = "", time.monotonic() + 120
+        while time.monotonic() < deadline and _metric(text, "mofi_stage_consumed_total", stage="ner") < 6:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert _metric(text, "mofi_stage_consumed_total", stage="ner") == 6, text
+        assert _metric(text, "mofi_stage_records_total", stage="ner", outcome="emitted") == 5
+        assert _metric(text, "mofi_stage_records_total", stage="ner", outcome="dead_letter") == 1
+        assert _metric(text, "mofi_stage_produced_total", stage="ner", topic=settings.kafka.candidates_topic) == 5
+        assert _metric(text, "mofi_stage_commit_seconds_count", stage="ner") >= 1
+        assert "mofi_stage_consumer_lag{" in text
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
