@@ -7,6 +7,7 @@ the cluster runs (less the ConfigMap/Secret wiring, replaced by this process's e
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ LOCAL_DEFAULTS: dict[str, Any] = {"scheduler": "local_cwd", "nproc_per_node": 2,
 
 
 def run_local(settings: Settings, pipeline_root: str | Path, **params: Any) -> dict[str, Any]:
-    """Run the whole pipeline here and return ``{"model": <checkpoint metadata>, "metrics": {...}}``.
+    """Run the whole pipeline here; returns the model (checkpoint metadata), metrics and evaluation results.
 
     The steps read their settings from the environment, so ``settings`` is exported to it first
     (child processes inherit it). Raises RuntimeError naming the failed step when one fails.
@@ -35,7 +36,8 @@ def run_local(settings: Settings, pipeline_root: str | Path, **params: Any) -> d
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                    raise_on_error=True)
     task = build_pipeline(cluster=False)(**{**LOCAL_DEFAULTS, **params})
-    model, metrics = task.outputs["model"], task.outputs["metrics"]
+    model, metrics, evaluation = task.outputs["model"], task.outputs["metrics"], task.outputs["evaluation"]
     return {"model": dict(model.metadata), "metrics": dict(metrics.metadata),
-            "artifacts": {"model": model.uri, "metrics": metrics.uri}}
+            "evaluation": json.loads(Path(evaluation.path).read_text()),
+            "artifacts": {"model": model.uri, "metrics": metrics.uri, "evaluation": evaluation.uri}}
 

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 from kfp import compiler, dsl
 from kfp import kubernetes as k8s
-from kfp.dsl import Metrics, Model
+from kfp.dsl import Artifact, Metrics, Model
 
 from mofi.settings import Settings, env_name, iter_fields
 from pipelines.components import make_components
@@ -84,7 +84,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
         namespace: str = "",
         settings_config_map: str = "mofi-settings",
         credentials_secret: str = "mofi-credentials",
-    ) -> NamedTuple("Outputs", model=Model, metrics=Metrics):
+    ) -> NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact):
         """Args are run parameters in the Kubeflow UI; train_options is a JSON object of further `mofi train` options."""
 
         def wired(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -107,8 +107,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
             rolled = wired(ops["roll_embedder"](model=train.outputs["model"], deployment=embedder_deployment,
                                                 namespace=namespace))
             rolled.set_display_name("roll embedder").after(index)
-        outputs = NamedTuple("Outputs", model=Model, metrics=Metrics)
-        return outputs(model=train.outputs["model"], metrics=evaluate.outputs["metrics"])
+        outputs = NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact)
+        return outputs(model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
+                       evaluation=evaluate.outputs["results"])
 
     return mofi_train
 

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import io
 import itertools
 import logging
 import re
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -527,8 +525,8 @@ def _section_training(run_metrics: Mapping[str, list[dict[str, Any]]] | None, ev
     parts = ["<h3>Training curves</h3>"]
     runs = {k: v for k, v in (run_metrics or {}).items() if v}
     if runs:
-        curves = _curves_module()
-        PANELS, plot_training_curves = curves.PANELS, curves.plot_training_curves
+        from training.curves import PANELS, plot_training_curves
+
         with tempfile.TemporaryDirectory() as tmp:
             png = plot_training_curves(runs, Path(tmp) / "curves.png").read_bytes()
         parts.append(f'<img class="plot wide" alt="training curves" src="{_png_uri(png)}">')
@@ -548,31 +546,6 @@ def _section_training(run_metrics: Mapping[str, list[dict[str, Any]]] | None, ev
     parts.append("<h3>Evaluation</h3>")
     parts.append(_eval_table(eval_results))
     return "".join(parts)
-
-
-def _curves_module() -> Any:
-    """``training.curves``, loaded on its own when the ``training`` package is not imported yet.
-
-    Why: ``import training.curves`` runs ``training/__init__``, which imports torch and open_clip
-    (10-30 s on a loaded CPU) for a module that needs only matplotlib.
-    """
-    if "training" in sys.modules:
-        import training.curves
-
-        return training.curves
-    spec = importlib.util.find_spec("training")
-    path = Path(spec.origin).parent / "curves.py" if spec and spec.origin else None
-    if path is None or not path.is_file():
-        import training.curves
-
-        return training.curves
-    name = "_mofi_report_training_curves"
-    if name not in sys.modules:
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 def _eval_rows(results: Any) -> list[tuple[str, Mapping[str, Any]]]:

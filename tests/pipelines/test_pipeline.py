@@ -97,6 +97,7 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
     assert model["snapshot"] == f"s3://{settings.s3.i2e_bucket}/snapshots/v1/manifest.json"
     assert load_checkpoint(ObjectStore(settings.s3), model["checkpoint"])["step"] == 8
     assert 0.0 < out["metrics"]["map"] <= 1.0 and "map_emoji" in out["metrics"]
+    assert out["evaluation"]["map"] == out["metrics"]["map"] and out["evaluation"]["num_images"] == 17
     vectors = VectorStore(settings.milvus.uri, settings.milvus.collection)
     try:
         first = vectors.current()
