@@ -180,6 +180,30 @@ def _load_pretrained_image_tower(model: nn.Module, source: str) -> None:
     trunk.load_state_dict(map_efficientnet_lite0_weights(trunk.state_dict()), strict=True)
 
 
+def _keep_in_eval(module: nn.Module, args: Any) -> None:
+    """Forward pre-hook of a frozen tower: it always runs in eval mode, whatever mode the model is in,
+    so BatchNorm normalises with its pretrained running statistics (and never updates them) and
+    dropout is off: a frozen tower is a fixed feature extractor in training and in inference."""
+    if module.training:
+        module.train(False)
+
+
+def _lock_towers(model: nn.Module) -> None:
+    """Freeze both towers' weights (projections and logit scale stay trainable) and keep them in eval mode.
+
+    Why not open_clip's ``freeze_bn_stats=True``: it swaps every ``BatchNorm2d`` for a plain
+    ``FrozenBatchNorm2d``, and timm's EfficientNet uses ``BatchNormAct2d`` (BatchNorm2d + activation),
+    so the swap silently drops every activation of the tower (and ``num_batches_tracked`` from the
+    state dict). Eval mode freezes the statistics without touching the modules.
+    """
+    model.lock_image_tower(unlocked_groups=0, freeze_bn_stats=False)
+    model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    text = getattr(model, "text", None)  # CustomTextCLIP (a Hugging Face text tower); plain CLIP has none
+    towers = [getattr(model.visual, "trunk", model.visual)] + ([getattr(text, "transformer", text)] if text else [])
+    for tower in towers:
+        tower.register_forward_pre_hook(_keep_in_eval)
+
+
 def create_model_and_transforms(
     name: str,
     *,
@@ -213,8 +237,7 @@ def create_model_and_transforms(
     if pretrained_towers and spec.pretrained_image:
         _load_pretrained_image_tower(model, spec.pretrained_image)
     if spec.lock_towers:
-        model.lock_image_tower(unlocked_groups=0, freeze_bn_stats=True)
-        model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+        _lock_towers(model)
     if num_classes > 0:
         model.add_module("entity_head", EntityHead(spec.embed_dim, num_classes))
     return model, train_transform, eval_transform

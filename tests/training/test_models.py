@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
+from timm.layers import BatchNormAct2d
 
 import training
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_uri
@@ -70,6 +71,38 @@ def test_pretrained_towers_load_offline_weights_and_lit_freezes_them():
         assert torch.equal(trunk[key], reference[key])
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"logit_scale", "visual.head.proj.weight", "text.proj.weight"}
+
+
+def test_lit_config_builds_and_keeps_its_frozen_towers_fixed_in_a_train_mode_forward():
+    """The LiT scorer config: towers frozen without losing timm's BatchNorm+activation layers; a train-mode
+    step moves neither weights nor BatchNorm statistics, and the towers compute what the unlocked towers do."""
+    lit, _, _ = training.create_model_and_transforms("mofi-lit-effnet-minilm", pretrained_towers=True, image_size=64)
+    ref, _, _ = training.create_model_and_transforms("mofi-effnet-lite0-minilm", pretrained_towers=True, image_size=64)
+    trunk, transformer = lit.visual.trunk, lit.text.transformer
+    assert not any(p.requires_grad for p in [*trunk.parameters(), *transformer.parameters()])
+    assert sum(isinstance(m, BatchNormAct2d) for m in trunk.modules()) == 49  # not swapped for FrozenBatchNorm2d
+    assert set(trunk.state_dict()) == set(ref.visual.trunk.state_dict())  # checkpoints of both configs line up
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 64, 64) * 2 + 1  # statistics unlike ImageNet's: a train-mode BatchNorm would move
+    tokens = training.get_tokenizer("mofi-lit-effnet-minilm")(["a koala", "a fire truck", "a daisy", "Normandy"])
+    lit.train()
+    out = lit(image=images, text=tokens)
+    assert out["image_features"].shape == out["text_features"].shape == (4, 256)
+    assert lit.visual.head.training and not trunk.training and not transformer.training
+    (out["image_features"].sum() + out["text_features"].sum()).backward()
+    assert {n for n, p in lit.named_parameters() if p.grad is not None} == {"visual.head.proj.weight",
+                                                                           "text.proj.weight"}
+    after = trunk.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm running statistics changed"
+
+    ref.eval()
+    with torch.no_grad():
+        assert torch.allclose(trunk(images), ref.visual.trunk(images), atol=1e-5)
+        mask = (tokens != 0).long()
+        assert torch.allclose(transformer(input_ids=tokens, attention_mask=mask).last_hidden_state,
+                              ref.text.transformer(input_ids=tokens, attention_mask=mask).last_hidden_state, atol=1e-5)
 
 
 def test_embedding_model_roundtrips_through_a_checkpoint(tmp_path):
