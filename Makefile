@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install protos demo test lint clean bench
+.PHONY: install protos demo test lint clean bench chart
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Regenerate the chart's settings block (values.yaml) and values.schema.json from mofi/settings.py.
+chart: $(STAMP)
+	$(PY) charts/generate_settings.py
 
 # `make bench B=ner_grpc` runs benchmarks/ner_grpc.py; results are recorded in BENCHMARKS.md.
 bench: install

@@ -30,3 +30,12 @@ def test_kubernetes_dryrun_is_a_volcano_job_per_node():
     container = job["spec"]["tasks"][0]["template"].spec.containers[0]
     assert container.image == "registry/mofi:1" and container.resources.limits["nvidia.com/gpu"] == "4"
     assert "--nnodes 2 --nproc_per_node 4" in " ".join(container.command)
+
+
+def test_component_is_registered_by_name_next_to_the_builtins():
+    """pyproject's `torchx.components` entry points: `torchx run mofi.train` works, `dist.ddp` still does."""
+    from torchx.specs.finder import get_components
+
+    components = get_components()
+    assert components["mofi.train"].fn is train
+    assert {"dist.ddp", "utils.echo"} <= set(components)
