@@ -17,6 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 from mofi.settings import KafkaSettings
 
 __all__ = [
+    "bootstrap_servers",
     "make_producer",
     "make_consumer",
     "ensure_topics",
@@ -32,7 +33,7 @@ DEAD_LETTER_STAGE_HEADER = "mofi-stage"
 DEAD_LETTER_TOPIC_HEADER = "mofi-source-topic"
 
 
-def _servers(kcfg: KafkaSettings) -> list[str]:
+def bootstrap_servers(kcfg: KafkaSettings) -> list[str]:
     return [s.strip() for s in kcfg.bootstrap_servers.split(",") if s.strip()]
 
 
@@ -44,7 +45,7 @@ def make_producer(kcfg: KafkaSettings, **kw) -> KafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     opts = dict(acks="all", retries=5, linger_ms=5, max_request_size=16 * 1024 * 1024)
     opts.update(kw)
-    return KafkaProducer(bootstrap_servers=_servers(kcfg), **opts)
+    return KafkaProducer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
 
 
 def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **kw) -> KafkaConsumer:
@@ -60,7 +61,7 @@ def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **k
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     opts.update(kw)
-    consumer = KafkaConsumer(bootstrap_servers=_servers(kcfg), **opts)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
     consumer.subscribe(list(topics))
     return consumer
 
@@ -71,7 +72,7 @@ def ensure_topics(kcfg: KafkaSettings, names: Iterable[str], timeout_s: float = 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=_servers(kcfg), request_timeout_ms=10000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kcfg), request_timeout_ms=10000)
             break
         except Exception:
             if time.monotonic() > deadline:

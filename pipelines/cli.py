@@ -12,16 +12,17 @@ __all__ = ["pipeline"]
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``name=value`` pairs; values parse as JSON where they can (numbers, booleans), else strings."""
+    """``name=value`` pairs: numbers and booleans parse as JSON; anything else (JSON objects too) stays a string."""
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not name=value", param_hint="-p")
         try:
-            out[name] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[name] = raw
+            value = raw
+        out[name] = raw if isinstance(value, (dict, list, str)) or value is None else value
     return out
 
 
@@ -47,16 +48,25 @@ def compile_cmd(out: str | None, image: str | None) -> None:
               help="Pipeline parameter (repeatable), e.g. -p steps=200 -p model_config=mofi-tiny-vit.")
 @click.option("--root", type=click.Path(file_okay=False), default=".mofi/pipeline-root", show_default=True,
               help="Local pipeline root: every step's artifacts and logs.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the result (checkpoint, metrics, evaluation) as JSON here.")
 @click.pass_obj
-def run_cmd(settings, params: tuple[str, ...], root: str) -> None:
+def run_cmd(settings, params: tuple[str, ...], root: str, out_path: str | None) -> None:
     """Run the whole pipeline on this machine (kfp.local; training with torchx local_cwd, 2 ranks)."""
     from pipelines.local import run_local
 
+    from kfp.dsl.types.type_utils import InconsistentTypeException
+
     try:
         result = run_local(settings, Path(root), **_params(params))
-    except RuntimeError as e:
+    except (RuntimeError, InconsistentTypeException) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(json.dumps(result, indent=2, default=str))
+    except TypeError as e:  # an unknown parameter name
+        raise click.UsageError(str(e)) from None
+    text = json.dumps(result, indent=2, default=str)
+    if out_path:
+        Path(out_path).write_text(text + "\n")
+    click.echo(text)
 
 
 @pipeline.command("submit")

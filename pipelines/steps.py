@@ -210,7 +210,7 @@ def launch_training(settings: Settings, snapshot: str, run_name: str, options: d
     from training.checkpoint import latest_checkpoint
 
     app = train_app(settings, snapshot, run_name, options, job)
-    runner = get_runner("mofi")
+    runner = get_runner()
     tail: list[str] = []
     try:
         handle = runner.schedule(plan_training(runner, app, job))

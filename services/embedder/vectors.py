@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, MilvusClient, MilvusException
 
 __all__ = ["VectorStore", "IndexRow", "Hit", "UnknownCollection", "BadQuery", "TEXT_MAX", "MAX_ENTITIES"]
 
@@ -217,8 +217,21 @@ class VectorStore:
             raise BadQuery(f"query vector has {vector.shape[0]} dimensions; collection {concrete} has "
                            f"{self.dim(concrete)}")
         fields = OUTPUT_FIELDS + (["thumbnail"] if with_thumbnails else [])
-        results = self.client.search(concrete, data=[vector.tolist()], limit=k, filter=filter_expr(entity_id, source),
-                                     output_fields=fields, search_params={"params": self.search_params})[0]
+
+        def run() -> list:
+            return self.client.search(concrete, data=[vector.tolist()], limit=k, filter=filter_expr(entity_id, source),
+                                      output_fields=fields, search_params={"params": self.search_params})[0]
+
+        try:
+            results = run()
+        except MilvusException as e:
+            # A collection published by another process (the pipeline's index step) is not loaded
+            # in this one: milvus-lite reports it "released". Load it once and search again.
+            if "released" not in str(e):
+                raise
+            log.info("loading collection %s (published by another process)", concrete)
+            self.client.load_collection(concrete)
+            results = run()
         hits = [Hit(pair_id=r["pair_id"], score=float(r["distance"]),
                     entity_ids=list(r["entity"].get("entity_ids") or []),
                     entity_names=list(r["entity"].get("entity_names") or []),

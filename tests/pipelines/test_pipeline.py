@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from torchx.runner import get_runner
@@ -102,6 +103,8 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
     try:
         first = vectors.current()
         assert first is not None and vectors.count(first) == len(samples)
+        concrete, hits = vectors.search(np.ones(vectors.dim(first)), 5)  # published by the step's process
+        assert concrete == first and len(hits) == 5 and {h.pair_id for h in hits} <= {s.pair_id for s in samples}
     finally:
         vectors.close()
     served = load_checkpoint(ObjectStore(settings.s3), settings.embedder.checkpoint)  # the roll step published it
