@@ -5,6 +5,10 @@
 The checkpoint is any scorer checkpoint (``mofi clip bootstrap`` writes one). Each 256x256 JPEG is
 scored against 3 candidate texts (their embeddings are cached after the first image, as in the
 stage). gRPC: ``--clients`` threads send single-image ``Score`` calls; the dynamic batcher merges them.
+
+The model is loaded as the service loads it: one torch thread (``--threads``) and the image tower
+tuned (``services.scorer.tuning``; ``--no-tune`` measures it as saved). Other processes on the
+machine change the numbers a lot: the load average before and after is part of the result.
 """
 
 from __future__ import annotations
@@ -77,16 +81,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, help="Scorer checkpoint: local path or s3:// URI.")
     ap.add_argument("--images", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=1, help="Torch threads (the service runs one).")
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--no-tune", action="store_true", help="Score with the image tower as saved (no BatchNorm folding).")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = load_settings()
-    model = load_model(settings, args.checkpoint)
+    load_before = os.getloadavg()
+    model = load_model(settings, args.checkpoint, tune=not args.no_tune)
     scorer = ClipScorer(model)
     images = _images(args.images)
     result = {"model": model.model_name, "version": model.version, "images": args.images, "threads": args.threads,
-              "texts_per_image": len(TEXTS), "in_process_images_per_s": {}}
+              "tuned": not args.no_tune, "image_batch": scorer.image_batch, "texts_per_image": len(TEXTS),
+              "in_process_images_per_s": {}}
     for batch in (1, 8, 32):
         result["in_process_images_per_s"][batch] = round(in_process(scorer, images, batch), 2)
     settings.grpc = GrpcSettings(max_workers=max(16, args.clients))  # one handler thread per client
@@ -97,6 +104,8 @@ def main() -> None:
         result["max_batch"], result["max_wait_ms"] = settings.scorer.max_batch, settings.scorer.max_wait_ms
     finally:
         server.stop(1)
+    result["load_average_1m"] = {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)}
+    result["cpu_count"] = os.cpu_count()
     print(json.dumps(result, indent=1))
 
 

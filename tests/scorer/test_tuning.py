@@ -1,0 +1,97 @@
+"""CPU tuning of the scorer's image tower: same embeddings and the same kept/dropped verdicts, or untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from services.scorer import tuning
+from services.scorer.candidates import CandidateScorer
+from services.scorer.scoring import ClipScorer
+from services.scorer.tuning import tune_for_cpu
+from tests.writer.support import candidate_pair
+
+IMAGE_SIZE = 64  # the convolutional tower accepts any size; small keeps the test quick
+
+
+def _conv_model(name: str):
+    """An EfficientNet-Lite0 + MiniLM model with BatchNorm statistics unlike the identity (so folding matters)."""
+    from training import create_model_and_transforms, get_tokenizer
+    from training.inference import EmbeddingModel
+
+    torch.manual_seed(0)
+    model, _, eval_tf = create_model_and_transforms(name, image_size=IMAGE_SIZE)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.visual.modules():
+            if hasattr(m, "running_var") and m.running_var is not None:
+                n = m.running_var.shape[0]
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.2)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return EmbeddingModel.from_model(model, eval_tf, get_tokenizer(name), f"{name}@test", name)
+
+
+def _images() -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(rng.integers(0, 256, (48 + 8 * i, 40, 3), dtype=np.uint8)) for i in range(5)] + [
+        Image.new("RGB", (90, 30), (200, 40, 10))]
+
+
+@pytest.fixture(scope="module", params=["mofi-lit-effnet-minilm", "mofi-effnet-lite0-minilm"])
+def conv_model(request):
+    return _conv_model(request.param)
+
+
+def test_tuned_tower_gives_the_same_embeddings_and_verdicts(conv_model):
+    cands = [candidate_pair(i, n_candidates=3).SerializeToString() for i in range(10)]
+
+    def verdicts(threshold: float):
+        return CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", 1 << 20, 1 << 20).process(cands)
+
+    before_emb = conv_model.embed_images(_images())
+    threshold = float(np.median([e.clip_score for v in verdicts(-1.0) for e in v.record.entities]))
+    want = verdicts(threshold)  # kept and dropped entities on both sides of the threshold
+    assert sum(len(v.record.entities) for v in want) and sum(len(v.record.dropped) for v in want)
+
+    report = tune_for_cpu(conv_model)
+
+    assert report.applied and report.channels_last and report.folded == 49, report
+    assert report.max_abs_diff <= tuning.TOLERANCE
+    assert not any(hasattr(m, "running_var") for m in conv_model.model.visual.modules())  # every BatchNorm folded
+    np.testing.assert_allclose(conv_model.embed_images(_images()), before_emb, atol=1e-5)
+    for w, g in zip(want, verdicts(threshold)):
+        assert w.kind is g.kind
+        assert [e.entity_id for e in w.record.entities] == [e.entity_id for e in g.record.entities]
+        assert [e.entity_id for e in w.record.dropped] == [e.entity_id for e in g.record.dropped]
+        np.testing.assert_allclose([e.clip_score for e in g.record.entities], [e.clip_score for e in w.record.entities],
+                                   atol=1e-5)
+
+
+def test_a_fold_that_changes_embeddings_is_not_used(monkeypatch):
+    model = _conv_model("mofi-effnet-lite0-minilm")
+    original = model.model.visual
+    want = model.embed_images(_images())
+
+    def wrong_fold(tower):  # e.g. a BatchNorm that does not directly follow its conv
+        for m in tower.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                with torch.no_grad():
+                    m.weight.mul_(1.5)
+        return 1
+
+    monkeypatch.setattr(tuning, "fold_batchnorm", wrong_fold)
+    report = tune_for_cpu(model)
+    assert not report.applied and "differ" in report.reason
+    assert model.model.visual is original
+    np.testing.assert_array_equal(model.embed_images(_images()), want)
+
+
+def test_a_transformer_tower_is_left_alone(tiny_embedding_model):
+    visual = tiny_embedding_model.model.visual
+    report = tune_for_cpu(tiny_embedding_model)
+    assert not report.applied and report.reason == "no BatchNorm after a convolution"
+    assert tiny_embedding_model.model.visual is visual
