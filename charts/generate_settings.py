@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from mofi.settings import Settings
+from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings
 
 __all__ = [
     "CHART_DIR",
@@ -42,14 +42,10 @@ SCHEMA = CHART_DIR / "values.schema.json"
 BEGIN = "# BEGIN GENERATED settings (charts/generate_settings.py)"
 END = "# END GENERATED settings"
 
-EXCLUDED_SECTIONS = frozenset({"stack"})
+EXCLUDED_SECTIONS = LOCAL_ONLY_SECTIONS
 
 # (section, field) -> key name under `credentials.keys` in values.yaml.
-SECRET_FIELDS: dict[tuple[str, str], str] = {
-    ("s3", "access_key"): "s3AccessKey",
-    ("s3", "secret_key"): "s3SecretKey",
-    ("milvus", "token"): "milvusToken",
-}
+SECRET_FIELDS: dict[tuple[str, str], str] = {key: c.value_key for key, c in CREDENTIALS.items()}
 
 # Where a pod differs from a laptop: bind all interfaces, expose metrics, reach the external
 # endpoints by their in-cluster names, keep scratch data under the chart's work directory.

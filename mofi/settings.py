@@ -29,9 +29,32 @@ __all__ = [
     "iter_fields",
     "SettingsError",
     "json_object",
+    "Credential",
+    "CREDENTIALS",
+    "LOCAL_ONLY_SECTIONS",
 ]
 
 ENV_PREFIX = "MOFI_"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A setting that is a credential: in a cluster it reaches pods only from a Secret, never a ConfigMap."""
+
+    value_key: str  # its name under the Helm value ``credentials.keys``
+    secret_key: str  # its default key in the Secret (``mofi-credentials``)
+    optional: bool  # whether the Secret may leave it out
+
+
+#: Which settings are credentials (the chart, the pipeline steps and the torchx jobs all ask this).
+CREDENTIALS: dict[tuple[str, str], Credential] = {
+    ("s3", "access_key"): Credential("s3AccessKey", "s3-access-key", False),
+    ("s3", "secret_key"): Credential("s3SecretKey", "s3-secret-key", False),
+    ("milvus", "token"): Credential("milvusToken", "milvus-token", True),
+}
+
+#: Sections that describe the local loopback stack only: a cluster's settings do not carry them.
+LOCAL_ONLY_SECTIONS = frozenset({"stack"})
 
 
 class SettingsError(ValueError):

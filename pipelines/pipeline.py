@@ -16,9 +16,8 @@ from kfp import compiler, dsl
 from kfp import kubernetes as k8s
 from kfp.dsl import Artifact, Metrics, Model
 
-from mofi.settings import Settings, env_name, iter_fields
+from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings, env_name, iter_fields
 from pipelines.components import make_components
-from pipelines.steps import CREDENTIALS, LOCAL_ONLY_SECTIONS
 
 __all__ = ["PIPELINE_NAME", "PIPELINE_FILE", "DEFAULT_IMAGE", "build_pipeline", "compile_pipeline"]
 
@@ -44,7 +43,7 @@ def _with_settings(task: dsl.PipelineTask, config_map, secret, cluster: bool) ->
     if cluster:
         k8s.use_config_map_as_env(task, config_map, _settings_env())
         for optional in (False, True):
-            keys = {key: env_name(s, f) for (s, f), (key, opt) in CREDENTIALS.items() if opt == optional}
+            keys = {c.secret_key: env_name(s, f) for (s, f), c in CREDENTIALS.items() if c.optional == optional}
             k8s.use_secret_as_env(task, secret, keys, optional=optional)
     return task
 

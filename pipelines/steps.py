@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, snapshot_uri
 from mofi.objstore import ObjectStore, join_uri, parse_uri
-from mofi.settings import Settings, env_name, load_settings
+from mofi.settings import CREDENTIALS, Settings, env_name, load_settings
 
 __all__ = [
     "SnapshotInfo",
@@ -44,14 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Settings that are credentials -> (key in the chart's Secret, optional): they reach pods only from it.
-CREDENTIALS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("s3", "access_key"): ("s3-access-key", False),
-    ("s3", "secret_key"): ("s3-secret-key", False),
-    ("milvus", "token"): ("milvus-token", True),
-}
-#: Settings sections that describe the local stack only: a cluster's ConfigMap does not carry them.
-LOCAL_ONLY_SECTIONS = frozenset({"stack"})
 
 #: Pod-template annotation the roll step sets: a new value makes Kubernetes roll the Deployment.
 CHECKPOINT_ANNOTATION = "mofi.dev/checkpoint-version"
@@ -152,8 +144,8 @@ def _secret_env_vars(secret: str) -> list:
     from kubernetes import client
 
     return [client.V1EnvVar(name=env_name(section, field), value_from=client.V1EnvVarSource(
-                secret_key_ref=client.V1SecretKeySelector(name=secret, key=key, optional=optional)))
-            for (section, field), (key, optional) in CREDENTIALS.items()]
+                secret_key_ref=client.V1SecretKeySelector(name=secret, key=c.secret_key, optional=c.optional)))
+            for (section, field), c in CREDENTIALS.items()]
 
 
 def _add_secret_env(resource: dict, secret: str) -> None:
