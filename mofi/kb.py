@@ -1,20 +1,40 @@
-"""The entity knowledge base: JSONL entities with an in-memory alias index.
+"""The entity knowledge base: JSONL entities with an alias index.
 
-Why JSONL plus an index built at load: the file is diffable, streams into S3 and a pod's init
-container as one object, and tens of thousands of entities load and index in well under a second,
-so services need no database. Alias lookup is by normalised string (casefold, NFKC, collapsed
+Why JSONL plus an index: the file is diffable, streams into S3 and a pod's init container as one
+object, and services need no database. Alias lookup is by normalised string (casefold, NFKC, collapsed
 whitespace, punctuation stripped at the ends), which is how NER mentions are matched against it.
+
+Why an index file next to the JSONL: parsing and indexing the built KB (125k entities, 26 MB) takes
+seconds, most of it JSON parsing and building 125k entity objects. :meth:`KnowledgeBase.load` therefore
+keeps the file's bytes, indexes aliases to row numbers and parses an entity's line only when a lookup
+returns it; for files of :data:`INDEX_MIN_BYTES` and more it also writes that index (aliases -> rows,
+ids, line spans) as ``<file>.idx`` (or, where the KB's folder is read-only, under the temp folder) and
+later loads read it back instead of parsing the JSONL. The index records the JSONL's SHA-256, so an
+edited or replaced KB is never served from a stale index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import marshal
+import os
+import tempfile
 import unicodedata
+from array import array
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
-__all__ = ["Entity", "KnowledgeBase", "normalize_alias", "write_kb"]
+__all__ = ["Entity", "KnowledgeBase", "normalize_alias", "write_kb", "INDEX_MIN_BYTES", "index_paths"]
+
+log = logging.getLogger(__name__)
+
+#: JSONL files at least this large get an index file (smaller ones index in milliseconds).
+INDEX_MIN_BYTES = 1 << 20
+_INDEX_FORMAT = 1
 
 #: ASCII characters of Unicode category P* (what the general path strips), plus whitespace.
 _ASCII_STRIP = "".join(c for c in map(chr, range(128)) if unicodedata.category(c).startswith("P")) + " "
@@ -58,65 +78,206 @@ class Entity:
         return d
 
 
-def _entity_at(path: str | Path, n: int, line: str) -> Entity:
+def _entity_at(path: str | Path, n: int, line: bytes | str) -> Entity:
     try:
         return Entity.from_dict(json.loads(line))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}:{n}: not an entity record ({e})") from None
 
 
+def _build_index(ids: Sequence[str], forms: Iterable[Sequence[str]], priors: Sequence[float]
+                 ) -> tuple[dict[str, int], array, array]:
+    """Alias -> code: a row number (one entity), or ``~k`` for the k-th multi-entity alias, whose rows
+    (by descending prior, then id) are ``flat[offsets[k]:offsets[k + 1]]``."""
+    index: dict[str, int] = {}
+    multi: list[list[int]] = []
+    for row, names in enumerate(forms):
+        for alias in {normalize_alias(a) for a in names}:
+            if not alias:
+                continue
+            code = index.get(alias)
+            if code is None:
+                index[alias] = row
+            elif code >= 0:
+                index[alias] = ~len(multi)
+                multi.append([code, row])
+            else:
+                multi[~code].append(row)
+    flat = array("q")
+    for rows in multi:
+        flat.extend(sorted(rows, key=lambda r: (-priors[r], ids[r])))
+    offsets = array("q", [0])
+    offsets.extend(accumulate(len(rows) for rows in multi))
+    return index, offsets, flat
+
+
+def _positions(ids: Sequence[str]) -> dict[str, int]:
+    pos = dict(zip(ids, range(len(ids))))
+    if len(pos) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise ValueError(f"duplicate entity id {dup!r}")
+    return pos
+
+
+def index_paths(path: str | Path, sha256: str) -> list[Path]:
+    """Where the index of the JSONL at ``path`` (content hash ``sha256``) is looked for, in order: next to
+    it, then in a private folder under the temp folder (for a KB on a read-only volume)."""
+    path = Path(path)
+    return [path.with_name(path.name + ".idx"), Path(tempfile.gettempdir()) / "mofi-kb-index" / f"{sha256}.idx"]
+
+
+def _private(folder: Path) -> bool:
+    """Ours and writable by nobody else (the temp folder is shared; the KB's own folder is trusted as the KB is)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 class KnowledgeBase:
     """Entities by id and by normalised alias. ``lookup`` returns entities by descending prior."""
 
     def __init__(self, entities: Iterable[Entity]) -> None:
-        self._by_id: dict[str, Entity] = {}
-        index: dict[str, list[Entity]] = {}
-        for e in entities:
-            if e.id in self._by_id:
-                raise ValueError(f"duplicate entity id {e.id!r}")
-            self._by_id[e.id] = e
-            for alias in {normalize_alias(a) for a in (e.name, *e.aliases)}:
-                if alias:
-                    hits = index.get(alias)
-                    if hits is None:
-                        index[alias] = [e]
-                    else:
-                        hits.append(e)
-        for hits in index.values():
-            if len(hits) > 1:
-                hits.sort(key=lambda e: (-e.prior, e.id))
-        self._index = index
+        rows = list(entities)
+        ids = [e.id for e in rows]
+        self._pos: dict[str, int] | None = _positions(ids)
+        self._ids = ids
+        self._rows: list[Entity | None] = rows
+        self._data: bytes = b""
+        self._spans = array("q")
+        self._index, self._offsets, self._flat = _build_index(ids, ((e.name, *e.aliases) for e in rows),
+                                                              [e.prior for e in rows])
 
     @classmethod
-    def load(cls, path: str | Path) -> "KnowledgeBase":
-        """Read a JSONL file; a malformed line raises ValueError naming the line number."""
-        with open(path, encoding="utf-8") as fh:
-            lines = [line for line in fh.read().splitlines() if line.strip()]
+    def _lazy(cls, data: bytes, spans: array, ids: list[str], index: dict[str, int], offsets: array, flat: array,
+              pos: dict[str, int] | None = None) -> "KnowledgeBase":
+        """Entities parsed from ``data[spans[2i]:spans[2i + 1]]`` on first use."""
+        kb = cls.__new__(cls)
+        kb._pos, kb._ids, kb._rows = pos, ids, [None] * len(ids)
+        kb._data, kb._spans = data, spans
+        kb._index, kb._offsets, kb._flat = index, offsets, flat
+        return kb
+
+    @classmethod
+    def load(cls, path: str | Path, index_file: bool | None = None) -> "KnowledgeBase":
+        """Read a JSONL file; a malformed line raises ValueError naming the line number.
+
+        ``index_file``: read and write the index file (None: for files of ``INDEX_MIN_BYTES`` or more).
+        """
+        data = Path(path).read_bytes()
+        use_index = len(data) >= INDEX_MIN_BYTES if index_file is None else index_file
+        sha = hashlib.sha256(data).hexdigest() if use_index else ""
+        if use_index:
+            for n, candidate in enumerate(index_paths(path, sha)):
+                kb = cls._read_index(candidate, data, sha) if n == 0 or _private(candidate.parent) else None
+                if kb is not None:
+                    return kb
+        kb = cls._parse(path, data)
+        if use_index and kb._spans:
+            kb._write_index(path, sha)
+        return kb
+
+    @classmethod
+    def _parse(cls, path: str | Path, data: bytes) -> "KnowledgeBase":
+        lines = data.split(b"\n")
+        ends = list(accumulate(len(line) + 1 for line in lines))
+        keep = [n for n, line in enumerate(lines) if line.strip()]
         try:  # one C-level parse of the whole file; per-line parsing only to name a bad line
-            rows = json.loads("[" + ",".join(lines) + "]")
-            entities = [Entity(d["id"], d["name"], tuple(d.get("aliases") or ()), d.get("description", ""),
-                               d.get("type", ""), d.get("source", ""), float(d.get("prior", 0.0))) for d in rows]
+            rows = json.loads(b"[" + b",".join([lines[n] for n in keep]) + b"]")
+            ids = [d["id"] for d in rows]
+            if not all(type(i) is str for i in ids):
+                raise TypeError("non-string id")
+            forms = [(d["name"], *(d.get("aliases") or ())) for d in rows]
+            index, offsets, flat = _build_index(ids, forms, [float(d.get("prior", 0.0)) for d in rows])
         except (ValueError, KeyError, TypeError, AttributeError):
-            entities = [_entity_at(path, n, line) for n, line in enumerate(lines, 1)]
-        return cls(entities)
+            return cls([_entity_at(path, n + 1, lines[n]) for n in keep])
+        spans = array("q")
+        for n in keep:
+            spans.append(ends[n] - len(lines[n]) - 1)
+            spans.append(ends[n] - 1)
+        return cls._lazy(data, spans, ids, index, offsets, flat, _positions(ids))
+
+    @classmethod
+    def _read_index(cls, candidate: Path, data: bytes, sha: str) -> "KnowledgeBase | None":
+        try:
+            saved = marshal.loads(candidate.read_bytes())  # loads(bytes): load(file) reads object by object
+            if saved.get("format") != _INDEX_FORMAT or saved.get("sha256") != sha:
+                return None
+            spans, offsets, flat = array("q"), array("q"), array("q")
+            spans.frombytes(saved["spans"])
+            offsets.frombytes(saved["offsets"])
+            flat.frombytes(saved["flat"])
+            ids, index = saved["ids"], saved["index"]
+            if len(spans) != 2 * len(ids) or not offsets or offsets[-1] != len(flat):
+                return None
+        except FileNotFoundError:
+            return None
+        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as e:
+            log.warning("ignoring unreadable knowledge-base index %s: %s", candidate, e)
+            return None
+        return cls._lazy(data, spans, ids, index, offsets, flat)
+
+    def _write_index(self, path: str | Path, sha: str) -> None:
+        blob = marshal.dumps({"format": _INDEX_FORMAT, "sha256": sha, "ids": self._ids, "index": self._index,
+                              "spans": self._spans.tobytes(), "offsets": self._offsets.tobytes(),
+                              "flat": self._flat.tobytes()})
+        for n, candidate in enumerate(index_paths(path, sha)):
+            tmp = None
+            try:
+                if n > 0:
+                    candidate.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    if not _private(candidate.parent):
+                        continue
+                fd, tmp = tempfile.mkstemp(prefix=candidate.name, suffix=".tmp", dir=candidate.parent)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(blob)
+                os.replace(tmp, candidate)  # atomic: a concurrent load sees the old index or the new one
+                log.info("wrote knowledge-base index %s", candidate)
+                return
+            except OSError as e:
+                log.debug("cannot write knowledge-base index %s: %s", candidate, e)
+                if tmp is not None and os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    def _entity(self, row: int) -> Entity:
+        entity = self._rows[row]
+        if entity is None:
+            spans = self._spans
+            entity = self._rows[row] = Entity.from_dict(json.loads(self._data[spans[2 * row]:spans[2 * row + 1]]))
+        return entity
 
     def get(self, entity_id: str) -> Entity | None:
-        return self._by_id.get(entity_id)
+        row = self._id_positions().get(entity_id)
+        return None if row is None else self._entity(row)
+
+    def _id_positions(self) -> dict[str, int]:
+        if self._pos is None:
+            self._pos = dict(zip(self._ids, range(len(self._ids))))
+        return self._pos
 
     def lookup(self, alias: str) -> list[Entity]:
-        return list(self._index.get(normalize_alias(alias), ()))
+        code = self._index.get(normalize_alias(alias))
+        if code is None:
+            return []
+        if code >= 0:
+            entity = self._rows[code]
+            return [entity if entity is not None else self._entity(code)]
+        k = ~code
+        return [self._entity(row) for row in self._flat[self._offsets[k]:self._offsets[k + 1]]]
 
     def aliases(self) -> Iterator[str]:
         return iter(self._index)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._ids)
 
     def __iter__(self) -> Iterator[Entity]:
-        return iter(self._by_id.values())
+        return (self._entity(row) for row in range(len(self._ids)))
 
     def __contains__(self, entity_id: object) -> bool:
-        return entity_id in self._by_id
+        return entity_id in self._id_positions()
 
 
 def write_kb(entities: Iterable[Entity], path: str | Path) -> int:

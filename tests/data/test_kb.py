@@ -1,10 +1,13 @@
+import hashlib
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from mofi.data.fixtures import fixture_kb_path
-from mofi.kb import Entity, KnowledgeBase, normalize_alias, write_kb
+from mofi.kb import Entity, KnowledgeBase, index_paths, normalize_alias, write_kb
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -60,3 +63,83 @@ def test_malformed_and_duplicate_records_are_errors(tmp_path):
     dup.write_text("".join(json.dumps({"id": "a:1", "name": n}) + "\n" for n in ("one", "uno")))
     with pytest.raises(ValueError, match="duplicate entity id"):
         KnowledgeBase.load(dup)
+
+
+def _things(n: int, tag: str = "a test thing") -> list[Entity]:
+    return [Entity(f"t:{i}", f"thing {i}", (f"alias {i}", f"other name {i % 997}"), tag, "thing", "test",
+                   prior=(i % 10) / 10) for i in range(n)]
+
+
+def test_index_file_is_written_reused_and_invalidated_by_content(tmp_path, monkeypatch):
+    path = tmp_path / "kb.jsonl"
+    write_kb(_things(3000), path)
+    first = KnowledgeBase.load(path, index_file=True)
+    idx = index_paths(path, hashlib.sha256(path.read_bytes()).hexdigest())[0]
+    assert idx == tmp_path / "kb.jsonl.idx" and idx.exists()
+
+    def no_parsing(*_):
+        raise AssertionError("the index file should have been used")
+
+    with monkeypatch.context() as m:
+        m.setattr(KnowledgeBase, "_parse", classmethod(no_parsing))
+        again = KnowledgeBase.load(path, index_file=True)
+    assert list(again.aliases()) == list(first.aliases()) and len(again) == 3000
+    assert again.lookup("Other Name 5") == first.lookup("other name 5")
+    assert again.get("t:42") == Entity("t:42", "thing 42", ("alias 42", "other name 42"), "a test thing", "thing",
+                                       "test", 0.2)
+    assert "t:2999" in again and "t:3000" not in again and list(again) == list(first)
+
+    write_kb(_things(3000, tag="edited"), path)  # same size, same aliases, new content: the old index is stale
+    assert KnowledgeBase.load(path, index_file=True).get("t:1").description == "edited"
+    idx.write_bytes(b"not an index")  # unreadable: ignored and rewritten
+    assert KnowledgeBase.load(path, index_file=True).get("t:1").description == "edited"
+    assert idx.read_bytes() != b"not an index"
+    small = tmp_path / "small.jsonl"
+    write_kb(_things(10), small)
+    KnowledgeBase.load(small)  # below INDEX_MIN_BYTES: no index file
+    assert not (tmp_path / "small.jsonl.idx").exists()
+
+
+def test_index_goes_to_the_temp_folder_when_the_kb_folder_is_read_only(tmp_path, monkeypatch):
+    path = tmp_path / "kb.jsonl"
+    write_kb(_things(500), path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    beside, fallback = index_paths(path, sha)
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only_kb_folder(*args, dir=None, **kw):
+        if Path(dir) == tmp_path:
+            raise PermissionError(13, "Read-only file system", str(dir))
+        return real_mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_kb_folder)
+    kb = KnowledgeBase.load(path, index_file=True)
+    assert not beside.exists() and fallback.exists() and fallback.parent == tmp_path / "tmp" / "mofi-kb-index"
+    assert KnowledgeBase.load(path, index_file=True).lookup("alias 7") == kb.lookup("alias 7")
+
+
+def test_a_full_size_kb_loads_well_under_a_second_from_its_index(tmp_path):
+    """125k entities (the built KB's size): the first load parses and writes the index, later ones read it."""
+    path = tmp_path / "kb.jsonl"
+    write_kb(_things(125_000), path)
+    cold = KnowledgeBase.load(path)
+    started = time.process_time()
+    kb = KnowledgeBase.load(path)
+    hits = kb.lookup("thing 124999")
+    assert time.process_time() - started < 1.0
+    assert [e.id for e in hits] == ["t:124999"] and len(kb) == len(cold) == 125_000
+    assert [e.id for e in kb.lookup("other name 5")] == [e.id for e in cold.lookup("other name 5")]
+
+
+def test_line_numbers_count_blank_lines_and_crlf_is_accepted(tmp_path):
+    path = tmp_path / "kb.jsonl"
+    path.write_bytes(b'{"id": "a:1", "name": "one"}\r\n\r\n{"id": "a:2", "name": "two", "aliases": ["deux"]}\r\n')
+    kb = KnowledgeBase.load(path, index_file=True)
+    assert kb.lookup("deux")[0].id == "a:2" and kb.get("a:1").name == "one"
+    assert KnowledgeBase.load(path, index_file=True).lookup("Two")[0].aliases == ("deux",)
+    path.write_text('{"id": 7, "name": 8}\n')  # non-string fields are read as strings, as Entity.from_dict does
+    assert KnowledgeBase.load(path).lookup("8")[0].id == "7"
+    path.write_text('{"id": "a:1", "name": "one"}\n\n{"id": "a:2"}\n')  # no name
+    with pytest.raises(ValueError, match=r"kb.jsonl:3"):
+        KnowledgeBase.load(path)
