@@ -50,7 +50,7 @@ class DemoPlan:
 
 
 PLANS = {
-    "full": DemoPlan("full", fixture=False, min_count=3, bootstrap_args=("--epochs", "60"), pipeline={
+    "full": DemoPlan("full", fixture=False, min_count=3, bootstrap_args=("--epochs", "60", "--max-pairs", "2000"), pipeline={
         "model_config": "mofi-effnet-lite0-minilm", "recipe": "multitask", "steps": 120, "batch_size": 16,
         "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 40}),
         "min_map": 0.0, "index_batch_size": 64}),
@@ -106,7 +106,9 @@ class Demo:
         self.echo(click.style(f"\n[{n}] {title}", bold=True))
         t0 = time.monotonic()
         yield
-        self.timings[name] = time.monotonic() - t0
+        self.timings[name] = round(time.monotonic() - t0, 1)
+        self.state.setdefault("timings", {})[name] = self.timings[name]  # of the latest run (0 when reused)
+        self._save()
         self.echo(f"    done in {self.timings[name]:.0f} s")
 
     def done(self, name: str, still_valid: Callable[[dict], bool] = lambda _: True) -> dict | None:
@@ -116,6 +118,11 @@ class Demo:
             self.echo(f"    reusing the result of an earlier run ({self.state_file})")
             return result
         return None
+
+    def forget(self, keep: tuple[str, ...]) -> None:
+        """Drop the recorded results of every step but ``keep`` (their outputs are then rebuilt)."""
+        self.state = {k: v for k, v in self.state.items() if k in keep}
+        self._save()
 
     def record(self, name: str, result: dict) -> dict:
         self.state[name] = result
@@ -154,7 +161,7 @@ class Demo:
                 line = line.strip()
                 if not show.search(line):
                     continue
-                progress = "it/s]" in line or "s/it]" in line or "img/s]" in line or "batch/s]" in line
+                progress = bool(_PROGRESS.search(line))
                 if progress and time.monotonic() - last < every_s:
                     continue
                 last = time.monotonic() if progress else last
@@ -214,8 +221,9 @@ class Demo:
             found = self.done("clip", lambda r: self.store().exists(r["checkpoint"]))
             if not found:
                 report = self.dir / "clip-bootstrap.json"
-                self.mofi("clip", "bootstrap", *(["--fixture"] if self.plan.fixture else []), *self.plan.bootstrap_args,
-                          "--report", str(report), log="clip-bootstrap.log")
+                self.mofi_filtered("clip", "bootstrap", *(["--fixture"] if self.plan.fixture else []),
+                                   *self.plan.bootstrap_args, "--report", str(report), log="clip-bootstrap.log",
+                                   show=re.compile(r"^frozen towers|^threshold|Error"))
                 found = self.record("clip", json.loads(report.read_text()))
             if found["held_out"]:
                 self.settings.scorer.threshold = float(found["threshold"])
@@ -443,6 +451,8 @@ class _TopicCounter:
         self.consumer.close()
 
 
+_PROGRESS = re.compile(r"\d+/\d+ \[[\d:]+<")  # a tqdm bar: "12/218 [00:40<07:10"
+
 #: What the demo shows of a pipeline run: step starts/ends, training/embedding progress, results, errors.
 _PIPELINE_LINES = re.compile(r"Executing task|finished with status|torchx job|^train |^embed |^index |snapshot s3|"
                              r"checkpoint s3|^indexed|\"map\"|Error|TrainingFailed|QualityGateFailed")
@@ -475,16 +485,16 @@ def _repo_file(name: str) -> Path | None:
 @click.option("--quick", is_flag=True, help="The committed fixture and a tiny model: the whole flow in minutes.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Where the run keeps its state, logs and report [default: <stack.data_dir>/../demo-<mode>].")
-@click.option("--fresh", is_flag=True, help="Forget earlier results and run every step again.")
+@click.option("--fresh", is_flag=True, help="Redo the I2E dataset and everything after it (data and scorer stay cached).")
 @click.option("--keep-stack", is_flag=True, help="Leave the local stack running afterwards (for mofi search etc.).")
 @click.pass_obj
 def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, keep_stack: bool) -> None:
     """Run the main job end to end on this machine and write an HTML report (rerunning resumes)."""
     plan = PLANS["quick" if quick else "full"]
     root = Path(state_dir) if state_dir else Path(settings.stack.data_dir).parent / f"demo-{plan.name}"
-    if fresh and (root / "state.json").exists():
-        (root / "state.json").unlink()
     run = Demo(settings, plan, root)
+    if fresh:
+        run.forget(keep=("data", "clip"))
     try:
         run.run(fresh=fresh)
     finally:

@@ -29,7 +29,7 @@ import json
 import logging
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import click
 import numpy as np
@@ -249,6 +249,8 @@ def _load_pairs(settings, corpus: str | None, fixture: bool, max_pairs: int) -> 
 
         uri = corpus or f"s3://{settings.s3.corpus_bucket}/"
         raw = ((s.pair_id, s.text, s.image_bytes) for s in iter_corpus(ObjectStore(settings.s3), uri))
+    if max_pairs:  # an even sample of every source: the pairs whose id hashes lowest (deterministic)
+        raw = sorted(raw, key=lambda r: hashlib.sha1(r[0].encode()).hexdigest())[:max_pairs]
     out = []
     for pair_id, text, data in raw:
         try:
@@ -259,8 +261,6 @@ def _load_pairs(settings, corpus: str | None, fixture: bool, max_pairs: int) -> 
             log.warning("skipping %s: %s", pair_id, e)
             continue
         out.append(BootstrapPair(pair_id, text, image))
-        if max_pairs and len(out) >= max_pairs:
-            break
     return out
 
 
@@ -278,7 +278,8 @@ def clip() -> None:
 @click.option("--views", type=int, default=BootstrapConfig.views, show_default=True,
               help="Image views per pair (1 = eval crop only; more adds augmented crops).")
 @click.option("--image-size", type=int, default=BootstrapConfig.image_size, show_default=True)
-@click.option("--max-pairs", type=int, default=0, help="Use at most this many pairs (0 = all).")
+@click.option("--max-pairs", type=int, default=0,
+              help="Use this many pairs, an even sample across sources (0 = all).")
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the calibration report as JSON here.")
 @click.pass_obj

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mofi.objstore import ObjectStore, parse_uri
+from mofi.objstore import parse_uri
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])

@@ -38,6 +38,7 @@ def test_build_corpus_counts_rejects_and_caps_per_source(tmp_path, dirs):
     again = build_corpus(store, str(tmp_path / "again"), dirs, sources=["tuxpaint"], limit_per_source=2,
                          max_pixels=40_000_000, image_size=64, shard_size=4, workers=1)[0]
     assert (capped.found, capped.selected, capped.kept) == (reports["tuxpaint"].found, 2, 2)
+    assert (again.found, again.selected, again.kept) == (capped.found, capped.selected, capped.kept)
     assert {s.pair_id for s in iter_corpus(store, str(tmp_path / "capped"))} == \
         {s.pair_id for s in iter_corpus(store, str(tmp_path / "again"))}  # the same subset every run
 
