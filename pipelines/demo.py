@@ -352,16 +352,15 @@ class Demo:
                 channel = grpc.insecure_channel(f"127.0.0.1:{self.settings.embedder.port}")
                 grpc.channel_ready_future(channel).result(timeout=120)
                 stub = embedder_pb2_grpc.SearchStub(channel)
-                requests = [(q, None, embedder_pb2.SearchRequest(text=q, top_k=10)) for q in queries]
-                requests += [(None, p.read_bytes(), embedder_pb2.SearchRequest(image=p.read_bytes(), top_k=10))
-                             for p in image_queries]
-                for text, image, req in requests:
+                requests = [(q, None, f'"{q}"', embedder_pb2.SearchRequest(text=q, top_k=10)) for q in queries]
+                requests += [(None, p.read_bytes(), f"image {p.name}",
+                              embedder_pb2.SearchRequest(image=p.read_bytes(), top_k=10)) for p in image_queries]
+                for text, image, label, req in requests:
                     resp = _retry(lambda: stub.Search(req, timeout=60))
                     hits = [SearchHit.from_proto(h) for h in resp.hits]
                     examples.append(SearchExample(query_text=text, query_image=image, hits=hits))
                     top = ", ".join(f"{(h.entity_names or [h.text])[0]} ({h.score:.2f})" for h in hits[:3])
-                    self.echo(f"    {text or 'image ' + str(image_queries[len(examples) - len(queries) - 1].name)!s:<28}"
-                              f" -> {top}")
+                    self.echo(f"    search {label:<36} -> {top}")
                 channel.close()
             finally:
                 server.send_signal(signal.SIGTERM)

@@ -40,7 +40,7 @@ def test_quick_demo_runs_every_step_and_a_rerun_resumes(settings, tmp_path):
     assert model["step"] == 12 and store.exists(model["checkpoint"])
     assert store.exists(settings.embedder.checkpoint.replace(models, f"{models}-quick"))  # published for serving
     assert 0.0 <= state["pipeline"]["evaluation"]["map"] <= 1.0
-    assert out.count(" -> ") == 6  # 4 text and 2 image searches answered over gRPC
+    assert out.count("    search ") == 6  # 4 text and 2 image searches answered over gRPC
     report = (state_dir / "report" / "index.html").read_text()
     assert model["checkpoint"] in report and "Retrieval" in report and report.count("<img") > 20
 
@@ -49,4 +49,4 @@ def test_quick_demo_runs_every_step_and_a_rerun_resumes(settings, tmp_path):
     assert out.count("reusing the result of an earlier run") == 3  # scorer, I2E, pipeline
     timings = json.loads((state_dir / "state.json").read_text())["timings"]
     assert timings["stream"] < 5 and timings["pipeline"] < 5
-    assert out.count(" -> ") == 6 and (state_dir / "report" / "index.html").exists()
+    assert out.count("    search ") == 6 and (state_dir / "report" / "index.html").exists()
