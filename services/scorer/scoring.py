@@ -74,7 +74,8 @@ class ClipScorer:
         if owner != self._cache_owner:  # the model was replaced or re-versioned behind our back
             self._cache.clear()
             self._cache_owner = owner
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        # by length: a text batch costs as much as its longest text (see services.scorer.tuning)
+        missing = sorted((t for t in dict.fromkeys(texts) if t not in self._cache), key=len)
         if missing:
             for t, v in zip(missing, self.model.embed_texts(missing)):
                 self._cache[t] = v

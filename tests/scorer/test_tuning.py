@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 
 from services.scorer import tuning
+from mofi.v1 import records_pb2
 from services.scorer.candidates import CandidateScorer
+from services.scorer.filtering import candidate_texts
 from services.scorer.scoring import ClipScorer
-from services.scorer.tuning import tune_for_cpu
+from services.scorer.tuning import TrimmedTokenizer, tune_for_cpu
 from tests.writer.support import candidate_pair
 
 IMAGE_SIZE = 64  # the convolutional tower accepts any size; small keeps the test quick
@@ -53,16 +55,20 @@ def test_tuned_tower_gives_the_same_embeddings_and_verdicts(conv_model):
         return CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", 1 << 20, 1 << 20).process(cands)
 
     before_emb = conv_model.embed_images(_images())
+    texts = [e for v in cands for e in candidate_texts(records_pb2.CandidatePair.FromString(v))]
+    before_text = conv_model.embed_texts(texts)
     threshold = float(np.median([e.clip_score for v in verdicts(-1.0) for e in v.record.entities]))
     want = verdicts(threshold)  # kept and dropped entities on both sides of the threshold
     assert sum(len(v.record.entities) for v in want) and sum(len(v.record.dropped) for v in want)
 
     report = tune_for_cpu(conv_model)
 
-    assert report.applied and report.channels_last and report.folded == 49, report
-    assert report.max_abs_diff <= tuning.TOLERANCE
+    assert report.image_tuned and report.folded == 49 and report.text_trimmed, report
+    assert report.image_diff <= tuning.TOLERANCE and report.text_diff <= tuning.TOLERANCE
     assert not any(hasattr(m, "running_var") for m in conv_model.model.visual.modules())  # every BatchNorm folded
     np.testing.assert_allclose(conv_model.embed_images(_images()), before_emb, atol=1e-5)
+    np.testing.assert_allclose(conv_model.embed_texts(texts), before_text, atol=1e-5)
+    assert conv_model.tokenizer(["tiger"]).shape[1] < conv_model.tokenizer.tokenizer(["tiger"]).shape[1]
     for w, g in zip(want, verdicts(threshold)):
         assert w.kind is g.kind
         assert [e.entity_id for e in w.record.entities] == [e.entity_id for e in g.record.entities]
@@ -85,7 +91,7 @@ def test_a_fold_that_changes_embeddings_is_not_used(monkeypatch):
 
     monkeypatch.setattr(tuning, "fold_batchnorm", wrong_fold)
     report = tune_for_cpu(model)
-    assert not report.applied and "differ" in report.reason
+    assert not report.image_tuned and "differ" in report.image_note
     assert model.model.visual is original
     np.testing.assert_array_equal(model.embed_images(_images()), want)
 
@@ -93,5 +99,14 @@ def test_a_fold_that_changes_embeddings_is_not_used(monkeypatch):
 def test_a_transformer_tower_is_left_alone(tiny_embedding_model):
     visual = tiny_embedding_model.model.visual
     report = tune_for_cpu(tiny_embedding_model)
-    assert not report.applied and report.reason == "no BatchNorm after a convolution"
+    assert not report.image_tuned and report.image_note == "no BatchNorm after a convolution"
+    assert not report.text_trimmed and report.text_note == "not a Hugging Face text tower"
     assert tiny_embedding_model.model.visual is visual
+
+
+def test_trimmed_tokenizer_cuts_only_columns_that_are_padding_in_every_text():
+    ids = torch.tensor([[101, 7, 102, 0, 0, 0], [101, 8, 9, 10, 102, 0]])
+    trimmed = TrimmedTokenizer(lambda texts: ids[:len(texts)], pad_id=0)
+    assert trimmed(["a", "b"]).tolist() == [[101, 7, 102, 0, 0], [101, 8, 9, 10, 102]]
+    assert trimmed(["a"]).tolist() == [[101, 7, 102]]
+    assert TrimmedTokenizer(lambda texts: torch.zeros(2, 4, dtype=torch.long), 0)(["", ""]).shape == (2, 1)
