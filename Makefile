@@ -34,9 +34,9 @@ test: install
 chart: $(STAMP)
 	$(PY) charts/generate_settings.py
 
-# `make bench B=ner_grpc` runs benchmarks/ner_grpc.py; results are recorded in BENCHMARKS.md.
+# `make bench B=ner_grpc [ARGS="--option value"]` runs benchmarks/ner_grpc.py; results are in BENCHMARKS.md.
 bench: install
-	$(PY) benchmarks/$(B).py
+	$(PY) benchmarks/$(B).py $(ARGS)
 
 clean:
 	rm -rf .mofi .pytest_cache mofi/v1/*_pb2*.py mofi/v1/*_pb2*.pyi
