@@ -2,7 +2,8 @@
 
 Requests from concurrent callers are merged into one forward pass by a dynamic batcher; a request
 waits at most ``max_wait_ms`` for company. Bad input is the caller's error (INVALID_ARGUMENT with
-the reason), and a caller's deadline bounds how long it waits for its batch.
+the reason), and a caller's deadline bounds how long it waits for its batch. A call without a
+deadline waits until its batch is scored.
 """
 
 from __future__ import annotations
@@ -15,9 +16,22 @@ from mofi.v1 import scorer_pb2, scorer_pb2_grpc
 from services.common.images import InvalidInput, decode_image
 from services.scorer.scoring import ClipScorer
 
-__all__ = ["ClipScorerService", "SERVICE_NAME"]
+__all__ = ["ClipScorerService", "SERVICE_NAME", "NO_DEADLINE_S", "wait_timeout"]
 
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ClipScorer"].full_name
+
+#: A remaining time above this is a call without a deadline. gRPC reports such a call's time
+#: remaining as centuries (its deadline is "infinite future"), which no timed wait accepts
+#: (``OverflowError: timeout value is too large``).
+NO_DEADLINE_S = 1e6
+
+
+def wait_timeout(context: grpc.ServicerContext) -> float | None:
+    """How long a handler may wait for its result: the caller's time remaining, or None without a deadline."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > NO_DEADLINE_S:
+        return None
+    return max(float(remaining), 0.0)
 
 
 class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
@@ -48,7 +62,7 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
 
     def _response(self, fut: Future, context: grpc.ServicerContext) -> scorer_pb2.ScoreResponse:
         try:
-            scores = fut.result(timeout=context.time_remaining())
+            scores = fut.result(timeout=wait_timeout(context))
         except FutureTimeout:
             fut.cancel()
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting for the model")

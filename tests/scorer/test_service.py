@@ -17,7 +17,7 @@ from mofi.settings import Settings
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc
 from services.scorer.app import build_server
 from services.scorer.scoring import ClipScorer
-from services.scorer.service import SERVICE_NAME
+from services.scorer.service import NO_DEADLINE_S, SERVICE_NAME, wait_timeout
 from tests.writer.support import png
 
 TEXTS = ["tiger: large feline", "Paris: capital of France", "sailboat: a small vessel"]
@@ -121,6 +121,29 @@ def test_deadline_exceeded_and_service_survives(running):
     model.delay_s = 0.0
     time.sleep(1.0)
     assert len(stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30).scores) == 3
+
+
+def test_calls_without_a_deadline_are_answered(running, tiny_embedding_model):
+    """No ``timeout``: the server sees an infinite deadline and must wait for the batch, not overflow."""
+    stub, _, _ = running
+    resp = stub.Score(scorer_pb2.ScoreRequest(image=png(3), texts=TEXTS))
+    np.testing.assert_allclose(resp.scores, _direct(tiny_embedding_model, png(3), TEXTS), atol=1e-5)
+    batch = stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=[scorer_pb2.ScoreRequest(image=png(4), texts=TEXTS[:2])]))
+    np.testing.assert_allclose(batch.items[0].scores, _direct(tiny_embedding_model, png(4), TEXTS[:2]), atol=1e-5)
+
+
+class _Context:
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+
+@pytest.mark.parametrize("remaining, timeout", [(2.5, 2.5), (0.0, 0.0), (None, None), (NO_DEADLINE_S * 10, None),
+                                                (9.2e18, None)])
+def test_wait_timeout(remaining, timeout):
+    assert wait_timeout(_Context(remaining)) == timeout
 
 
 def test_model_failure_is_internal_with_the_cause(running):
