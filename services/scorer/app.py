@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import torch
 
@@ -13,6 +11,7 @@ from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
 from services.common.batching import DynamicBatcher
+from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from services.common.server import serve
 from services.common.stage import KafkaStage
 from services.scorer.candidates import CandidateScorer
@@ -59,13 +58,6 @@ def build_stage(settings: Settings, scorer: ClipScorer,
     return scorer_stage(settings, core, store)
 
 
-def _until_signalled() -> threading.Event:
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    return done
-
-
 def _one_thread() -> None:
     """A scorer process runs one forward pass at a time: one torch thread per process, replicas for scale.
 
@@ -76,22 +68,16 @@ def _one_thread() -> None:
 
 
 def serve_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     _one_thread()
     server = build_server(settings, ClipScorer(load_model(settings)))
     log.info("ClipScorer serving on port %s", server.port)
-    _until_signalled().wait()
-    server.stop(settings.grpc.grace_s)
+    serve_until_signalled(server, settings.grpc.grace_s)
 
 
 def stage_main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     _one_thread()
     stage, handler = build_stage(settings, ClipScorer(load_model(settings)))
-    done = _until_signalled()
-    threading.Thread(target=lambda: (done.wait(), stage.stop()), daemon=True).start()
-    try:
-        stage.run()
-    finally:
-        stage.close()
+    run_stage_until_signalled(stage)
     log.info("scorer stage stopped: %s", handler.counts)

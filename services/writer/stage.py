@@ -66,6 +66,7 @@ class WriterStage:
         self.consumed: dict[TopicPartition, int] = {}  # highest offset processed, not yet committed
         self.stats = WriterStats(Tally())
         self._stop = threading.Event()
+        self._closed = False
         ensure_topics(self.kcfg, [self.kcfg.i2e_topic, self.kcfg.dead_letter_topic])
         self.producer = make_producer(self.kcfg)
         self.consumer = make_consumer(self.kcfg, f"{self.kcfg.group_prefix}-{STAGE_NAME}", [self.kcfg.i2e_topic])
@@ -157,6 +158,10 @@ class WriterStage:
         return self.stats
 
     def close(self) -> None:
+        """Flush and close the clients; idempotent (:meth:`run` closes, and so does a process runner)."""
+        if self._closed:
+            return
+        self._closed = True
         self.producer.flush()
         self.producer.close()
         self.consumer.close(autocommit=False)

@@ -51,7 +51,9 @@ def test_writer_shards_valid_records_once_and_dead_letters_the_rest(settings, st
     prod.send(settings.kafka.i2e_topic, key=b"none", value=i2e_record("none", entities=0).SerializeToString())
     prod.flush()
 
-    stats = WriterStage(settings, store).run(idle_exit_s=3)
+    writer = WriterStage(settings, store)
+    stats = writer.run(idle_exit_s=3)
+    writer.close()  # run() closed it already; a process runner closes again: harmless
 
     prefix = f"s3://{settings.s3.i2e_bucket}/shards"
     shards = list_shards(store, prefix)
