@@ -1,9 +1,12 @@
 """The I2E dataset format: WebDataset shards of images with their kept entities, and snapshots.
 
 A shard is a tar under ``s3://<i2e_bucket>/shards/`` whose members come in pairs,
-``{pair_id}.{png|jpg|webp}`` then ``{pair_id}.json`` (pair id, alt-text, source, licence, entities
-``[{id, name, description, score}]``, scorer model). Beside it, ``<shard>.manifest.json`` is written
-*after* the tar ({shard, count, pair_ids, sha256, entities summary, plus writer fields}).
+``{pair_id}.{png|jpg|webp}`` then ``{pair_id}.json``: pair id, alt-text, source, licence, original
+path, scorer model, ``entities`` (the kept ones, best first: ``[{id, name, description, score,
+link_score, method}]``; these are the labels) and ``dropped`` (the candidates the scorer dropped for
+this image, best first: ``[{id, name, score}]``; shards written before it existed lack the key).
+Beside it, ``<shard>.manifest.json`` is written *after* the tar ({shard, count, pair_ids, sha256,
+entities summary of the kept entities, plus writer fields}).
 
 Why a manifest: an S3 PUT is atomic per object, but a shard and its bookkeeping are two objects.
 Readers treat a shard as existing only when its manifest exists, so a writer killed between the

@@ -70,5 +70,8 @@ def test_every_pair_ends_in_a_shard_a_dead_letter_or_the_no_entity_count(setting
         got = {e["id"]: e["score"] for e in sample.meta["entities"]}
         assert sorted(got) == expected[sample.pair_id]
         assert all(abs(v - scores[sample.pair_id][e]) < 1e-4 for e, v in got.items())
+        dropped = {e["id"]: e["score"] for e in sample.meta["dropped"]}  # the image's other candidates
+        assert set(dropped) == set(scores[sample.pair_id]) - set(got)
+        assert all(abs(v - scores[sample.pair_id][e]) < 1e-4 and v < threshold for e, v in dropped.items())
         assert sample.meta["scorer_model"] == "tiny@test"
     assert handler.counts == {"i2e": len(kept), "no_entity": len(cands) - len(kept), "dead_letter": len(bad)}
