@@ -51,8 +51,8 @@ class DemoPlan:
 
 PLANS = {
     "full": DemoPlan("full", fixture=False, min_count=3, bootstrap_args=("--epochs", "60", "--max-pairs", "2000"), pipeline={
-        "model_config": "mofi-effnet-lite0-minilm", "recipe": "multitask", "steps": 120, "batch_size": 16,
-        "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 40}),
+        "model_config": "mofi-effnet-lite0-minilm", "recipe": "multitask", "steps": 60, "batch_size": 16,
+        "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 20}),
         "min_map": 0.0, "index_batch_size": 64}),
     "quick": DemoPlan("quick", fixture=True, min_count=1, bootstrap_args=("--epochs", "20"), pipeline={
         "model_config": "mofi-tiny-vit", "recipe": "multitask", "steps": 12, "batch_size": 8,
@@ -223,7 +223,7 @@ class Demo:
                 report = self.dir / "clip-bootstrap.json"
                 self.mofi_filtered("clip", "bootstrap", *(["--fixture"] if self.plan.fixture else []),
                                    *self.plan.bootstrap_args, "--report", str(report), log="clip-bootstrap.log",
-                                   show=re.compile(r"^frozen towers|^threshold|Error"))
+                                   show=re.compile(r"^frozen towers|^threshold|^Error: "))
                 found = self.record("clip", json.loads(report.read_text()))
             if found["held_out"]:
                 self.settings.scorer.threshold = float(found["threshold"])
@@ -453,8 +453,8 @@ class _TopicCounter:
 _PROGRESS = re.compile(r"\d+/\d+ \[[\d:]+<")  # a tqdm bar: "12/218 [00:40<07:10"
 
 #: What the demo shows of a pipeline run: step starts/ends, training/embedding progress, results, errors.
-_PIPELINE_LINES = re.compile(r"Executing task|finished with status|torchx job|^train |^embed |^index |snapshot s3|"
-                             r"checkpoint s3|^indexed|\"map\"|Error|TrainingFailed|QualityGateFailed")
+_PIPELINE_LINES = re.compile(r"Executing task|finished with status|torchx job|^(\[\d+\]:)?train |^embed |^index |snapshot s3|"
+                             r"checkpoint s3|^indexed|\"map\"|^Error: |FAILURE|TrainingFailed|QualityGateFailed")
 
 
 def _free_port() -> int:

@@ -179,7 +179,7 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
     """Read what the report shows about the I2E dataset from the object store.
 
     Every manifest is read (counts over the whole dataset); the first ``max_stat_shards`` shards are
-    read for per-sample statistics, the first ``example_shards`` of them also for examples, and any
+    read for per-sample statistics, ``example_shards`` of them spread over the list also for examples, and any
     other shard only when it holds one of ``hit_pair_ids`` (its thumbnail).
     """
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
@@ -213,15 +213,19 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
 
     stat_shards = readable[:max(0, max_stat_shards)]
     stat_set = set(stat_shards)
+    # Examples come from shards spread over the dataset (shards are written source by source).
+    example_set = set(stat_shards[::max(1, len(stat_shards) // max(1, example_shards))][:example_shards])
+    per_shard = max(1, 4 * max_examples // max(1, example_shards))
     to_open = stat_shards + sorted(set(pair_shard.values()) - stat_set)
     candidates: list[I2ESample] = []
-    for i, uri in enumerate(tqdm(to_open, desc="report: I2E shards", unit="shard")):
+    for uri in tqdm(to_open, desc="report: I2E shards", unit="shard"):
         try:
             samples = list(iter_shard(store, uri))
         except Exception as e:  # a damaged shard is reported, not fatal
             log.warning("report: cannot read %s: %s", uri, e)
             st.unreadable_shards.append(uri)
             continue
+        taken = 0
         for s in samples:
             if uri in stat_set:
                 kept = s.meta.get("entities") or []
@@ -232,8 +236,9 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
                 if "dropped" in s.meta:
                     st.with_dropped_list += 1
                     st.dropped_scores += [float(e["score"]) for e in s.meta["dropped"] or [] if "score" in e]
-                if i < example_shards and len(candidates) < 4 * max_examples:
+                if uri in example_set and taken < per_shard:
                     candidates.append(s)
+                    taken += 1
             if s.pair_id in wanted and s.pair_id not in st.hit_thumbs:
                 thumb = thumbnail_data_uri(s.image_bytes)
                 if thumb:
