@@ -9,7 +9,12 @@ would do with no broker, no serialization hops and no processes. The pipeline ru
 local stack (Tansu broker on SeaweedFS S3, free loopback ports) with the three stages as
 separate processes (`mofi stage ner|scorer|writer`), already started and warmed up; the clock runs
 from the first produced pair until every pair is accounted for (I2E shard, no-entity record or
-dead letter). Reported: both rates and pipeline/floor.
+dead letter). Reported: both rates and pipeline/floor. The floor runs one torch thread, as each
+stage process does; the 1-minute load average before and after says how busy the machine was.
+
+Rates on a shared machine move with everyone else's load, so CPU time is reported too: the CPU
+seconds per pair of the floor process and of each stage process over the timed window (Linux
+/proc), which is what the work costs whoever else runs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
 from mofi.data.corpus import iter_corpus  # noqa: E402
@@ -75,13 +81,19 @@ def stack_settings(root: Path, broker_storage: str) -> Settings:
     return s
 
 
-def floor(settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, store: ObjectStore) -> float:
-    """The same work in one process and one loop; returns pairs/s."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def floor(settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, store: ObjectStore) -> tuple[float, float]:
+    """The same work in one process and one loop; returns (pairs/s, CPU seconds per pair)."""
     core = CandidateScorer(scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes,
                            settings.data.max_pixels)
     batch, shard, shards = settings.kafka.max_poll_records, [], 0
     prefix = f"s3://{settings.s3.i2e_bucket}/floor"
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for i in range(0, len(pairs), batch):
         chunk = pairs[i:i + batch]
         extractions = extractor.extract([p.text for p in chunk])
@@ -99,7 +111,7 @@ def floor(settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, s
                 shard, shards = [], shards + 1
     if shard:
         write_shard(store, f"{prefix}/{shards:06d}.tar", shard)
-    return len(pairs) / (time.perf_counter() - start)
+    return len(pairs) / (time.perf_counter() - start), (time.process_time() - cpu0) / len(pairs)
 
 
 class DeadLetterCount:
@@ -131,11 +143,15 @@ def accounted(settings: Settings, store: ObjectStore, dead: DeadLetterCount) -> 
     return in_shards + dropped + dead.n
 
 
-def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) -> float:
+STAGES = ("ner", "scorer", "writer")
+
+
+def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) -> tuple[float, dict[str, float]]:
+    """(pairs/s, CPU seconds per pair of each stage process) over the timed window."""
     env = {**os.environ, **settings.to_env()}
     procs = [subprocess.Popen([sys.executable, "-m", "mofi.cli", "stage", name], cwd=REPO, env=env,
                               stdout=open(logs / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
-             for name in ("ner", "scorer", "writer")]
+             for name in STAGES]
     ensure_topics(settings.kafka, [settings.kafka.pairs_topic, settings.kafka.candidates_topic,
                                    settings.kafka.i2e_topic, settings.kafka.dead_letter_topic])
     dead = DeadLetterCount(settings)
@@ -155,10 +171,12 @@ def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) 
 
         send(warmup)
         wait_for(len(warmup), 600)  # stages started, models loaded, groups joined
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
         send(pairs)
         wait_for(len(warmup) + len(pairs), 1800)
-        return len(pairs) / (time.perf_counter() - start)
+        rate = len(pairs) / (time.perf_counter() - start)
+        cpu = {name: round((cpu_seconds(p.pid) - c0) / len(pairs), 4) for name, p, c0 in zip(STAGES, procs, cpu0)}
+        return rate, cpu
     finally:
         prod.close()
         dead.close()
@@ -179,6 +197,8 @@ def main() -> None:
     ap.add_argument("--broker-storage", choices=["s3", "memory"], default="s3",
                     help="Broker log in the S3 server (durable, the default stack) or in memory.")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # as the NER and scorer stage processes run
+    load_before = os.getloadavg()[0]
 
     all_pairs = corpus_pairs(args.corpus, args.pairs + args.warmup)
     warmup, pairs = all_pairs[:args.warmup], all_pairs[args.warmup:]
@@ -197,15 +217,18 @@ def main() -> None:
         extractor.extract([p.text for p in warmup])
         floor_settings = copy.deepcopy(settings)
         floor_settings.s3.i2e_bucket = "mofi-i2e-floor"  # keeps its no-entity records out of the pipeline's count
-        floor_rate = floor(floor_settings, extractor, scorer, pairs, store)
+        floor_rate, floor_cpu = floor(floor_settings, extractor, scorer, pairs, store)
         del extractor, scorer  # free the cores' memory for the stage processes
-        pipe_rate = pipeline(settings, pairs, warmup, store, root)
+        pipe_rate, stage_cpu = pipeline(settings, pairs, warmup, store, root)
     finally:
         stack.down()
     print(json.dumps({
         "pairs": len(pairs), "broker_storage": args.broker_storage, "corpus": args.corpus, "kb": args.kb, "threshold": settings.scorer.threshold,
         "floor_pairs_per_s": round(floor_rate, 2), "pipeline_pairs_per_s": round(pipe_rate, 2),
         "pipeline_over_floor": round(pipe_rate / floor_rate, 3), "cpu_count": os.cpu_count(),
+        "floor_cpu_s_per_pair": round(floor_cpu, 4), "stage_cpu_s_per_pair": stage_cpu,
+        "pipeline_cpu_s_per_pair": round(sum(stage_cpu.values()), 4),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }, indent=1))
 
 
