@@ -79,5 +79,5 @@ def stage_main(settings: Settings) -> None:
     configure_logging()
     _one_thread()
     stage, handler = build_stage(settings, ClipScorer(load_model(settings)))
-    run_stage_until_signalled(stage)
+    run_stage_until_signalled(stage, settings.grpc.metrics_port)
     log.info("scorer stage stopped: %s", handler.counts)

@@ -16,5 +16,5 @@ log = logging.getLogger(__name__)
 def stage_main(settings: Settings) -> None:
     """Run the writer until SIGTERM/SIGINT; partial shards are flushed before exit."""
     configure_logging()
-    stats = run_stage_until_signalled(WriterStage(settings))
+    stats = run_stage_until_signalled(WriterStage(settings), settings.grpc.metrics_port)
     log.info("writer stopped: %d shards, %s", stats.shards, dict(stats.outcomes))

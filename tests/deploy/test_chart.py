@@ -118,18 +118,15 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
     assert sorted(p["port"] for p in grpc_rule["ports"]) == [6001, 6003, 50052]
 
 
-def test_stages_expose_metrics_only_where_they_serve_them(chart):
+def test_stages_expose_metrics_when_a_metrics_port_is_set(chart):
     default = render(chart)
-    for name in ("mofi-ner-stage",):  # stages whose entry points serve /metrics on grpc.metrics_port
+    for name in ("mofi-ner-stage", "mofi-scorer-stage", "mofi-writer"):  # every stage serves /metrics
         c = pod_specs(default)[name]["containers"][0]
         assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("metrics", 9090)]
         assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
         assert c["startupProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
         assert "readinessProbe" not in c
         assert [p["name"] for p in by_kind(default, "Service")[name]["spec"]["ports"]] == ["metrics"]
-    quiet = pod_specs(default)["mofi-writer"]["containers"][0]
-    assert "ports" not in quiet and "livenessProbe" not in quiet and "readinessProbe" not in quiet
-    assert "mofi-writer" not in by_kind(default, "Service")
     objects = render(chart, load_values("everything"))
     for name in ("mofi-writer", "mofi-indexer"):
         c = pod_specs(objects)[name]["containers"][0]
