@@ -120,8 +120,14 @@ class Demo:
         return None
 
     def forget(self, keep: tuple[str, ...]) -> None:
-        """Drop the recorded results of every step but ``keep`` (their outputs are then rebuilt)."""
+        """Drop the recorded results of every step but ``keep`` (their outputs are then rebuilt).
+
+        The generation counter goes up, so the rebuilt snapshot and training run get new names:
+        snapshots are immutable and a training run of an existing name would resume, not retrain.
+        """
+        generation = int(self.state.get("generation", 0)) + 1
         self.state = {k: v for k, v in self.state.items() if k in keep}
+        self.state["generation"] = generation
         self._save()
 
     def record(self, name: str, result: dict) -> dict:
@@ -327,7 +333,8 @@ class Demo:
                               and self.store().exists(self.settings.embedder.checkpoint))
             if found:
                 return found
-            params = {**self.plan.pipeline, "snapshot_version": f"demo-{self.plan.name}", "min_count": self.plan.min_count,
+            version = f"demo-{self.plan.name}-{self.state.get('generation', 0)}"
+            params = {**self.plan.pipeline, "snapshot_version": version, "min_count": self.plan.min_count,
                       "benchmark": self.state["data"]["benchmark"], "roll": True}
             out = self.dir / "pipeline-result.json"
             args = [arg for k, v in params.items()

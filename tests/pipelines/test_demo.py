@@ -1,5 +1,6 @@
 """`mofi demo --quick` as a user runs it, against the real local stack: every step end to end, then a
-second run that resumes from the recorded state instead of starting over."""
+second run that resumes from the recorded state instead of starting over, then a --fresh run that
+rebuilds the I2E dataset and retrains under new names."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from mofi.i2e import list_shards, read_manifest
 from mofi.objstore import ObjectStore
 
 
-def _demo(settings, state_dir):
+def _demo(settings, state_dir, *extra):
     env = {**os.environ, **settings.to_env(), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "mofi.cli", "demo", "--quick", "--keep-stack", "--state-dir", str(state_dir)]
+    cmd = [sys.executable, "-m", "mofi.cli", "demo", "--quick", "--keep-stack", "--state-dir", str(state_dir), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
@@ -50,3 +51,11 @@ def test_quick_demo_runs_every_step_and_a_rerun_resumes(settings, tmp_path):
     timings = json.loads((state_dir / "state.json").read_text())["timings"]
     assert timings["stream"] < 5 and timings["pipeline"] < 5
     assert out.count("    search ") == 6 and (state_dir / "report" / "index.html").exists()
+
+    # --fresh: a new I2E generation, so a new snapshot and a training run that starts from step 0.
+    out = _demo(settings, state_dir, "--fresh")
+    state = json.loads((state_dir / "state.json").read_text())
+    assert state["generation"] == 1 and state["stream"]["produced"] == 30
+    assert state["pipeline"]["model"]["snapshot"].endswith("/snapshots/demo-quick-1/manifest.json")
+    assert state["pipeline"]["model"]["run_name"] == "demo-quick-1-mofi-tiny-vit-multitask"
+    assert state["pipeline"]["model"]["step"] == 12 and state["timings"]["pipeline"] > 5
