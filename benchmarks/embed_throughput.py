@@ -36,16 +36,7 @@ from services.embedder.models import ModelHolder  # noqa: E402
 from services.embedder.vectors import VectorStore  # noqa: E402
 from training import create_model_and_transforms, get_tokenizer  # noqa: E402
 from training.inference import EmbeddingModel  # noqa: E402
-
-
-def _images(n: int, size: int = 256) -> list[bytes]:
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
+from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def _holder(settings: Settings, model_name: str, checkpoint: str | None) -> ModelHolder:
@@ -114,7 +105,7 @@ def main() -> None:
     settings.embedder.max_wait_ms = args.max_wait_ms
     settings.grpc.max_workers = max(args.clients + 4, settings.grpc.max_workers)
     holder = _holder(settings, args.model, args.checkpoint)
-    images = _images(args.images)
+    images = random_jpegs(args.images)
     in_process(holder, images[: args.max_batch], args.max_batch)  # warm-up
 
     vectors = VectorStore(os.path.join(tempfile.mkdtemp(), "embed_bench.db"),

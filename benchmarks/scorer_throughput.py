@@ -23,7 +23,6 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grpc  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -31,19 +30,10 @@ from mofi.settings import GrpcSettings, load_settings  # noqa: E402
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc  # noqa: E402
 from services.scorer.app import build_server, load_model  # noqa: E402
 from services.scorer.scoring import ClipScorer  # noqa: E402
+from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
 
 TEXTS = ["tiger: large feline of forests in most of Asia", "Paris: capital and largest city of France",
          "sailboat: a small sailing vessel"]
-
-
-def _images(n: int, size: int = 256) -> list[bytes]:
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
 
 
 def in_process(scorer: ClipScorer, images: list[bytes], batch: int) -> float:
@@ -90,7 +80,7 @@ def main() -> None:
     load_before = os.getloadavg()
     model = load_model(settings, args.checkpoint, tune=not args.no_tune)
     scorer = ClipScorer(model)
-    images = _images(args.images)
+    images = random_jpegs(args.images)
     result = {"model": model.model_name, "version": model.version, "images": args.images, "threads": args.threads,
               "tuned": not args.no_tune, "image_batch": scorer.image_batch, "texts_per_image": len(TEXTS),
               "in_process_images_per_s": {}}
