@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-from mofi.objstore import ObjectStore, parse_uri
+from mofi.objstore import ObjectStore, join_uri, parse_uri
 
 __all__ = [
     "I2ESample",
@@ -40,6 +40,7 @@ __all__ = [
     "MANIFEST_SUFFIX",
     "IMAGE_EXTS",
     "manifest_uri",
+    "shards_prefix",
     "write_shard",
     "read_manifest",
     "iter_shard",
@@ -81,6 +82,11 @@ class EntityClass:
     name: str
     description: str
     count: int
+
+
+def shards_prefix(settings: Any) -> str:
+    """Where the writer puts I2E shards: ``s3://<s3.i2e_bucket>/<writer.prefix>/``."""
+    return join_uri(f"s3://{settings.s3.i2e_bucket}", settings.writer.prefix) + "/"
 
 
 def manifest_uri(shard_uri: str) -> str:

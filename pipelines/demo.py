@@ -292,11 +292,10 @@ class Demo:
         return stats.sent
 
     def _i2e_count(self) -> int:
-        from mofi.i2e import list_shards, read_manifest
-        from pipelines.steps import i2e_prefix
+        from mofi.i2e import list_shards, read_manifest, shards_prefix
 
         store = self.store()
-        return sum(read_manifest(store, s)["count"] for s in list_shards(store, i2e_prefix(self.settings)))
+        return sum(read_manifest(store, s)["count"] for s in list_shards(store, shards_prefix(self.settings)))
 
     def _wait_accounted(self, expected: int, stages: dict[str, subprocess.Popen], stall_s: float = 180.0) -> dict:
         """Until written + dropped + dead-lettered covers every produced pair (progress bar), or a stall."""

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, snapshot_uri
-from mofi.objstore import ObjectStore, join_uri, parse_uri
+from mofi.i2e import (Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix,
+                      snapshot_uri)
+from mofi.objstore import ObjectStore, parse_uri
 from mofi.settings import CREDENTIALS, Settings, env_name, load_settings
 
 __all__ = [
@@ -72,10 +73,6 @@ def step_settings() -> Settings:
     return load_settings()
 
 
-def i2e_prefix(settings: Settings) -> str:
-    return join_uri(f"s3://{settings.s3.i2e_bucket}", settings.writer.prefix) + "/"
-
-
 def take_snapshot(settings: Settings, version: str = "", min_count: int = 3, val_percent: float = 5.0) -> SnapshotInfo:
     """Freeze the complete I2E shards into an immutable, versioned snapshot.
 
@@ -89,7 +86,7 @@ def take_snapshot(settings: Settings, version: str = "", min_count: int = 3, val
         snap = Snapshot.load(store, uri)
         log.info("snapshot %s exists; reusing it", uri)
     else:
-        prefix = i2e_prefix(settings)
+        prefix = shards_prefix(settings)
         if not list_shards(store, prefix):
             raise ValueError(f"no complete I2E shards under {prefix}: run the I2E stages first")
         snap = create_snapshot(store, prefix, uri, min_count=min_count, val_percent=val_percent)
@@ -272,7 +269,7 @@ def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, 
     from services.embedder.indexing import index_images, items_from_i2e
 
     store = ObjectStore(settings.s3)
-    prefix = i2e_prefix(settings)
+    prefix = shards_prefix(settings)
     total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
     return index_images(settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size,
                         thumbnails=thumbnails, total=total)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mofi.objstore import ObjectStore, join_uri
+from mofi.i2e import shards_prefix
+from mofi.objstore import ObjectStore
 from services.common.images import InvalidInput, decode_image
 
 __all__ = ["index", "search"]
@@ -29,7 +30,7 @@ def index(settings, i2e_prefix: str | None, image_dir: str | None, checkpoint: s
     if image_dir:
         items = items_from_dir(image_dir)
     else:
-        prefix = i2e_prefix or join_uri(f"s3://{settings.s3.i2e_bucket}", settings.writer.prefix) + "/"
+        prefix = i2e_prefix or shards_prefix(settings)
         items = items_from_i2e(ObjectStore(settings.s3), prefix)
     report = index_images(settings, items, checkpoint, batch_size=batch_size, thumbnails=not no_thumbnails)
     click.echo(f"indexed {report.indexed} images into {report.collection}; alias {settings.milvus.collection} -> "

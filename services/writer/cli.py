@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mofi.i2e import create_snapshot, list_shards, new_version, snapshot_uri
+from mofi.i2e import create_snapshot, list_shards, new_version, shards_prefix, snapshot_uri
 from mofi.objstore import ObjectStore
 
 __all__ = ["i2e"]
@@ -15,15 +15,11 @@ def i2e() -> None:
     """The I2E dataset in the object store."""
 
 
-def _prefix(settings) -> str:
-    return f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix.strip('/')}"
-
-
 @i2e.command("shards")
 @click.pass_obj
 def shards_cmd(settings) -> None:
     """List complete shards (those whose manifest exists)."""
-    for uri in list_shards(ObjectStore(settings.s3), _prefix(settings)):
+    for uri in list_shards(ObjectStore(settings.s3), shards_prefix(settings)):
         click.echo(uri)
 
 
@@ -39,8 +35,8 @@ def snapshot_cmd(settings, min_count: int, val_percent: float, version: str | No
     uri = snapshot_uri(settings.s3.i2e_bucket, version or new_version())
     if store.exists(uri):
         raise click.ClickException(f"{uri} exists: snapshots are immutable, choose another --version")
-    if not list_shards(store, _prefix(settings)):
-        raise click.ClickException(f"no complete shards under {_prefix(settings)}")
-    snap = create_snapshot(store, _prefix(settings), uri, min_count=min_count, val_percent=val_percent)
+    if not list_shards(store, shards_prefix(settings)):
+        raise click.ClickException(f"no complete shards under {shards_prefix(settings)}")
+    snap = create_snapshot(store, shards_prefix(settings), uri, min_count=min_count, val_percent=val_percent)
     click.echo(f"{uri}: version {snap.version}, {len(snap.shards)} shards, {snap.num_samples} samples, "
                f"{len(snap.classes)} classes (min count {min_count}), val {val_percent}%")
