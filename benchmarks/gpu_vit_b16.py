@@ -36,9 +36,9 @@ def peak_flops(device: torch.device, override_tflops: float) -> float | None:
 
 
 def main() -> None:
-    from training.losses import LossConfig, MofiLoss
-    from training.models import create_model_and_transforms, get_tokenizer
-    from training.trainer import MofiTrainModule
+    from mofi_platform.training.losses import LossConfig, MofiLoss
+    from mofi_platform.training.models import create_model_and_transforms, get_tokenizer
+    from mofi_platform.training.trainer import MofiTrainModule
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mofi-vit-b16")

@@ -27,9 +27,9 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from mofi.kb import KnowledgeBase  # noqa: E402
 from mofi.settings import NerSettings  # noqa: E402
-from services.ner.evaluation import candidate_labels, load_evalset, rescore, score  # noqa: E402
-from services.ner.extractor import Extractor  # noqa: E402
-from services.ner.linking import CALIBRATION_PATH, FEATURES, Calibration  # noqa: E402
+from mofi_platform.services.ner.evaluation import candidate_labels, load_evalset, rescore, score  # noqa: E402
+from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
+from mofi_platform.services.ner.linking import CALIBRATION_PATH, FEATURES, Calibration  # noqa: E402
 
 EVALSET = ROOT / "tests/ner/evalset.jsonl"
 KB = ROOT / "tests/ner/kb.jsonl"

@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from mofi.kb import KnowledgeBase  # noqa: E402
 from mofi.settings import NerSettings, Settings  # noqa: E402
 from mofi.v1 import ner_pb2, ner_pb2_grpc  # noqa: E402
-from services.ner.app import build_server  # noqa: E402
-from services.ner.evaluation import load_evalset  # noqa: E402
-from services.ner.extractor import Extractor  # noqa: E402
+from mofi_platform.services.ner.app import build_server  # noqa: E402
+from mofi_platform.services.ner.evaluation import load_evalset  # noqa: E402
+from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 
 
 def summary(latencies: list[float], docs: int) -> dict:

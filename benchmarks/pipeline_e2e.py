@@ -44,13 +44,13 @@ from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import S3Settings, Settings  # noqa: E402
 from mofi.stack import Stack, free_port  # noqa: E402
 from mofi.v1 import records_pb2  # noqa: E402
-from services.ner.extractor import Extractor  # noqa: E402
-from services.ner.service import to_proto  # noqa: E402
-from services.scorer.app import load_model  # noqa: E402
-from services.scorer.candidates import CandidateScorer, Kind  # noqa: E402
-from services.scorer.drops import NO_ENTITY_PREFIX, record_no_entity_many  # noqa: E402
-from services.scorer.scoring import ClipScorer  # noqa: E402
-from services.writer.samples import record_to_sample  # noqa: E402
+from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
+from mofi_platform.services.ner.service import to_proto  # noqa: E402
+from mofi_platform.services.scorer.app import load_model  # noqa: E402
+from mofi_platform.services.scorer.candidates import CandidateScorer, Kind  # noqa: E402
+from mofi_platform.services.scorer.drops import NO_ENTITY_PREFIX, record_no_entity_many  # noqa: E402
+from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
+from mofi_platform.services.writer.samples import record_to_sample  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ scored against 3 candidate texts (their embeddings are cached after the first im
 stage). gRPC: ``--clients`` threads send single-image ``Score`` calls; the dynamic batcher merges them.
 
 The model is loaded as the service loads it: one torch thread (``--threads``) and the image tower
-tuned (``services.scorer.tuning``; ``--no-tune`` measures it as saved). Other processes on the
+tuned (``mofi_platform.services.scorer.tuning``; ``--no-tune`` measures it as saved). Other processes on the
 machine change the numbers a lot: the load average before and after is part of the result.
 """
 
@@ -28,8 +28,8 @@ from PIL import Image  # noqa: E402
 
 from mofi.settings import GrpcSettings, load_settings  # noqa: E402
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc  # noqa: E402
-from services.scorer.app import build_server, load_model  # noqa: E402
-from services.scorer.scoring import ClipScorer  # noqa: E402
+from mofi_platform.services.scorer.app import build_server, load_model  # noqa: E402
+from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
 from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
 
 TEXTS = ["tiger: large feline of forests in most of Asia", "Paris: capital and largest city of France",

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from services.embedder.vectors import IndexRow, VectorStore  # noqa: E402
+from mofi_platform.services.embedder.vectors import IndexRow, VectorStore  # noqa: E402
 
 INDEX_PARAMS = {
     "FLAT": ({}, {}),

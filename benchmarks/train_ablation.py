@@ -31,11 +31,11 @@ def _row(name: str, res: dict, seconds: float, command: str) -> dict:
 
 def main() -> None:
     from mofi.settings import load_settings
-    from training.baselines import imagenet_effnet_lite0_embedder
-    from training.curves import plot_training_curves
-    from training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
-    from training.inference import EmbeddingModel
-    from training.trainer import TrainConfig, train
+    from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
+    from mofi_platform.training.curves import plot_training_curves
+    from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
+    from mofi_platform.training.inference import EmbeddingModel
+    from mofi_platform.training.trainer import TrainConfig, train
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--snapshot", required=True)

@@ -28,9 +28,9 @@ NUM_CLASSES = 1000
 def _rank(rank: int, world: int, args: argparse.Namespace, init_file: str, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
-    from training.losses import LossConfig, MofiLoss
-    from training.models import create_model_and_transforms, get_tokenizer
-    from training.trainer import MofiTrainModule
+    from mofi_platform.training.losses import LossConfig, MofiLoss
+    from mofi_platform.training.models import create_model_and_transforms, get_tokenizer
+    from mofi_platform.training.trainer import MofiTrainModule
 
     torch.set_num_threads(args.threads)
     if world > 1:

@@ -37,7 +37,7 @@ def pipeline() -> None:
 @click.option("--image", default=None, help="Image the steps run in [default: mofi-platform:latest].")
 def compile_cmd(out: str | None, image: str | None) -> None:
     """Compile the pipeline to YAML for the Kubeflow UI or client."""
-    from pipelines.pipeline import DEFAULT_IMAGE, PIPELINE_FILE, compile_pipeline
+    from mofi_platform.pipelines.pipeline import DEFAULT_IMAGE, PIPELINE_FILE, compile_pipeline
 
     path = compile_pipeline(out or PIPELINE_FILE, image or DEFAULT_IMAGE)
     click.echo(f"compiled {path}")
@@ -53,7 +53,7 @@ def compile_cmd(out: str | None, image: str | None) -> None:
 @click.pass_obj
 def run_cmd(settings, params: tuple[str, ...], root: str, out_path: str | None) -> None:
     """Run the whole pipeline on this machine (kfp.local; training with torchx local_cwd, 2 ranks)."""
-    from pipelines.local import run_local
+    from mofi_platform.pipelines.local import run_local
 
     from kfp.dsl.types.type_utils import InconsistentTypeException
 
@@ -83,7 +83,7 @@ def submit_cmd(host: str, package: str | None, experiment: str, namespace: str |
     """Start a run on a Kubeflow Pipelines installation."""
     import kfp
 
-    from pipelines.pipeline import PIPELINE_FILE
+    from mofi_platform.pipelines.pipeline import PIPELINE_FILE
 
     client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_package(str(package or PIPELINE_FILE), arguments=_params(params),

@@ -1,9 +1,9 @@
-"""KFP v2 lightweight components: one call each into :mod:`pipelines.steps`.
+"""KFP v2 lightweight components: one call each into :mod:`mofi_platform.pipelines.steps`.
 
 Each function below is shipped as source to a pod running the mofi image (which has this package
 and kfp installed, hence ``install_kfp_package=False``), so it imports what it needs inside its body.
 Settings reach the pod as MOFI_* environment variables (the chart's ConfigMap and Secret, attached
-in :mod:`pipelines.pipeline`); locally they are inherited from the process that runs the pipeline.
+in :mod:`mofi_platform.pipelines.pipeline`); locally they are inherited from the process that runs the pipeline.
 
 No ``from __future__ import annotations`` here: KFP reads the artifact types from real annotations.
 """
@@ -21,7 +21,7 @@ def snapshot_i2e(version: str, min_count: int, val_percent: float, dataset: Outp
     import json
     from dataclasses import asdict
 
-    from pipelines.steps import step_settings, take_snapshot
+    from mofi_platform.pipelines.steps import step_settings, take_snapshot
 
     info = take_snapshot(step_settings(), version, min_count, val_percent)
     dataset.metadata.update(asdict(info))
@@ -36,7 +36,7 @@ def train_mofi(dataset: Input[Dataset], run_name: str, model_config: str, recipe
     """Run `mofi train` as a torchx job (kubernetes/Volcano or local_cwd), stream its logs, output the checkpoint."""
     import json
 
-    from pipelines.steps import TrainJob, launch_training, step_settings
+    from mofi_platform.pipelines.steps import TrainJob, launch_training, step_settings
 
     snapshot = dataset.metadata["uri"]
     run_name = run_name or f"{dataset.metadata['version']}-{model_config}-{recipe}"
@@ -56,7 +56,7 @@ def evaluate_mofi(model: Input[Model], benchmark: str, min_map: float, metrics: 
     """GPR1200-protocol retrieval mAP (overall and per domain), zero-shot and linear probe; fail below min_map."""
     import json
 
-    from pipelines.steps import evaluate_checkpoint, step_settings
+    from mofi_platform.pipelines.steps import evaluate_checkpoint, step_settings
 
     out = evaluate_checkpoint(step_settings(), model.metadata["checkpoint"], benchmark, min_map)
     metrics.log_metric("map", out["map"])
@@ -72,7 +72,7 @@ def evaluate_mofi(model: Input[Model], benchmark: str, min_map: float, metrics: 
 
 def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> NamedTuple("Index", collection=str, indexed=int):
     """Embed every I2E image into a new Milvus collection and switch the search alias to it."""
-    from pipelines.steps import index_checkpoint, step_settings
+    from mofi_platform.pipelines.steps import index_checkpoint, step_settings
 
     report = index_checkpoint(step_settings(), model.metadata["checkpoint"], batch_size, thumbnails)
     for pair_id, reason in report.skipped:
@@ -85,8 +85,8 @@ def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> Name
 
 def roll_embedder(model: Input[Model], deployment: str, namespace: str) -> str:
     """Publish the checkpoint as the embedder's and roll the embedder Deployment (when one is named)."""
-    from pipelines.steps import roll_embedder as roll
-    from pipelines.steps import step_settings
+    from mofi_platform.pipelines.steps import roll_embedder as roll
+    from mofi_platform.pipelines.steps import step_settings
 
     version = roll(step_settings(), model.metadata["checkpoint"], deployment, namespace)
     print(f"embedder checkpoint is now {version}")

@@ -242,7 +242,7 @@ class Demo:
 
     def stream(self) -> dict:
         """Produce the corpus into Kafka and run the NER, scorer and writer stages until every pair is accounted for."""
-        from services.scorer.drops import count_no_entity
+        from mofi_platform.services.scorer.drops import count_no_entity
 
         with self.step("stream", "I2E: corpus -> Kafka -> NER -> CLIP scorer -> writer -> S3"):
             found = self.done("stream", lambda r: self._i2e_count() >= r["written"] > 0)
@@ -301,7 +301,7 @@ class Demo:
         """Until written + dropped + dead-lettered covers every produced pair (progress bar), or a stall."""
         from tqdm import tqdm
 
-        from services.scorer.drops import count_no_entity
+        from mofi_platform.services.scorer.drops import count_no_entity
 
         last_change, seen = time.monotonic(), -1
         dead = _TopicCounter(self.settings.kafka, self.settings.kafka.dead_letter_topic)
@@ -347,7 +347,7 @@ class Demo:
         import grpc
 
         from mofi.v1 import embedder_pb2, embedder_pb2_grpc
-        from pipelines.report import SearchExample, SearchHit
+        from mofi_platform.pipelines.report import SearchExample, SearchHit
 
         with self.step("search", "Searches through the gRPC Search service"):
             self.settings.embedder.port = _free_port()
@@ -374,8 +374,8 @@ class Demo:
             return examples
 
     def report(self, searches: list, summary: dict) -> Path:
-        from pipelines.report import build_report
-        from training.trainer import read_metrics
+        from mofi_platform.pipelines.report import build_report
+        from mofi_platform.training.trainer import read_metrics
 
         with self.step("report", "HTML report"):
             pipe = self.state["pipeline"]

@@ -29,7 +29,7 @@ def run_local(settings: Settings, pipeline_root: str | Path, **params: Any) -> d
     """
     import kfp.local
 
-    from pipelines.pipeline import build_pipeline
+    from mofi_platform.pipelines.pipeline import build_pipeline
 
     os.environ.update(settings.to_env())
     Path(pipeline_root).mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from kfp import kubernetes as k8s
 from kfp.dsl import Artifact, Metrics, Model
 
 from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings, env_name, iter_fields
-from pipelines.components import make_components
+from mofi_platform.pipelines.components import make_components
 
 __all__ = ["PIPELINE_NAME", "PIPELINE_FILE", "DEFAULT_IMAGE", "build_pipeline", "compile_pipeline"]
 

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from mofi.i2e import I2ESample, iter_shard, list_shards, read_manifest
 from mofi.objstore import ObjectStore
-from services.scorer.drops import count_no_entity, iter_no_entity, no_entity_prefix
+from mofi_platform.services.scorer.drops import count_no_entity, iter_no_entity, no_entity_prefix
 
 __all__ = [
     "SearchHit",
@@ -530,7 +530,7 @@ def _section_training(run_metrics: Mapping[str, list[dict[str, Any]]] | None, ev
     parts = ["<h3>Training curves</h3>"]
     runs = {k: v for k, v in (run_metrics or {}).items() if v}
     if runs:
-        from training.curves import PANELS, plot_training_curves
+        from mofi_platform.training.curves import PANELS, plot_training_curves
 
         with tempfile.TemporaryDirectory() as tmp:
             png = plot_training_curves(runs, Path(tmp) / "curves.png").read_bytes()
@@ -794,7 +794,7 @@ def build_report(
 
     ``settings`` is a :class:`mofi.settings.Settings` (its ``s3``, ``writer`` and ``scorer`` sections
     are read); ``eval_results`` is the JSON ``mofi eval`` writes (or a mapping of name -> such JSON);
-    ``run_metrics`` maps a run name to ``training.trainer.read_metrics`` output; hits in ``searches``
+    ``run_metrics`` maps a run name to ``mofi_platform.training.trainer.read_metrics`` output; hits in ``searches``
     are :class:`SearchHit` (dicts or ``mofi.v1.SearchHit`` messages are converted).
     """
     out_dir = Path(out_dir)

@@ -113,7 +113,7 @@ class TrainJob:
 
 
 def _train_config(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any]):
-    from training.cli import build_config
+    from mofi_platform.training.cli import build_config
 
     return build_config(settings, {"snapshot": snapshot, "run_name": run_name, **options})
 
@@ -124,7 +124,7 @@ def train_app(settings: Settings, snapshot: str, run_name: str, options: dict[st
     Credentials are left out of the job's environment: locally the processes inherit them, and
     on Kubernetes :func:`launch_training` adds them from the Secret (never as plain values).
     """
-    from training.components import train
+    from mofi_platform.training.components import train
 
     cfg = _train_config(settings, snapshot, run_name, options)  # validates the options here, not in a pod
     args = ["--snapshot", cfg.snapshot, "--run-name", cfg.run_name]
@@ -196,7 +196,7 @@ def launch_training(settings: Settings, snapshot: str, run_name: str, options: d
     from torchx.runner import get_runner
     from torchx.specs import AppState
 
-    from training.checkpoint import latest_checkpoint
+    from mofi_platform.training.checkpoint import latest_checkpoint
 
     app = train_app(settings, snapshot, run_name, options, job)
     runner = get_runner()
@@ -252,8 +252,8 @@ def fetch_benchmark(settings: Settings, uri: str, dest: Path) -> Path:
 
 def evaluate_checkpoint(settings: Settings, checkpoint: str, benchmark: str, min_map: float = 0.0) -> dict[str, Any]:
     """Retrieval mAP, zero-shot and linear-probe accuracy; :class:`QualityGateFailed` below ``min_map``."""
-    from training.evaluation import evaluate_model, load_benchmark
-    from training.inference import EmbeddingModel
+    from mofi_platform.training.evaluation import evaluate_model, load_benchmark
+    from mofi_platform.training.inference import EmbeddingModel
 
     model = EmbeddingModel.load(checkpoint, settings.s3)
     with tempfile.TemporaryDirectory(prefix="mofi-benchmark-") as tmp:
@@ -266,7 +266,7 @@ def evaluate_checkpoint(settings: Settings, checkpoint: str, benchmark: str, min
 
 def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
     """Embed every I2E image with ``checkpoint`` into a new collection and switch the alias to it."""
-    from services.embedder.indexing import index_images, items_from_i2e
+    from mofi_platform.services.embedder.indexing import index_images, items_from_i2e
 
     store = ObjectStore(settings.s3)
     prefix = shards_prefix(settings)
@@ -283,7 +283,7 @@ def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", nam
     PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder itself
     (``kill -HUP``). Returns the version now published.
     """
-    from training.checkpoint import load_checkpoint, save_checkpoint
+    from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
 
     store = ObjectStore(settings.s3)
     target = settings.embedder.checkpoint

@@ -19,15 +19,15 @@ import click
 __all__ = ["serve", "stage", "up", "SERVERS", "STAGES", "resolve"]
 
 SERVERS = {
-    "ner": "services.ner.app:serve_main",
-    "scorer": "services.scorer.app:serve_main",
-    "embedder": "services.embedder.app:serve_main",
+    "ner": "mofi_platform.services.ner.app:serve_main",
+    "scorer": "mofi_platform.services.scorer.app:serve_main",
+    "embedder": "mofi_platform.services.embedder.app:serve_main",
 }
 STAGES = {
-    "ner": "services.ner.app:stage_main",
-    "scorer": "services.scorer.app:stage_main",
-    "writer": "services.writer.app:stage_main",
-    "indexer": "services.embedder.app:stage_main",
+    "ner": "mofi_platform.services.ner.app:stage_main",
+    "scorer": "mofi_platform.services.scorer.app:stage_main",
+    "writer": "mofi_platform.services.writer.app:stage_main",
+    "indexer": "mofi_platform.services.embedder.app:stage_main",
 }
 
 

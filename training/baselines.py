@@ -14,7 +14,7 @@ import timm
 import torch
 from PIL import Image
 
-from training.models import map_efficientnet_lite0_weights, model_spec
+from mofi_platform.training.models import map_efficientnet_lite0_weights, model_spec
 
 __all__ = ["imagenet_effnet_lite0_embedder"]
 

@@ -3,7 +3,7 @@
 A checkpoint is a plain dict saved with ``torch.save`` and read back with ``weights_only=True``
 (tensors, numbers, strings, lists and dicts only: loading never runs pickled code). Keys:
 
-- ``model_name``: registered config name (``training.models``); ``image_size``: input size override
+- ``model_name``: registered config name (``mofi_platform.training.models``); ``image_size``: input size override
   or None; ``model``: the model ``state_dict`` (with ``entity_head.weight`` when trained with classes)
 - ``optimizer``, ``scheduler``: their ``state_dict``s (training checkpoints only)
 - ``step``: optimisation steps done; ``classes``: the class table, a list of

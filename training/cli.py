@@ -1,7 +1,7 @@
 """``mofi train`` and ``mofi eval``.
 
 ``mofi train`` runs one rank: alone it is single-process training, under torchrun (the torchx
-component in ``training.components``) each process is a DDP rank. Its options are generated from
+component in ``mofi_platform.training.components``) each process is a DDP rank. Its options are generated from
 ``TrainConfig`` so the config, the CLI and its help never drift apart; model, recipe, checkpoint
 folder and interval default to the ``training`` settings section.
 """
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from training.trainer import TrainConfig
+from mofi_platform.training.trainer import TrainConfig
 
 __all__ = ["train", "evaluate", "build_config"]
 
@@ -52,7 +52,7 @@ def build_config(settings: Any, options: dict[str, Any]) -> TrainConfig:
 @click.pass_obj
 def train(settings: Any, **options: Any) -> None:
     """Train MOFI on an I2E snapshot; rerun the same --run-name to resume from its last checkpoint."""
-    from training.trainer import train as run_training
+    from mofi_platform.training.trainer import train as run_training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -80,21 +80,21 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
     """Retrieval mAP (GPR1200 protocol, per domain), zero-shot and linear-probe accuracy; curves PNG."""
     from pathlib import Path
 
-    from training.evaluation import embed_benchmark, evaluate_embeddings, evaluate_model, load_benchmark
+    from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, evaluate_model, load_benchmark
 
     try:
         bench = load_benchmark(benchmark)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     if baseline:
-        from training.baselines import imagenet_effnet_lite0_embedder
+        from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
 
         emb = embed_benchmark(bench, imagenet_effnet_lite0_embedder())
         results = {"model": baseline, "version": baseline, **evaluate_embeddings(bench, emb)}
     else:
         from minio.error import S3Error
 
-        from training.inference import EmbeddingModel
+        from mofi_platform.training.inference import EmbeddingModel
 
         uri = checkpoint or settings.embedder.checkpoint
         try:
@@ -106,8 +106,8 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
         if not run_dirs:
             raise click.UsageError("--curves needs at least one --run-dir")
         from mofi.objstore import ObjectStore
-        from training.curves import plot_training_curves
-        from training.trainer import read_metrics
+        from mofi_platform.training.curves import plot_training_curves
+        from mofi_platform.training.trainer import read_metrics
 
         store = ObjectStore(settings.s3)
         runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}

@@ -44,8 +44,8 @@ from tqdm import tqdm
 from mofi.i2e import split_of
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
-from training.checkpoint import save_checkpoint
-from training.models import create_model_and_transforms, get_tokenizer
+from mofi_platform.training.checkpoint import save_checkpoint
+from mofi_platform.training.models import create_model_and_transforms, get_tokenizer
 
 __all__ = [
     "BootstrapConfig",

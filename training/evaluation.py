@@ -177,7 +177,7 @@ def evaluate_embeddings(
 
 
 def evaluate_model(bench: Benchmark, model: Any) -> dict[str, Any]:
-    """Every metric for a loaded :class:`training.inference.EmbeddingModel`, tagged with its name and version.
+    """Every metric for a loaded :class:`mofi_platform.training.inference.EmbeddingModel`, tagged with its name and version.
 
     One function for ``mofi eval`` and the pipeline's evaluate step, so both report the same numbers.
     """

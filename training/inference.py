@@ -17,8 +17,8 @@ from torch import nn
 
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
-from training.checkpoint import load_checkpoint
-from training.models import create_model_and_transforms, get_tokenizer
+from mofi_platform.training.checkpoint import load_checkpoint
+from mofi_platform.training.models import create_model_and_transforms, get_tokenizer
 
 __all__ = ["EmbeddingModel"]
 

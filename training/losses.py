@@ -2,7 +2,7 @@
 
 ``L_class`` is CosFace (large-margin cosine softmax) over the snapshot's entity classes: logits are
 ``s * (cos(x, w_c) - m * [c is a positive])`` with L2-normalised image embedding ``x`` and class
-weights ``w_c`` (``training.models.EntityHead`` gives the cosines).
+weights ``w_c`` (``mofi_platform.training.models.EntityHead`` gives the cosines).
 
 Images with several entities (an I2E image keeps every entity the scorer accepted): we use a
 multi-positive margin softmax. Each positive class of an image is a separate term whose softmax

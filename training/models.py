@@ -134,7 +134,7 @@ class EntityHead(nn.Module):
     """Entity-class weights of the CosFace classifier.
 
     Returns cosines between L2-normalised image embeddings and L2-normalised class weights; the
-    scale and margin are applied by the loss (``training.losses.cosface_loss``), so evaluation
+    scale and margin are applied by the loss (``mofi_platform.training.losses.cosface_loss``), so evaluation
     and inference can read plain cosines.
     """
 

@@ -1,6 +1,6 @@
 """The MOFI training loop: one process per rank (plain, or under torchrun/torchx), resumable.
 
-Why step-based: the I2E stream is endless (see ``training.data``), so every rank runs exactly
+Why step-based: the I2E stream is endless (see ``mofi_platform.training.data``), so every rank runs exactly
 ``steps`` optimisation steps and DDP collectives always line up. Every ``checkpoint_every`` steps
 rank 0 writes model, optimizer, scheduler, step, class table and config to
 ``<checkpoint_dir>/<run_name>/step-<N>.pt`` plus the loss curve (``metrics.jsonl``). Starting a
@@ -29,16 +29,16 @@ from tqdm import tqdm
 from mofi.i2e import Snapshot
 from mofi.objstore import ObjectStore, join_uri
 from mofi.settings import S3Settings
-from training.checkpoint import (
+from mofi_platform.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     step_checkpoint_uri,
     step_checkpoints,
 )
-from training.data import Collate, I2EStream, StreamConfig, make_loader
-from training.losses import RECIPES, LossConfig, MofiLoss
-from training.models import create_model_and_transforms, get_tokenizer, model_spec
+from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_loader
+from mofi_platform.training.losses import RECIPES, LossConfig, MofiLoss
+from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
 __all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "load_snapshot", "metrics_uri", "read_metrics"]
 
@@ -55,7 +55,7 @@ def _opt(default: Any, help: str) -> Any:
 class TrainConfig:
     """One training run. ``run_name`` names the checkpoint folder; the same name resumes.
 
-    Field help texts become the ``mofi train`` options (``training.cli``).
+    Field help texts become the ``mofi train`` options (``mofi_platform.training.cli``).
     """
 
     snapshot: str = _opt("", "I2E snapshot manifest URI (s3://<i2e_bucket>/snapshots/<version>/manifest.json).")

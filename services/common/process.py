@@ -11,7 +11,7 @@ import signal
 import threading
 from typing import Any, Protocol
 
-from services.common.metrics import start_metrics_server
+from mofi_platform.services.common.metrics import start_metrics_server
 
 __all__ = ["configure_logging", "until_signalled", "serve_until_signalled", "run_stage_until_signalled"]
 
@@ -44,7 +44,7 @@ def run_stage_until_signalled(stage, metrics_port: int = 0) -> Any:
     """Run ``stage`` (``run()``, ``stop()``, ``close()``: a KafkaStage or alike) until SIGTERM/SIGINT.
 
     ``metrics_port`` (``settings.grpc.metrics_port``; 0: none) serves the process's Prometheus
-    metrics on ``/metrics`` while the stage runs, as :func:`services.common.server.serve` does for a
+    metrics on ``/metrics`` while the stage runs, as :func:`mofi_platform.services.common.server.serve` does for a
     server. Returns what ``stage.run()`` returned (the stage's counts).
     """
     done = until_signalled()

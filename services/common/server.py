@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mofi.settings import GrpcSettings
-from services.common.metrics import MetricsInterceptor, start_metrics_server
+from mofi_platform.services.common.metrics import MetricsInterceptor, start_metrics_server
 
 __all__ = ["serve", "RunningServer", "grpc_options"]
 

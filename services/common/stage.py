@@ -6,7 +6,7 @@ them (at-least-once; outputs are keyed by pair id so replays overwrite downstrea
 handler cannot process goes to the dead-letter topic with the reason; an unexpected error in the
 handler is isolated to the record that caused it, so one bad record never stops the stage.
 
-Metrics (default Prometheus registry, served by :func:`services.common.process.run_stage_until_signalled`
+Metrics (default Prometheus registry, served by :func:`mofi_platform.services.common.process.run_stage_until_signalled`
 when ``grpc.metrics_port`` is set), all labelled by stage name: records consumed, records by outcome
 (emitted / dead_letter), messages produced per output topic, seconds per non-empty poll, per handler
 call and per flush+commit, and the consumer lag of each partition the stage last received records from

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import embedder_pb2_grpc
-from services.common.batching import DynamicBatcher
-from services.common.images import decode_image
-from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
-from services.common.server import RunningServer, serve
-from services.embedder.models import ModelHolder
-from services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
-from services.embedder.stage import IndexerHandler, build_indexer_stage
-from services.embedder.vectors import VectorStore
-from training.inference import EmbeddingModel
+from mofi_platform.services.common.batching import DynamicBatcher
+from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
+from mofi_platform.services.common.server import RunningServer, serve
+from mofi_platform.services.embedder.models import ModelHolder
+from mofi_platform.services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
+from mofi_platform.services.embedder.stage import IndexerHandler, build_indexer_stage
+from mofi_platform.services.embedder.vectors import VectorStore
+from mofi_platform.training.inference import EmbeddingModel
 
 __all__ = ["EmbedderServer", "load_holder", "open_vectors", "build_server", "serve_main", "stage_main"]
 

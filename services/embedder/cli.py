@@ -8,7 +8,7 @@ import click
 
 from mofi.i2e import shards_prefix
 from mofi.objstore import ObjectStore
-from services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.images import InvalidInput, decode_image
 
 __all__ = ["index", "search"]
 
@@ -25,7 +25,7 @@ __all__ = ["index", "search"]
 def index(settings, i2e_prefix: str | None, image_dir: str | None, checkpoint: str | None, batch_size: int,
           no_thumbnails: bool) -> None:
     """Embed images into a new collection version, then switch the alias (milvus.collection) to it."""
-    from services.embedder.indexing import index_images, items_from_dir, items_from_i2e
+    from mofi_platform.services.embedder.indexing import index_images, items_from_dir, items_from_i2e
 
     if image_dir:
         items = items_from_dir(image_dir)
@@ -56,10 +56,10 @@ def index(settings, i2e_prefix: str | None, image_dir: str | None, checkpoint: s
 def search(settings, query: str | None, image_path: str | None, top_k: int, entity: str, source: str,
            collection: str, checkpoint: str | None, sheet_path: str | None) -> None:
     """Search the image index by text (QUERY) or by --image; prints rank, score, pair id, entities."""
-    from services.embedder.app import load_holder, open_vectors
-    from services.embedder.contact_sheet import contact_sheet
-    from services.embedder.models import IMAGE, TEXT
-    from services.embedder.vectors import BadQuery, UnknownCollection
+    from mofi_platform.services.embedder.app import load_holder, open_vectors
+    from mofi_platform.services.embedder.contact_sheet import contact_sheet
+    from mofi_platform.services.embedder.models import IMAGE, TEXT
+    from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection
 
     if bool(query) == bool(image_path):
         raise click.UsageError("give a text QUERY or --image, exactly one")

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from services.embedder.vectors import Hit
+from mofi_platform.services.embedder.vectors import Hit
 
 __all__ = ["contact_sheet"]
 

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from mofi.i2e import iter_shard, list_shards
 from mofi.objstore import ObjectStore
-from services.common.images import InvalidInput, decode_image
-from services.embedder.models import ModelHolder
-from services.embedder.vectors import IndexRow, VectorStore
+from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.embedder.models import ModelHolder
+from mofi_platform.services.embedder.vectors import IndexRow, VectorStore
 
 __all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images",
            "thumbnail_b64", "IndexReport"]
@@ -137,7 +137,7 @@ def index_images(settings, items: Iterable[ImageItem], checkpoint: str | None = 
 
     ``mofi index`` and the pipeline's index step both come through here.
     """
-    from services.embedder.app import load_holder, open_vectors  # app imports this module's neighbours
+    from mofi_platform.services.embedder.app import load_holder, open_vectors  # app imports this module's neighbours
 
     vectors = open_vectors(settings)
     try:

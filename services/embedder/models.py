@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from training.inference import EmbeddingModel
+from mofi_platform.training.inference import EmbeddingModel
 
 __all__ = ["Embedded", "ModelHolder", "IMAGE", "TEXT"]
 

@@ -18,9 +18,9 @@ import grpc
 import numpy as np
 
 from mofi.v1 import embedder_pb2, embedder_pb2_grpc
-from services.common.images import InvalidInput, decode_image
-from services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
-from services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
+from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
+from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
 
 __all__ = ["EmbedderService", "SearchService", "Limits", "EMBEDDER_SERVICE", "SEARCH_SERVICE", "DEFAULT_TOP_K"]
 

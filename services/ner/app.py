@@ -8,12 +8,12 @@ import torch
 
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2_grpc
-from services.common.batching import DynamicBatcher
-from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
-from services.common.server import RunningServer, serve
-from services.ner.extractor import Extractor
-from services.ner.service import SERVICE_NAME, EntityExtractorService
-from services.ner.stage import build_ner_stage
+from mofi_platform.services.common.batching import DynamicBatcher
+from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
+from mofi_platform.services.common.server import RunningServer, serve
+from mofi_platform.services.ner.extractor import Extractor
+from mofi_platform.services.ner.service import SERVICE_NAME, EntityExtractorService
+from mofi_platform.services.ner.stage import build_ner_stage
 
 __all__ = ["build_server", "serve_main", "stage_main"]
 

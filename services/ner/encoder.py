@@ -84,7 +84,7 @@ class TextEncoder:
     def _run(self, texts: list[str]) -> np.ndarray:
         """One intra-op thread by default: for these small matrices extra threads cost more than they
         give (and thrash on a busy node); scale with replicas or stage consumers instead. Processes
-        that only run NER set it once (``services.ner.app``); others get it per call."""
+        that only run NER set it once (``mofi_platform.services.ner.app``); others get it per call."""
         previous = torch.get_num_threads()
         if previous == self.threads:  # resizing the thread pool costs more than a small batch
             return self._forward(texts)

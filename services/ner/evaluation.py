@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from services.ner.extractor import Extraction
-from services.ner.linking import FEATURES, Calibration, choose
+from mofi_platform.services.ner.extractor import Extraction
+from mofi_platform.services.ner.linking import FEATURES, Calibration, choose
 
 __all__ = ["EvalRow", "Metrics", "load_evalset", "score", "candidate_labels", "rescore"]
 

@@ -14,10 +14,10 @@ from typing import Sequence
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
-from services.common.images import InvalidInput
-from services.ner.encoder import TextEncoder
-from services.ner.linking import Calibration, Candidate, Linker
-from services.ner.mentions import Mention, MentionFinder, load_spacy
+from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.ner.encoder import TextEncoder
+from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
+from mofi_platform.services.ner.mentions import Mention, MentionFinder, load_spacy
 
 __all__ = ["Extraction", "Extractor", "validate_text", "decode_text", "kb_path"]
 

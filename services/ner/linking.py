@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from mofi.kb import Entity, KnowledgeBase, normalize_alias
-from services.ner.encoder import TextEncoder
-from services.ner.mentions import Mention
+from mofi_platform.services.ner.encoder import TextEncoder
+from mofi_platform.services.ner.mentions import Mention
 
 __all__ = ["Calibration", "Candidate", "Linker", "choose", "FEATURES", "entity_text", "type_agreement", "CALIBRATION_PATH"]
 

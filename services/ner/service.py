@@ -1,4 +1,4 @@
-"""gRPC ``mofi.v1.EntityExtractor`` over one :class:`~services.ner.extractor.Extractor`.
+"""gRPC ``mofi.v1.EntityExtractor`` over one :class:`~mofi_platform.services.ner.extractor.Extractor`.
 
 Each call's texts are validated first (INVALID_ARGUMENT names the item and the reason), then go to
 the model through a dynamic batcher, so concurrent single-text calls share one spaCy/MiniLM pass.
@@ -13,8 +13,8 @@ from typing import Iterable, Iterator
 import grpc
 
 from mofi.v1 import ner_pb2, ner_pb2_grpc, records_pb2
-from services.common.images import InvalidInput
-from services.ner.extractor import Extraction, Extractor
+from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.ner.extractor import Extraction, Extractor
 
 __all__ = ["EntityExtractorService", "SERVICE_NAME", "to_proto"]
 

@@ -1,7 +1,7 @@
 """The NER Kafka stage: pairs topic (``Pair``) -> candidates topic (``CandidatePair``), keyed by pair id.
 
 Malformed records (not a Pair, no pair id, bad text) go to the dead-letter topic with the reason.
-Delivery guarantees come from :class:`~services.common.stage.KafkaStage`.
+Delivery guarantees come from :class:`~mofi_platform.services.common.stage.KafkaStage`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from mofi.settings import Settings
 from mofi.v1 import records_pb2
-from services.common.images import InvalidInput
-from services.common.stage import Emit, KafkaStage, Outcome
-from services.ner.extractor import Extractor, validate_text
-from services.ner.service import to_proto
+from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.stage import Emit, KafkaStage, Outcome
+from mofi_platform.services.ner.extractor import Extractor, validate_text
+from mofi_platform.services.ner.service import to_proto
 
 __all__ = ["NerHandler", "build_ner_stage", "STAGE_NAME", "parse_pair"]
 

@@ -10,16 +10,16 @@ import torch
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
-from services.common.batching import DynamicBatcher
-from services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
-from services.common.server import serve
-from services.common.stage import KafkaStage
-from services.scorer.candidates import CandidateScorer
-from services.scorer.scoring import ClipScorer
-from services.scorer.service import SERVICE_NAME, ClipScorerService
-from services.scorer.stage import CandidateHandler, scorer_stage
-from services.scorer.tuning import tune_for_cpu
-from training.inference import EmbeddingModel
+from mofi_platform.services.common.batching import DynamicBatcher
+from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
+from mofi_platform.services.common.server import serve
+from mofi_platform.services.common.stage import KafkaStage
+from mofi_platform.services.scorer.candidates import CandidateScorer
+from mofi_platform.services.scorer.scoring import ClipScorer
+from mofi_platform.services.scorer.service import SERVICE_NAME, ClipScorerService
+from mofi_platform.services.scorer.stage import CandidateHandler, scorer_stage
+from mofi_platform.services.scorer.tuning import tune_for_cpu
+from mofi_platform.training.inference import EmbeddingModel
 
 __all__ = ["load_model", "build_server", "build_stage", "serve_main", "stage_main"]
 
@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def load_model(settings: Settings, checkpoint: str | None = None, tune: bool = True) -> EmbeddingModel:
-    """Any open_clip model saved as a checkpoint (``training.checkpoint``), local path or s3:// URI.
+    """Any open_clip model saved as a checkpoint (``mofi_platform.training.checkpoint``), local path or s3:// URI.
 
     ``tune``: fold the image tower's BatchNorm layers and run it channels-last
-    (:mod:`services.scorer.tuning`; checked to give the same embeddings, else left as loaded).
+    (:mod:`mofi_platform.services.scorer.tuning`; checked to give the same embeddings, else left as loaded).
     """
     uri = checkpoint or settings.scorer.checkpoint
     log.info("loading scorer model from %s", uri)

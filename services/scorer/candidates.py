@@ -11,10 +11,10 @@ from enum import Enum
 from typing import Callable, Sequence
 
 from mofi.v1 import records_pb2
-from services.common.images import InvalidInput, decode_image
-from services.scorer.filtering import apply_threshold, candidate_texts
-from services.scorer.scoring import ClipScorer
-from services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
+from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
+from mofi_platform.services.scorer.scoring import ClipScorer
+from mofi_platform.services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
 
 __all__ = ["Kind", "Verdict", "CandidateScorer"]
 

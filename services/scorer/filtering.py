@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from mofi.v1 import records_pb2
-from services.scorer.scoring import entity_text
+from mofi_platform.services.scorer.scoring import entity_text
 
 __all__ = ["candidate_texts", "apply_threshold"]
 

@@ -20,7 +20,7 @@ __all__ = ["EmbeddingBackend", "ClipScorer", "entity_text"]
 
 
 class EmbeddingBackend(Protocol):
-    """What the scorer needs from a model (``training.inference.EmbeddingModel`` provides it)."""
+    """What the scorer needs from a model (``mofi_platform.training.inference.EmbeddingModel`` provides it)."""
 
     version: str
 
@@ -74,7 +74,7 @@ class ClipScorer:
         if owner != self._cache_owner:  # the model was replaced or re-versioned behind our back
             self._cache.clear()
             self._cache_owner = owner
-        # by length: a text batch costs as much as its longest text (see services.scorer.tuning)
+        # by length: a text batch costs as much as its longest text (see mofi_platform.services.scorer.tuning)
         missing = sorted((t for t in dict.fromkeys(texts) if t not in self._cache), key=len)
         if missing:
             for t, v in zip(missing, self.model.embed_texts(missing)):

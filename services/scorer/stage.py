@@ -1,8 +1,8 @@
 """The scorer's Kafka stage: candidates topic -> I2E topic; no-entity pairs persisted; dead letters.
 
-Runs on :class:`services.common.stage.KafkaStage` (at-least-once: a poll's outputs are acknowledged
+Runs on :class:`mofi_platform.services.common.stage.KafkaStage` (at-least-once: a poll's outputs are acknowledged
 before its offsets are committed). A pair the image does not support is written to the no-entity
-record (:mod:`services.scorer.drops`) inside the handler, so it too is durable before the commit;
+record (:mod:`mofi_platform.services.scorer.drops`) inside the handler, so it too is durable before the commit;
 replays are harmless because that object and the writer's dedupe are keyed by pair id.
 """
 
@@ -15,9 +15,9 @@ from prometheus_client import Counter
 
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
-from services.common.stage import Emit, KafkaStage, Outcome
-from services.scorer.candidates import CandidateScorer, Kind
-from services.scorer.drops import record_no_entity_many
+from mofi_platform.services.common.stage import Emit, KafkaStage, Outcome
+from mofi_platform.services.scorer.candidates import CandidateScorer, Kind
+from mofi_platform.services.scorer.drops import record_no_entity_many
 
 __all__ = ["CandidateHandler", "scorer_stage", "STAGE_NAME"]
 

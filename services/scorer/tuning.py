@@ -10,7 +10,7 @@ conversions. The text tower runs once per entity text not yet cached, and on a r
 candidate entities are seen for the first time; its tokenizer pads every text to the context length
 (32 for MiniLM) although entity texts average about half that. A Hugging Face text tower masks
 padding out of attention and pooling, so cutting the columns that are padding in every text of a
-batch changes no embedding; with batches sorted by length (:class:`~services.scorer.scoring.ClipScorer`)
+batch changes no embedding; with batches sorted by length (:class:`~mofi_platform.services.scorer.scoring.ClipScorer`)
 it saved about a third of the text tower's time on real corpus entity texts.
 
 Only the exact pattern ``conv -> BatchNorm`` inside the blocks listed in :func:`_pairs` is folded;

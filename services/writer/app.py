@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from mofi.settings import Settings
-from services.common.process import configure_logging, run_stage_until_signalled
-from services.writer.stage import WriterStage
+from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled
+from mofi_platform.services.writer.stage import WriterStage
 
 __all__ = ["stage_main"]
 

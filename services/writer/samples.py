@@ -71,7 +71,7 @@ def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) 
             for e in rec.entities
         ],
         # the candidates the scorer dropped for this image (below the threshold), best first, as in
-        # the no-entity records (services.scorer.drops): kept vs dropped per image
+        # the no-entity records (mofi_platform.services.scorer.drops): kept vs dropped per image
         "dropped": [{"id": e.entity_id, "name": e.name, "score": round(float(e.clip_score), 6)} for e in rec.dropped],
     }
     return I2ESample(pair_id=pair.pair_id, image_bytes=image, ext=ext, meta=meta)

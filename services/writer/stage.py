@@ -3,7 +3,7 @@
 Why not the generic consume-process-produce loop: the writer's output is a shard that spans many
 polls, so a partition's offsets may be committed only when its shard is durable, and a rebalance
 must discard (not commit) what was buffered. The exactly-once argument is in
-:mod:`services.writer.partition`.
+:mod:`mofi_platform.services.writer.partition`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from tqdm import tqdm
 from mofi.kafka import ensure_topics, make_consumer, make_producer, send_dead_letter
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
-from services.writer.partition import Offer, PartitionShards
-from services.writer.samples import InvalidRecord, parse_record, record_to_sample
+from mofi_platform.services.writer.partition import Offer, PartitionShards
+from mofi_platform.services.writer.samples import InvalidRecord, parse_record, record_to_sample
 
 __all__ = ["WriterStage", "WriterStats", "STAGE_NAME"]
 

@@ -10,7 +10,7 @@ from mofi.data.corpus import CorpusSample, ShardWriter, iter_corpus
 from mofi.data.extractors import EXTRACTORS
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
-from training.evaluation import load_benchmark
+from mofi_platform.training.evaluation import load_benchmark
 
 
 def test_shards_round_trip_on_s3(store, unique):

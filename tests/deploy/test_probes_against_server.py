@@ -8,8 +8,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mofi.settings import load_settings
 from mofi.stack import free_port
-from services.cli import SERVERS, STAGES
-from services.common.server import serve
+from mofi_platform.services.cli import SERVERS, STAGES
+from mofi_platform.services.common.server import serve
 
 from .rendering import by_kind, load_values, render
 

@@ -14,11 +14,11 @@ from PIL import Image, ImageDraw
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings, Settings
 from mofi.v1 import embedder_pb2_grpc
-from services.embedder.app import build_server, load_holder
-from services.embedder.indexing import ImageItem, build_index
-from services.embedder.vectors import VectorStore
-from training import create_model_and_transforms
-from training.checkpoint import save_checkpoint
+from mofi_platform.services.embedder.app import build_server, load_holder
+from mofi_platform.services.embedder.indexing import ImageItem, build_index
+from mofi_platform.services.embedder.vectors import VectorStore
+from mofi_platform.training import create_model_and_transforms
+from mofi_platform.training.checkpoint import save_checkpoint
 
 MODEL = "mofi-tiny-vit"
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]

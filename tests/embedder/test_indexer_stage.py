@@ -6,8 +6,8 @@ from kafka import KafkaConsumer
 
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, ensure_topics, make_producer
 from mofi.v1 import records_pb2
-from services.common.images import decode_image
-from services.embedder.stage import IndexerHandler, build_indexer_stage
+from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.embedder.stage import IndexerHandler, build_indexer_stage
 from tests.embedder.conftest import image_items
 
 

@@ -7,7 +7,7 @@ import threading
 import grpc
 
 from mofi.v1 import embedder_pb2 as pb
-from services.embedder.indexing import build_index
+from mofi_platform.services.embedder.indexing import build_index
 from tests.embedder.conftest import image_items
 
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from mofi.v1 import embedder_pb2 as pb
-from services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE
+from mofi_platform.services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE
 from tests.embedder.conftest import as_array, png
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings
-from services.ner.extractor import Extractor
+from mofi_platform.services.ner.extractor import Extractor
 
 HERE = Path(__file__).resolve().parent
 KB_PATH = HERE / "kb.jsonl"

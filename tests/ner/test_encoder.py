@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from services.ner.encoder import plan_passes
-from services.ner.evaluation import load_evalset
+from mofi_platform.services.ner.encoder import plan_passes
+from mofi_platform.services.ner.evaluation import load_evalset
 from tests.ner.conftest import EVALSET
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import spacy
 
-from services.common.images import InvalidInput
-from services.ner.evaluation import load_evalset, score
-from services.ner.extractor import decode_text, validate_text
-from services.ner.mentions import spacy_model_name
+from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.ner.evaluation import load_evalset, score
+from mofi_platform.services.ner.extractor import decode_text, validate_text
+from mofi_platform.services.ner.mentions import spacy_model_name
 from tests.ner.conftest import EVALSET
 
 BAD_TEXTS = [("", "empty"), ("   \n\t ", "whitespace"), ("x" * 301, "exceeds"), ("a\x00b\x01", "binary"),

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2, ner_pb2_grpc
-from services.ner.app import build_server
+from mofi_platform.services.ner.app import build_server
 
 REPO = Path(__file__).resolve().parents[2]
 

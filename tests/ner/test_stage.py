@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, DEAD_LETTER_STAGE_HEADER, make_consumer, make_producer
 from mofi.stack import free_port
 from mofi.v1 import records_pb2
-from services.ner.stage import build_ner_stage
+from mofi_platform.services.ner.stage import build_ner_stage
 
 VALID = ["A koala.", "A fire truck.", "A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy", "A white kitten.",
          "A pair of sunglasses.", "A rainbow lorikeet.", "A washing machine."] * 3

@@ -15,12 +15,12 @@ from torchx.runner import get_runner
 
 from mofi.i2e import write_shard
 from mofi.objstore import ObjectStore
-from pipelines.local import run_local
-from pipelines.pipeline import PIPELINE_FILE, compile_pipeline
-from pipelines.steps import TrainJob, plan_training, train_app
-from services.embedder.vectors import VectorStore
+from mofi_platform.pipelines.local import run_local
+from mofi_platform.pipelines.pipeline import PIPELINE_FILE, compile_pipeline
+from mofi_platform.pipelines.steps import TrainJob, plan_training, train_app
+from mofi_platform.services.embedder.vectors import VectorStore
 from tests.training.conftest import make_samples
-from training.checkpoint import load_checkpoint
+from mofi_platform.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO / "tests" / "fixtures" / "benchmark"

@@ -13,8 +13,8 @@ from PIL import Image
 from mofi.i2e import I2ESample, write_shard
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2
-from pipelines.report import SearchExample, SearchHit, build_report, parse_markdown_table
-from services.scorer.drops import record_no_entity
+from mofi_platform.pipelines.report import SearchExample, SearchHit, build_report, parse_markdown_table
+from mofi_platform.services.scorer.drops import record_no_entity
 
 MALICIOUS = "<script>alert(1)</script> a red apple & a \"pear\""
 

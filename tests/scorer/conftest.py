@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_embedding_model():
-    from training import create_model_and_transforms, get_tokenizer
-    from training.inference import EmbeddingModel
+    from mofi_platform.training import create_model_and_transforms, get_tokenizer
+    from mofi_platform.training.inference import EmbeddingModel
 
     import torch
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from mofi.cli import main
-from training.clip_bootstrap import BootstrapConfig, BootstrapPair, bootstrap
-from training.inference import EmbeddingModel
-from training.models import create_model_and_transforms
+from mofi_platform.training.clip_bootstrap import BootstrapConfig, BootstrapPair, bootstrap
+from mofi_platform.training.inference import EmbeddingModel
+from mofi_platform.training.models import create_model_and_transforms
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
            "yellow": (240, 230, 20), "black": (0, 0, 0), "white": (255, 255, 255)}

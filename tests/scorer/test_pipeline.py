@@ -13,11 +13,11 @@ from PIL import Image
 
 from mofi.i2e import iter_shard, list_shards
 from mofi.kafka import ensure_topics, make_producer
-from services.scorer.app import build_stage
-from services.scorer.drops import count_no_entity
-from services.scorer.filtering import candidate_texts
-from services.scorer.scoring import ClipScorer
-from services.writer.stage import WriterStage
+from mofi_platform.services.scorer.app import build_stage
+from mofi_platform.services.scorer.drops import count_no_entity
+from mofi_platform.services.scorer.filtering import candidate_texts
+from mofi_platform.services.scorer.scoring import ClipScorer
+from mofi_platform.services.writer.stage import WriterStage
 from tests.writer.support import account, bad_candidate_records, candidate_pair, png
 
 

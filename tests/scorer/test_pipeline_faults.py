@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from mofi.kafka import ensure_topics, make_producer
-from services.scorer.filtering import candidate_texts
-from services.scorer.scoring import ClipScorer
+from mofi_platform.services.scorer.filtering import candidate_texts
+from mofi_platform.services.scorer.scoring import ClipScorer
 from tests.writer.support import (account, bad_candidate_records, candidate_pair, kill, stage_process, stop,
                                   visible_pairs)
-from training.checkpoint import save_checkpoint
-from training.inference import EmbeddingModel
+from mofi_platform.training.checkpoint import save_checkpoint
+from mofi_platform.training.inference import EmbeddingModel
 
 ROUNDS, BURST = 3, 16
 

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from mofi.v1 import records_pb2
-from services.scorer.candidates import CandidateScorer, Kind
-from services.scorer.filtering import apply_threshold, candidate_texts
-from services.scorer.scoring import ClipScorer, entity_text
+from mofi_platform.services.scorer.candidates import CandidateScorer, Kind
+from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
+from mofi_platform.services.scorer.scoring import ClipScorer, entity_text
 from tests.writer.support import ENTITIES, candidate_pair
 
 
@@ -84,8 +84,8 @@ def test_threshold_keeps_shown_entities_best_first():
 
 def _other_tiny_model(version: str):
     """The tiny architecture with different weights: another model version."""
-    from training import create_model_and_transforms, get_tokenizer
-    from training.inference import EmbeddingModel
+    from mofi_platform.training import create_model_and_transforms, get_tokenizer
+    from mofi_platform.training.inference import EmbeddingModel
 
     torch.manual_seed(1)
     model, _, eval_tf = create_model_and_transforms("mofi-tiny-vit")

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from services.scorer import tuning
+from mofi_platform.services.scorer import tuning
 from mofi.v1 import records_pb2
-from services.scorer.candidates import CandidateScorer
-from services.scorer.filtering import candidate_texts
-from services.scorer.scoring import ClipScorer
-from services.scorer.tuning import TrimmedTokenizer, tune_for_cpu
+from mofi_platform.services.scorer.candidates import CandidateScorer
+from mofi_platform.services.scorer.filtering import candidate_texts
+from mofi_platform.services.scorer.scoring import ClipScorer
+from mofi_platform.services.scorer.tuning import TrimmedTokenizer, tune_for_cpu
 from tests.writer.support import candidate_pair
 
 IMAGE_SIZE = 64  # the convolutional tower accepts any size; small keeps the test quick
@@ -20,8 +20,8 @@ IMAGE_SIZE = 64  # the convolutional tower accepts any size; small keeps the tes
 
 def _conv_model(name: str):
     """An EfficientNet-Lite0 + MiniLM model with BatchNorm statistics unlike the identity (so folding matters)."""
-    from training import create_model_and_transforms, get_tokenizer
-    from training.inference import EmbeddingModel
+    from mofi_platform.training import create_model_and_transforms, get_tokenizer
+    from mofi_platform.training.inference import EmbeddingModel
 
     torch.manual_seed(0)
     model, _, eval_tf = create_model_and_transforms(name, image_size=IMAGE_SIZE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from mofi.cli import main
-from services.cli import SERVERS, STAGES, resolve
+from mofi_platform.services.cli import SERVERS, STAGES, resolve
 
 
 def test_registry_and_usage_errors():

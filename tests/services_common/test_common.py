@@ -14,9 +14,9 @@ from PIL import Image
 from prometheus_client import REGISTRY
 
 from mofi.settings import GrpcSettings
-from services.common.batching import DynamicBatcher
-from services.common.images import InvalidInput, decode_image
-from services.common.server import serve
+from mofi_platform.services.common.batching import DynamicBatcher
+from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.server import serve
 
 SERVICE = "test.Echo"
 

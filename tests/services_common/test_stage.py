@@ -4,7 +4,7 @@ dead letter with the reason, not the batch; offsets are committed so a restart d
 from __future__ import annotations
 
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, make_consumer, make_producer
-from services.common.stage import Emit, KafkaStage, Outcome
+from mofi_platform.services.common.stage import Emit, KafkaStage, Outcome
 
 
 def test_handler_crash_is_isolated_to_its_record_and_offsets_commit(settings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torchx.runner import get_runner
 
-from training.components import train
+from mofi_platform.training.components import train
 
 
 def test_component_runs_mofi_train_under_torchrun():

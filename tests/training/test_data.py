@@ -6,9 +6,9 @@ from collections import Counter
 
 from torch.utils.data import DataLoader
 
-import training
+from mofi_platform import training
 from mofi.i2e import Snapshot
-from training.data import Collate, I2EStream, StreamConfig, entity_text, make_loader
+from mofi_platform.training.data import Collate, I2EStream, StreamConfig, entity_text, make_loader
 
 
 def _pairs(stream: I2EStream, n: int) -> list[str]:

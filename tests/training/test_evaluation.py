@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import average_precision_score
 
-import training
+from mofi_platform import training
 from mofi.cli import main
 from tests.training.conftest import COLOURS, SHAPES, draw
-from training.checkpoint import save_checkpoint
-from training.evaluation import (
+from mofi_platform.training.checkpoint import save_checkpoint
+from mofi_platform.training.evaluation import (
     average_precisions,
     linear_probe_accuracy,
     load_benchmark,

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from training.losses import LossConfig, MofiLoss, cosface_loss
+from mofi_platform.training.losses import LossConfig, MofiLoss, cosface_loss
 
 S, M = 16.0, 0.3
 

@@ -12,10 +12,10 @@ from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 from timm.layers import BatchNormAct2d
 
-import training
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_uri
-from training.inference import EmbeddingModel
-from training.models import map_efficientnet_lite0_weights, model_spec
+from mofi_platform import training
+from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_uri
+from mofi_platform.training.inference import EmbeddingModel
+from mofi_platform.training.models import map_efficientnet_lite0_weights, model_spec
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 

@@ -13,10 +13,10 @@ from torchx.runner import get_runner
 from torchx.specs import AppState
 
 from mofi.objstore import ObjectStore
-from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.components import train as train_component
-from training.inference import EmbeddingModel
-from training.trainer import TrainConfig, read_metrics, train
+from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint
+from mofi_platform.training.components import train as train_component
+from mofi_platform.training.inference import EmbeddingModel
+from mofi_platform.training.trainer import TrainConfig, read_metrics, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
 
 
 def test_supervised_recipe_trains_only_the_image_path():
-    from training.trainer import _build
+    from mofi_platform.training.trainer import _build
 
     for name in ("mofi-tiny-vit", "mofi-effnet-lite0-minilm"):
         model, _ = _build(TrainConfig(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False), 3)

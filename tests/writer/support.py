@@ -19,7 +19,7 @@ from mofi.kafka import DEAD_LETTER_REASON_HEADER
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import records_pb2
-from services.scorer.drops import iter_no_entity, no_entity_prefix
+from mofi_platform.services.scorer.drops import iter_no_entity, no_entity_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 

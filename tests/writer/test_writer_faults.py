@@ -9,7 +9,7 @@ import pytest
 
 from mofi.i2e import list_shards
 from mofi.kafka import ensure_topics, make_producer
-from services.writer.stage import WriterStage
+from mofi_platform.services.writer.stage import WriterStage
 from tests.writer.support import account, kill, stage_process
 from tests.writer.test_writer_stage import i2e_record
 

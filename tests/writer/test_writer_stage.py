@@ -10,9 +10,9 @@ from PIL import Image
 from mofi.i2e import iter_shard, list_shards, read_manifest
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, ensure_topics, make_producer
 from mofi.v1 import records_pb2
-from services.writer.partition import Offer, PartitionShards
-from services.writer.samples import record_to_sample
-from services.writer.stage import WriterStage
+from mofi_platform.services.writer.partition import Offer, PartitionShards
+from mofi_platform.services.writer.samples import record_to_sample
+from mofi_platform.services.writer.stage import WriterStage
 
 
 def _png(i: int) -> bytes:
