@@ -24,7 +24,6 @@ texts) and examples of kept and dropped texts. The scorer reads its threshold fr
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import random
@@ -42,6 +41,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mofi.i2e import split_of
+from mofi.images import ImageRejected, decode_rgb
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 from mofi_platform.training.checkpoint import save_checkpoint
@@ -254,10 +254,8 @@ def _load_pairs(settings, corpus: str | None, fixture: bool, max_pairs: int) -> 
     out = []
     for pair_id, text, data in raw:
         try:
-            image = Image.open(io.BytesIO(data))
-            image.draft("RGB", (512, 512))
-            image = image.convert("RGB")
-        except Exception as e:  # a broken image in the corpus is skipped, not fatal, and said
+            image = decode_rgb(data, max_pixels=settings.data.max_pixels, draft=512)
+        except ImageRejected as e:  # a broken image in the corpus is skipped, not fatal, and said
             log.warning("skipping %s: %s", pair_id, e)
             continue
         out.append(BootstrapPair(pair_id, text, image))

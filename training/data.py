@@ -19,7 +19,6 @@ the raw alt-text for the CLIP-style baseline. Undecodable images are skipped and
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 from dataclasses import dataclass
@@ -30,10 +29,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mofi.i2e import I2ESample, Snapshot, iter_shard
+from mofi.images import ImageRejected, decode_rgb
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 
-__all__ = ["entity_text", "StreamConfig", "I2EStream", "Collate", "make_loader", "decode_rgb"]
+__all__ = ["entity_text", "StreamConfig", "I2EStream", "Collate", "make_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +41,6 @@ log = logging.getLogger(__name__)
 def entity_text(name: str, description: str) -> str:
     """MOFI's enriched entity text: the name, then the knowledge-base description."""
     return f"{name}: {description}" if description else name
-
-
-def decode_rgb(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode an image, refusing decompression bombs; raises ``ValueError`` with the reason."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > max_pixels:
-                raise ValueError(f"{im.width}x{im.height} exceeds {max_pixels} pixels")
-            return im.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"undecodable image: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -124,8 +113,8 @@ class I2EStream(IterableDataset):
             if not text:
                 return None
         try:
-            image = decode_rgb(sample.image_bytes, self.cfg.max_pixels)
-        except ValueError as e:
+            image = decode_rgb(sample.image_bytes, max_pixels=self.cfg.max_pixels)
+        except ImageRejected as e:
             log.warning("skipping pair %s: %s", sample.pair_id, e)
             return None
         return {"image": self.transform(image), "classes": classes, "text": text, "pair_id": sample.pair_id}

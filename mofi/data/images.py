@@ -2,23 +2,21 @@
 
 Why one gate: the sources hold corrupt files, SVGs that do not rasterise, CMYK JPEGs, palette and
 alpha PNGs and drawings above 178 Mpx. Every file either comes out as a bounded RGB image or is
-rejected with a short reason that the build report counts; nothing crashes the build.
+rejected with a short reason that the build report counts; nothing crashes the build. The decoding
+guards are the core's (:func:`mofi.images.decode_rgb`); this module adds SVG rendering, the minimum
+size and the stored encoding.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image
 
-__all__ = ["Rejected", "NormalizedImage", "normalize_image", "rasterize_svg", "probe_pixels"]
+from mofi.images import WHITE, ImageRejected, decode_rgb
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-#: Background that transparent pixels are composited onto (drawings and emoji are mostly alpha).
-BACKGROUND = (255, 255, 255)
+__all__ = ["Rejected", "NormalizedImage", "normalize_image", "rasterize_svg"]
 
 
 class Rejected(ValueError):
@@ -51,26 +49,6 @@ def rasterize_svg(svg: bytes, size: int) -> bytes:
         raise Rejected("svg_render_failed", type(e).__name__) from None
 
 
-def probe_pixels(data: bytes) -> int:
-    """Pixel count from the header only (no decode), so a bomb is caught before it allocates."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.width * im.height
-    except Image.DecompressionBombError:
-        raise Rejected("too_many_pixels", "decompression bomb") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise Rejected("unreadable", type(e).__name__) from None
-
-
-def _flatten(im: Image.Image) -> Image.Image:
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, BACKGROUND)
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return im.convert("RGB")
-
-
 def normalize_image(data: bytes, *, is_svg: bool = False, max_pixels: int, image_size: int,
                     photo: bool = False) -> NormalizedImage:
     """Decode, reject bombs and corrupt files, flatten alpha, convert CMYK/grey/palette to RGB, downscale.
@@ -82,19 +60,10 @@ def normalize_image(data: bytes, *, is_svg: bool = False, max_pixels: int, image
         raise Rejected("empty_file")
     if is_svg:
         data = rasterize_svg(data, image_size)
-    if probe_pixels(data) > max_pixels:
-        raise Rejected("too_many_pixels", f"> {max_pixels}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.draft("RGB", (image_size, image_size))  # JPEG: decode at reduced scale
-                im.load()
-                rgb = _flatten(im)
-    except Image.DecompressionBombWarning:
-        raise Rejected("too_many_pixels", "decompression bomb") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise Rejected("corrupt", type(e).__name__) from None
+        rgb = decode_rgb(data, max_pixels=max_pixels, draft=image_size, background=WHITE)  # drawings and emoji are mostly alpha
+    except ImageRejected as e:
+        raise Rejected(e.reason, str(e)) from None
     if min(rgb.size) < 8:
         raise Rejected("too_small", f"{rgb.size[0]}x{rgb.size[1]}")
     rgb.thumbnail((image_size, image_size), Image.Resampling.LANCZOS)

@@ -1,44 +1,23 @@
-"""Decoding untrusted image bytes with size and pixel caps.
+"""Decoding a caller's image bytes under the service's caps, as :class:`InvalidInput` on failure.
 
-Why caps before decoding: a few kilobytes of PNG can expand to gigabytes of pixels (decompression
-bombs); the header gives the size before any pixel is decoded, so the check costs nothing.
+Why a wrapper: the guarded decoder is the core's (:func:`mofi.images.decode_rgb`); a service
+reports a refused image the way it reports any bad input, so the gRPC interceptor answers
+INVALID_ARGUMENT and a Kafka stage dead-letters the record with the same reason.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+from PIL import Image
 
-from PIL import Image, UnidentifiedImageError
+from mofi.images import ImageRejected, decode_rgb
+from mofi_platform.services.common.errors import InvalidInput
 
-__all__ = ["InvalidInput", "decode_image"]
-
-
-class InvalidInput(ValueError):
-    """The caller's input cannot be processed; ``reason`` says why (sent back as INVALID_ARGUMENT)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["decode_image"]
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     """Encoded image bytes -> RGB PIL image, or :class:`InvalidInput` with the reason."""
-    if not data:
-        raise InvalidInput("empty image")
-    if len(data) > max_bytes:
-        raise InvalidInput(f"image of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            pixels = image.width * image.height
-            if pixels > max_pixels:
-                raise InvalidInput(f"image of {image.width}x{image.height} pixels exceeds the limit of {max_pixels}")
-            image.load()
-            return image.convert("RGB")
-    except InvalidInput:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        raise InvalidInput(f"cannot decode image: {e}") from None
+        return decode_rgb(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    except ImageRejected as e:
+        raise InvalidInput(str(e)) from None

@@ -14,7 +14,7 @@ from typing import Callable
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
-from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.errors import InvalidInput
 
 __all__ = ["MetricsInterceptor", "start_metrics_server", "REQUESTS", "ERRORS", "LATENCY"]
 

@@ -8,7 +8,8 @@ import click
 
 from mofi.i2e import shards_prefix
 from mofi.objstore import ObjectStore
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 
 __all__ = ["index", "search"]
 

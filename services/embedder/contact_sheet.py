@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import base64
-import io
 from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from mofi.images import decode_rgb
 from mofi_platform.services.embedder.vectors import Hit
 
 __all__ = ["contact_sheet"]
 
 CELL = 128
 CAPTION = 28
+MAX_THUMB_PIXELS = 1_000_000  # index thumbnails are ~100 px a side; anything far bigger is not one
 
 
 def _thumb(hit: Hit) -> Image.Image:
     if hit.thumbnail:
-        return Image.open(io.BytesIO(base64.b64decode(hit.thumbnail))).convert("RGB")
+        return decode_rgb(base64.b64decode(hit.thumbnail), max_pixels=MAX_THUMB_PIXELS)
     return Image.new("RGB", (CELL, CELL), "lightgray")  # row indexed without a thumbnail
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from mofi.i2e import iter_shard, list_shards
+from mofi.images import thumbnail_jpeg
 from mofi.objstore import ObjectStore
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.embedder.models import ModelHolder
 from mofi_platform.services.embedder.vectors import IndexRow, VectorStore
 
 __all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images",
-           "thumbnail_b64", "IndexReport"]
+           "IndexReport"]
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,8 @@ def items_from_dir(folder: str | Path, source: str = "") -> Iterator[ImageItem]:
         yield ImageItem(pair_id, path.read_bytes(), source=source, text=path.stem.replace("_", " "))
 
 
-def thumbnail_b64(image: Image.Image, side: int = THUMB_SIDE) -> str:
-    thumb = image.copy()
-    thumb.thumbnail((side, side))
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=80)
-    return base64.b64encode(buf.getvalue()).decode()
+def _thumbnail_b64(image: Image.Image) -> str:
+    return base64.b64encode(thumbnail_jpeg(image, THUMB_SIDE, quality=80)).decode()
 
 
 def rows_for(holder: ModelHolder, items: list[ImageItem], decode: Callable[[bytes], Image.Image],
@@ -91,7 +88,7 @@ def rows_for(holder: ModelHolder, items: list[ImageItem], decode: Callable[[byte
             skipped.append((item.pair_id, e.reason))
     embedded = holder.embed_images([im for _, im in good])
     rows = [IndexRow(item.pair_id, e.vector, item.entity_ids, item.entity_names, item.source, item.text, e.version,
-                     thumbnail_b64(im) if thumbnails else "")
+                     _thumbnail_b64(im) if thumbnails else "")
             for (item, im), e in zip(good, embedded)]
     return rows, skipped
 

@@ -18,7 +18,8 @@ import grpc
 import numpy as np
 
 from mofi.v1 import embedder_pb2, embedder_pb2_grpc
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
 from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
-from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.ner.encoder import TextEncoder
 from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
 from mofi_platform.services.ner.mentions import Mention, MentionFinder, load_spacy

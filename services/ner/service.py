@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 import grpc
 
 from mofi.v1 import ner_pb2, ner_pb2_grpc, records_pb2
-from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.ner.extractor import Extraction, Extractor
 
 __all__ = ["EntityExtractorService", "SERVICE_NAME", "to_proto"]

@@ -13,7 +13,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from mofi.settings import Settings
 from mofi.v1 import records_pb2
-from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.stage import Emit, KafkaStage, Outcome
 from mofi_platform.services.ner.extractor import Extractor, validate_text
 from mofi_platform.services.ner.service import to_proto

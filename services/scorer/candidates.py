@@ -11,7 +11,8 @@ from enum import Enum
 from typing import Callable, Sequence
 
 from mofi.v1 import records_pb2
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer
 from mofi_platform.services.writer.samples import InvalidRecord, pair_image_bytes, parse_record

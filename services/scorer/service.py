@@ -13,7 +13,8 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 import grpc
 
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.scorer.scoring import ClipScorer
 
 __all__ = ["ClipScorerService", "SERVICE_NAME", "NO_DEADLINE_S", "wait_timeout"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import spacy
 
-from mofi_platform.services.common.images import InvalidInput
+from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.ner.evaluation import load_evalset, score
 from mofi_platform.services.ner.extractor import decode_text, validate_text
 from mofi_platform.services.ner.mentions import spacy_model_name

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 
 from mofi.settings import GrpcSettings
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.images import InvalidInput, decode_image
+from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.common.server import serve
 
 SERVICE = "test.Echo"
