@@ -39,6 +39,7 @@ from kafka import KafkaConsumer  # noqa: E402
 from mofi.data.corpus import iter_corpus  # noqa: E402
 from mofi.data.fixtures import fixture_kb_path  # noqa: E402
 from mofi.i2e import list_shards, read_manifest, write_shard  # noqa: E402
+from mofi.i2e.records import record_to_sample  # noqa: E402
 from mofi.kafka import ensure_topics, make_producer  # noqa: E402
 from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import S3Settings, Settings  # noqa: E402
@@ -48,9 +49,8 @@ from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
 from mofi_platform.services.scorer.app import load_model  # noqa: E402
 from mofi_platform.services.scorer.candidates import CandidateScorer, Kind  # noqa: E402
-from mofi_platform.services.scorer.drops import NO_ENTITY_PREFIX, record_no_entity_many  # noqa: E402
+from mofi_platform.services.scorer.drops import count_no_entity, record_no_entity_many  # noqa: E402
 from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
-from mofi_platform.services.writer.samples import record_to_sample  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,7 +139,7 @@ class DeadLetterCount:
 def accounted(settings: Settings, store: ObjectStore, dead: DeadLetterCount) -> int:
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     in_shards = sum(read_manifest(store, u)["count"] for u in list_shards(store, prefix))
-    dropped = sum(1 for _ in store.list(f"s3://{settings.s3.i2e_bucket}/{NO_ENTITY_PREFIX}/"))
+    dropped = count_no_entity(store, settings.s3.i2e_bucket)
     return in_shards + dropped + dead.n
 
 

@@ -1,4 +1,4 @@
-"""The raw corpus: WebDataset-style tar shards of ``{pair_id}.{png|jpg}`` + ``{pair_id}.json``.
+"""The raw corpus: WebDataset tar shards (:mod:`mofi.tarshard`) of ``{pair_id}.{png|jpg}`` + ``{pair_id}.json``.
 
 Why WebDataset tar: one object per few hundred pairs streams from S3 sequentially, any tar tool
 can inspect it, and training and `mofi produce` read it without an index. Shards are written whole
@@ -7,15 +7,15 @@ can inspect it, and training and `mofi produce` read it without an index. Shards
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from dataclasses import dataclass
 from typing import Iterator
 
 from mofi.objstore import ObjectStore, join_uri
+from mofi.tarshard import pack, unpack
 
-__all__ = ["CorpusSample", "ShardWriter", "iter_corpus", "list_corpus_shards", "MIME_BY_EXT", "SHARD_DIR"]
+__all__ = ["CorpusSample", "ShardWriter", "iter_corpus", "list_corpus_shards", "shards_prefix", "MIME_BY_EXT",
+           "SHARD_DIR"]
 
 MIME_BY_EXT = {"png": "image/png", "jpg": "image/jpeg"}
 SHARD_DIR = "shards"
@@ -36,11 +36,9 @@ class CorpusSample:
                 "original_path": self.original_path, "width": width, "height": height}
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0  # deterministic shards: same input, same bytes
-    tar.addfile(info, io.BytesIO(data))
+def shards_prefix(corpus_uri: str) -> str:
+    """Where the corpus under ``corpus_uri`` (``s3://<s3.corpus_bucket>`` by default) keeps its shards."""
+    return join_uri(corpus_uri, SHARD_DIR) + "/"
 
 
 class ShardWriter:
@@ -48,29 +46,23 @@ class ShardWriter:
 
     def __init__(self, store: ObjectStore, prefix_uri: str, name: str, shard_size: int) -> None:
         self.store, self.prefix, self.name, self.shard_size = store, prefix_uri, name, shard_size
-        self._buf = io.BytesIO()
-        self._tar = tarfile.open(fileobj=self._buf, mode="w")
-        self._count = 0
+        self._samples: list[tuple[str, list[tuple[str, bytes]]]] = []
         self.shards: list[str] = []
 
     def add(self, sample: CorpusSample, width: int, height: int) -> None:
         ext = "png" if sample.mime == "image/png" else "jpg"
-        _add(self._tar, f"{sample.pair_id}.{ext}", sample.image_bytes)
-        _add(self._tar, f"{sample.pair_id}.json", json.dumps(sample.meta(width, height), ensure_ascii=False).encode())
-        self._count += 1
-        if self._count >= self.shard_size:
+        meta = json.dumps(sample.meta(width, height), ensure_ascii=False).encode()
+        self._samples.append((sample.pair_id, [(ext, sample.image_bytes), ("json", meta)]))
+        if len(self._samples) >= self.shard_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self._count:
+        if not self._samples:
             return
-        self._tar.close()
-        uri = join_uri(self.prefix, SHARD_DIR, f"{self.name}-{len(self.shards):05d}.tar")
-        self.store.put_bytes(uri, self._buf.getvalue(), "application/x-tar")
+        uri = f"{shards_prefix(self.prefix)}{self.name}-{len(self.shards):05d}.tar"
+        self.store.put_bytes(uri, pack(self._samples), "application/x-tar")
         self.shards.append(uri)
-        self._buf = io.BytesIO()
-        self._tar = tarfile.open(fileobj=self._buf, mode="w")
-        self._count = 0
+        self._samples = []
 
     def close(self) -> list[str]:
         self.flush()
@@ -82,22 +74,12 @@ def list_corpus_shards(store: ObjectStore, prefix_uri: str) -> list[str]:
 
 
 def _samples(tar_bytes: bytes) -> Iterator[CorpusSample]:
-    images: dict[str, tuple[bytes, str]] = {}
-    metas: dict[str, dict] = {}
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            stem, _, ext = member.name.rpartition(".")
-            data = tar.extractfile(member).read()
-            if ext == "json":
-                metas[stem] = json.loads(data)
-            elif ext in MIME_BY_EXT:
-                images[stem] = (data, MIME_BY_EXT[ext])
-    for stem, meta in metas.items():
-        if stem in images:
-            data, mime = images[stem]
-            yield CorpusSample(meta["pair_id"], meta["text"], meta["source"], meta["licence"], meta["original_path"], data, mime)
+    for _, parts in unpack(tar_bytes):
+        image = next(((data, MIME_BY_EXT[ext]) for ext, data in parts.items() if ext in MIME_BY_EXT), None)
+        if image is not None and "json" in parts:
+            meta = json.loads(parts["json"])
+            yield CorpusSample(meta["pair_id"], meta["text"], meta["source"], meta["licence"], meta["original_path"],
+                               *image)
 
 
 def iter_corpus(store: ObjectStore, prefix_uri: str) -> Iterator[CorpusSample]:

@@ -12,12 +12,12 @@ from typing import Callable, Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from mofi.i2e.records import InvalidRecord, pair_image_bytes, parse_record
 from mofi.settings import Settings
 from mofi_platform.services.common.stage import KafkaStage, Outcome
 from mofi_platform.services.embedder.indexing import ImageItem, rows_for
 from mofi_platform.services.embedder.models import ModelHolder
 from mofi_platform.services.embedder.vectors import VectorStore
-from mofi_platform.services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
 
 __all__ = ["IndexerHandler", "build_indexer_stage", "STAGE_NAME"]
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Sequence
 
+from mofi.i2e.records import InvalidRecord, pair_image_bytes, parse_record
 from mofi.v1 import records_pb2
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer
-from mofi_platform.services.writer.samples import InvalidRecord, pair_image_bytes, parse_record
 
 __all__ = ["Kind", "Verdict", "CandidateScorer"]
 

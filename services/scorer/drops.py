@@ -1,6 +1,6 @@
 """The persisted record of pairs dropped because the image shows none of their candidate entities.
 
-Why one object per pair (``s3://<i2e_bucket>/no-entity/<pair_id>.json``) rather than a counter:
+Why one object per pair (:func:`mofi.i2e.layout.no_entity_uri`) rather than a counter:
 the scorer stage is at-least-once, so after a crash it may score a pair twice. Writing the same
 key twice is idempotent, so the number of objects is the exact number of dropped pairs, and every
 pair the pipeline consumed is accounted for (shard, dead letter, or here). The objects also keep
@@ -13,16 +13,11 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
+from mofi.i2e.layout import no_entity_prefix, no_entity_uri
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2
 
-__all__ = ["NO_ENTITY_PREFIX", "no_entity_prefix", "record_no_entity", "record_no_entity_many", "count_no_entity", "iter_no_entity"]
-
-NO_ENTITY_PREFIX = "no-entity"
-
-
-def no_entity_prefix(i2e_bucket: str) -> str:
-    return f"s3://{i2e_bucket}/{NO_ENTITY_PREFIX}/"
+__all__ = ["record_no_entity", "record_no_entity_many", "count_no_entity", "iter_no_entity"]
 
 
 def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERecord) -> None:
@@ -33,7 +28,7 @@ def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERe
         "scorer_model": rec.scorer_model,
         "dropped": [{"id": c.entity_id, "name": c.name, "score": round(c.clip_score, 6)} for c in rec.dropped],
     }
-    store.put_bytes(f"{no_entity_prefix(i2e_bucket)}{rec.pair.pair_id}.json", json.dumps(body).encode(),
+    store.put_bytes(no_entity_uri(i2e_bucket, rec.pair.pair_id), json.dumps(body).encode(),
                     content_type="application/json")
 
 

@@ -4,7 +4,7 @@ Why per partition: the Kafka key is the pair id, so every copy of a pair (a repl
 upstream restart) lands on the same partition. One partition's writer therefore sees every
 duplicate of its pairs, and its durable state can be rebuilt from its own manifests alone.
 
-The rule, for partition P of topic T (shards ``<prefix>/<T>/p<P>-<first offset>.tar``):
+The rule, for partition P of topic T (shards at :func:`mofi.i2e.layout.shard_uri`):
 
 * On assignment, the writer reads every manifest of P and rebuilds ``done`` (pair ids already in a
   complete shard) and ``covered`` (highest offset already inside a complete shard).
@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from mofi.i2e import I2ESample, MANIFEST_SUFFIX, write_shard
-from mofi.objstore import ObjectStore, join_uri
+from mofi.i2e.layout import partition_prefix, shard_uri
+from mofi.objstore import ObjectStore
 
-__all__ = ["Offer", "PartitionShards", "shard_prefix"]
+__all__ = ["Offer", "PartitionShards"]
 
 
 class Offer(Enum):
@@ -39,11 +40,6 @@ class Offer(Enum):
     ADDED = "added"
     DURABLE = "already in a complete shard"
     DUPLICATE = "duplicate pair id"
-
-
-def shard_prefix(prefix_uri: str, topic: str, partition: int) -> str:
-    """Key prefix shared by every shard of one partition (and by nothing else)."""
-    return join_uri(prefix_uri, topic, f"p{partition:04d}-")
 
 
 @dataclass
@@ -63,7 +59,7 @@ class PartitionShards:
     def recover(cls, store: ObjectStore, prefix_uri: str, topic: str, partition: int) -> "PartitionShards":
         """Rebuild ``done`` and ``covered`` from this partition's manifests."""
         state = cls(prefix_uri, topic, partition)
-        for uri in store.list(shard_prefix(prefix_uri, topic, partition)):
+        for uri in store.list(partition_prefix(prefix_uri, topic, partition)):
             if uri.endswith(MANIFEST_SUFFIX):
                 m = json.loads(store.get_bytes(uri))
                 state.done.update(m["pair_ids"])
@@ -89,7 +85,7 @@ class PartitionShards:
         return len(self.buffer) >= shard_size or now - (self.started_at or now) >= interval_s
 
     def shard_uri(self) -> str:
-        return f"{shard_prefix(self.prefix_uri, self.topic, self.partition)}{self.buffer[0][0]:012d}.tar"
+        return shard_uri(self.prefix_uri, self.topic, self.partition, self.buffer[0][0])
 
     def flush(self, store: ObjectStore, last_offset: int) -> dict:
         """Write the buffer as one shard covering offsets up to ``last_offset``; returns its manifest.

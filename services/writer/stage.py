@@ -19,11 +19,12 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 from tqdm import tqdm
 
+from mofi.i2e.layout import shards_prefix
+from mofi.i2e.records import InvalidRecord, parse_record, record_to_sample
 from mofi.kafka import ensure_topics, make_consumer, make_producer, send_dead_letter
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
-from mofi_platform.services.writer.partition import Offer, PartitionShards
-from mofi_platform.services.writer.samples import InvalidRecord, parse_record, record_to_sample
+from mofi_platform.services.writer.partition import PartitionShards
 
 __all__ = ["WriterStage", "WriterStats", "STAGE_NAME"]
 
@@ -61,7 +62,7 @@ class WriterStage:
         self.kcfg = settings.kafka
         self.wcfg = settings.writer
         self.store = store or ObjectStore(settings.s3)
-        self.prefix_uri = f"s3://{settings.s3.i2e_bucket}/{self.wcfg.prefix.strip('/')}"
+        self.prefix_uri = shards_prefix(settings)
         self.parts: dict[TopicPartition, PartitionShards] = {}
         self.consumed: dict[TopicPartition, int] = {}  # highest offset processed, not yet committed
         self.stats = WriterStats(Tally())

@@ -15,11 +15,12 @@ from kafka import KafkaConsumer
 from PIL import Image
 
 from mofi.i2e import iter_shard, list_shards, read_manifest
+from mofi.i2e.layout import no_entity_prefix
 from mofi.kafka import DEAD_LETTER_REASON_HEADER
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import records_pb2
-from mofi_platform.services.scorer.drops import iter_no_entity, no_entity_prefix
+from mofi_platform.services.scorer.drops import iter_no_entity
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ from kafka import KafkaConsumer
 from PIL import Image
 
 from mofi.i2e import iter_shard, list_shards, read_manifest
+from mofi.i2e.records import record_to_sample
 from mofi.kafka import DEAD_LETTER_REASON_HEADER, ensure_topics, make_producer
 from mofi.v1 import records_pb2
 from mofi_platform.services.writer.partition import Offer, PartitionShards
-from mofi_platform.services.writer.samples import record_to_sample
 from mofi_platform.services.writer.stage import WriterStage
 
 

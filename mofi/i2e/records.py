@@ -1,4 +1,9 @@
-"""I2E Kafka records (``mofi.v1.I2ERecord``) -> I2E shard samples, with a reason for every rejection."""
+"""Kafka record values -> ``mofi.v1`` messages -> I2E shard samples, with a reason for every rejection.
+
+Why in the core: the scorer reads candidate pairs, the writer and the indexer read I2E records, and
+all three read a pair's image inline or by reference; one parser gives them the same dead-letter
+reasons.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Callable
 
 from google.protobuf.message import DecodeError, Message
 
-from mofi.i2e import I2ESample
+from mofi.i2e.shards import I2ESample
 from mofi.v1 import records_pb2
 
 __all__ = ["InvalidRecord", "MIME_EXT", "parse_record", "pair_image_bytes", "record_to_sample"]
