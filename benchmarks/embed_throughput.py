@@ -31,7 +31,8 @@ from PIL import Image  # noqa: E402
 from mofi.settings import Settings  # noqa: E402
 from mofi.v1 import embedder_pb2 as pb, embedder_pb2_grpc  # noqa: E402
 from mofi_platform.services.common.server import grpc_options  # noqa: E402
-from mofi_platform.services.embedder.app import build_server, load_holder  # noqa: E402
+from mofi_platform.services.embedder.app import build_server  # noqa: E402
+from mofi_platform.services.embedder.resources import load_holder  # noqa: E402
 from mofi_platform.services.embedder.models import ModelHolder  # noqa: E402
 from mofi_platform.services.embedder.vectors import VectorStore  # noqa: E402
 from mofi_platform.training import create_model_and_transforms, get_tokenizer  # noqa: E402

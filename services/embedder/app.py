@@ -20,28 +20,14 @@ from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.embedder.models import ModelHolder
+from mofi_platform.services.embedder.resources import load_holder, open_vectors
 from mofi_platform.services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
 from mofi_platform.services.embedder.stage import IndexerHandler, build_indexer_stage
 from mofi_platform.services.embedder.vectors import VectorStore
-from mofi_platform.training.inference import EmbeddingModel
 
-__all__ = ["EmbedderServer", "load_holder", "open_vectors", "build_server", "serve_main", "stage_main"]
+__all__ = ["EmbedderServer", "build_server", "serve_main", "stage_main"]
 
 log = logging.getLogger(__name__)
-
-
-def load_holder(settings: Settings, checkpoint: str | None = None) -> ModelHolder:
-    """The model at ``checkpoint`` (default ``settings.embedder.checkpoint``), reloadable from any URI."""
-    uri = checkpoint or settings.embedder.checkpoint
-    log.info("loading embedder model from %s", uri)
-    return ModelHolder(EmbeddingModel.load(uri, settings.s3), loader=lambda u: EmbeddingModel.load(u, settings.s3))
-
-
-def open_vectors(settings: Settings) -> VectorStore:
-    """The collections behind ``milvus.collection``; new versions get ``milvus.index_type`` and its params."""
-    cfg = settings.milvus
-    return VectorStore(cfg.uri, cfg.collection, token=cfg.token, index_type=cfg.index_type,
-                       index_params=cfg.index_params_dict(), search_params=cfg.search_params_dict())
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -57,7 +57,7 @@ def index(settings, i2e_prefix: str | None, image_dir: str | None, checkpoint: s
 def search(settings, query: str | None, image_path: str | None, top_k: int, entity: str, source: str,
            collection: str, checkpoint: str | None, sheet_path: str | None) -> None:
     """Search the image index by text (QUERY) or by --image; prints rank, score, pair id, entities."""
-    from mofi_platform.services.embedder.app import load_holder, open_vectors
+    from mofi_platform.services.embedder.resources import load_holder, open_vectors
     from mofi_platform.services.embedder.contact_sheet import contact_sheet
     from mofi_platform.services.embedder.models import IMAGE, TEXT
     from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection

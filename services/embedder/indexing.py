@@ -23,6 +23,7 @@ from mofi.objstore import ObjectStore
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.embedder.models import ModelHolder
+from mofi_platform.services.embedder.resources import load_holder, open_vectors
 from mofi_platform.services.embedder.vectors import IndexRow, VectorStore
 
 __all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images",
@@ -134,8 +135,6 @@ def index_images(settings, items: Iterable[ImageItem], checkpoint: str | None = 
 
     ``mofi index`` and the pipeline's index step both come through here.
     """
-    from mofi_platform.services.embedder.app import load_holder, open_vectors  # app imports this module's neighbours
-
     vectors = open_vectors(settings)
     try:
         return build_index(load_holder(settings, checkpoint), vectors, items, batch_size=batch_size,

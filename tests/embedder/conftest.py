@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings, Settings
 from mofi.v1 import embedder_pb2_grpc
-from mofi_platform.services.embedder.app import build_server, load_holder
+from mofi_platform.services.embedder.app import build_server
 from mofi_platform.services.embedder.indexing import ImageItem, build_index
+from mofi_platform.services.embedder.resources import load_holder
 from mofi_platform.services.embedder.vectors import VectorStore
 from mofi_platform.training import create_model_and_transforms
 from mofi_platform.training.checkpoint import save_checkpoint

@@ -6,8 +6,8 @@ import io
 
 from PIL import Image
 
-from mofi_platform.services.embedder.app import open_vectors
 from mofi_platform.services.embedder.indexing import build_index
+from mofi_platform.services.embedder.resources import open_vectors
 from tests.embedder.conftest import image_items
 
 
