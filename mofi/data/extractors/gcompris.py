@@ -40,8 +40,8 @@ def gcompris_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:
     for entry in iter_resources(root):
         if posixpath.basename(entry.path).upper() == "README":
             folder = posixpath.dirname(entry.path)
-            for rel, credit in parse_readme(entry.data.decode("utf-8", "replace")).items():
-                credits[posixpath.normpath(posixpath.join(folder, rel))] = credit
+            for rel, found in parse_readme(entry.data.decode("utf-8", "replace")).items():
+                credits[posixpath.normpath(posixpath.join(folder, rel))] = found
         elif entry.path.lower().endswith(_PICTURE):
             pictures.append(entry)
     for entry in pictures:
