@@ -22,7 +22,8 @@ _PICTURE = (".webp", ".jpg", ".jpeg", ".png")
 
 
 def commons_text(source_url: str) -> str:
-    """``.../wiki/File:Mont_Saint-Michel_IMG_5109.jpg`` -> ``Mont Saint-Michel IMG 5109``; other URLs -> last segment."""
+    """``.../wiki/File:Mont_Saint-Michel_IMG_5109.jpg`` -> ``Mont Saint-Michel IMG 5109``;
+    other URLs -> last segment."""
     name = unquote(source_url.rstrip("/").rsplit("/", 1)[-1]).removeprefix("File:")
     name = re.sub(r"\.(jpe?g|png|webp|tiff?|gif|svg)$", "", name, flags=re.I)
     return name.replace("_", " ").strip()
