@@ -115,8 +115,10 @@ def _positions(ids: Sequence[str]) -> dict[str, int]:
     pos = dict(zip(ids, range(len(ids))))
     if len(pos) != len(ids):
         seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise ValueError(f"duplicate entity id {dup!r}")
+        for i in ids:
+            if i in seen:
+                raise ValueError(f"duplicate entity id {i!r}")
+            seen.add(i)
     return pos
 
 
@@ -144,7 +146,7 @@ class KnowledgeBase:
         ids = [e.id for e in rows]
         self._pos: dict[str, int] | None = _positions(ids)
         self._ids = ids
-        self._rows: list[Entity | None] = rows
+        self._rows: list[Entity | None] = list(rows)  # filled lazily when loaded from an index
         self._data: bytes = b""
         self._spans = array("q")
         self._index, self._offsets, self._flat = _build_index(ids, ((e.name, *e.aliases) for e in rows),

@@ -20,7 +20,10 @@ from minio.error import S3Error
 
 from mofi.settings import S3Settings
 
-__all__ = ["ObjectStore", "parse_uri", "minio_client", "join_uri"]
+__all__ = ["ObjectStore", "parse_uri", "minio_client", "join_uri", "is_missing"]
+
+# S3 error codes for "there is no such object" (the key, or its whole bucket); S3 servers differ in which they send.
+_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
 
 
 def parse_uri(uri: str) -> tuple[str | None, str]:
@@ -38,6 +41,11 @@ def join_uri(base: str, *parts: str) -> str:
     for p in parts:
         out = f"{out}/{p.strip('/')}"
     return out
+
+
+def is_missing(error: S3Error) -> bool:
+    """Whether an S3 error means the object (or its bucket) does not exist."""
+    return error.code in _MISSING
 
 
 def minio_client(cfg: S3Settings) -> Minio:
@@ -119,7 +127,7 @@ class ObjectStore:
             self.client.stat_object(bucket, key)
             return True
         except S3Error as e:
-            if e.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"):
+            if is_missing(e):
                 return False
             raise
 

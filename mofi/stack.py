@@ -10,6 +10,7 @@ The same launcher serves ``mofi stack up|down|status`` and the test fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -263,18 +264,14 @@ class Stack:
     def _stop(self, name: str, timeout_s: float = 15.0) -> None:
         pid = self._read_pid(name)
         if pid is not None and pid_alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + timeout_s
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if pid_alive(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 while pid_alive(pid):
                     time.sleep(0.05)
         self._pidfile(name).unlink(missing_ok=True)

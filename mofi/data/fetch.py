@@ -131,8 +131,9 @@ def fetch(cache_dir: str | Path, keys: Iterable[str] | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         archive = _glob_one(folder, _archive_pattern(p), p.spec)
         recorded = lock.get(p.key, {})
-        fresh = archive is None or (recorded.get("version") == p.version and recorded.get("sha256") != sha256_file(archive))
-        if fresh:
+        fresh = archive is None or (recorded.get("version") == p.version
+                                    and recorded.get("sha256") != sha256_file(archive))
+        if archive is None or fresh:  # spelled out so that `archive` is known to be a Path after this block
             if archive is not None:
                 archive.unlink()  # checksum mismatch: a partial or tampered download
                 shutil.rmtree(cache / "unpacked" / p.key, ignore_errors=True)

@@ -13,13 +13,26 @@ from typing import Any, Protocol
 
 from mofi_platform.services.common.metrics import start_metrics_server
 
-__all__ = ["configure_logging", "until_signalled", "serve_until_signalled", "run_stage_until_signalled"]
+__all__ = ["configure_logging", "one_torch_thread", "until_signalled", "serve_until_signalled",
+           "run_stage_until_signalled"]
 
 log = logging.getLogger(__name__)
 
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def one_torch_thread() -> None:
+    """A model process (NER, scorer) runs one forward pass at a time: one torch thread per process, replicas
+    for scale.
+
+    Why: two intra-op threads on a node whose other core is busy (the NER or writer stage, another
+    pod) spend their time waiting for each other at every layer; on 2 busy cores one thread scored
+    images several times faster at batch 1 and no slower at 8-32 (benchmarks/scorer_throughput.py)."""
+    import torch  # here, so that processes without a model (the writer) never load it
+
+    torch.set_num_threads(1)
 
 
 def until_signalled() -> threading.Event:

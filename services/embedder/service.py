@@ -11,13 +11,13 @@ import logging
 import math
 import queue
 import threading
-from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Any, Iterator, Sequence
 
 import grpc
 import numpy as np
 
 from mofi.v1 import embedder_pb2, embedder_pb2_grpc
+from mofi_platform.services.common.deadline import result_within_deadline
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
@@ -32,8 +32,6 @@ SEARCH_SERVICE = embedder_pb2.DESCRIPTOR.services_by_name["Search"].full_name
 DEFAULT_TOP_K = 10
 #: A request whose items straddle a hot reload is embedded again so all its vectors share one version.
 VERSION_RETRIES = 3
-#: ``time_remaining()`` above this means no deadline (waiting that long overflows the platform timer).
-NO_DEADLINE_S = 1e6
 
 
 class Limits:
@@ -69,18 +67,10 @@ class _Embedding:
     def item(self, kind: str, value: Any) -> tuple[str, Any]:
         return (IMAGE, self.limits.image(value)) if kind == IMAGE else (TEXT, self.limits.text(value))
 
-    def wait(self, fut: Future, context: grpc.ServicerContext) -> Embedded:
-        remaining = context.time_remaining()  # huge (not None) when the caller set no deadline
-        try:
-            return fut.result(timeout=remaining if remaining is not None and remaining < NO_DEADLINE_S else None)
-        except FutureTimeout:
-            fut.cancel()
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting for the model")
-
     def embed(self, items: Sequence[tuple[str, Any]], context: grpc.ServicerContext) -> list[Embedded]:
         for _ in range(VERSION_RETRIES):
             futures = [self.batcher.submit(it) for it in items]
-            out = [self.wait(f, context) for f in futures]
+            out = [result_within_deadline(f, context) for f in futures]
             if len({e.version for e in out}) <= 1:
                 return out
         context.abort(grpc.StatusCode.UNAVAILABLE, "model reloaded repeatedly during the request; retry")
@@ -149,7 +139,7 @@ class EmbedderService(embedder_pb2_grpc.EmbedderServicer):
                 log.info("stream ended: %s", entry)
                 return
             request_id, fut = entry
-            e = self.core.wait(fut, context)
+            e = result_within_deadline(fut, context)
             yield embedder_pb2.EmbedItemResult(request_id=request_id, model_version=e.version,
                                                embedding=embedder_pb2.Embedding(values=e.vector.tolist()))
 

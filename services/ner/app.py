@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
+from mofi_platform.services.common.process import (configure_logging, one_torch_thread, run_stage_until_signalled,
+                                                   serve_until_signalled)
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.ner.extractor import Extractor
 from mofi_platform.services.ner.service import SERVICE_NAME, EntityExtractorService
@@ -28,14 +27,9 @@ def build_server(settings: Settings, extractor: Extractor, port: int | None = No
                  cfg.port if port is None else port, settings.grpc)
 
 
-def _one_thread() -> None:
-    """A NER process serves one batch at a time: one torch thread per process, replicas for scale."""
-    torch.set_num_threads(1)
-
-
 def serve_main(settings: Settings) -> None:
     configure_logging()
-    _one_thread()
+    one_torch_thread()
     server = build_server(settings, Extractor.from_settings(settings))
     log.info("EntityExtractor serving on port %s", server.port)
     serve_until_signalled(server, settings.grpc.grace_s)
@@ -43,5 +37,5 @@ def serve_main(settings: Settings) -> None:
 
 def stage_main(settings: Settings) -> None:
     configure_logging()
-    _one_thread()
+    one_torch_thread()
     run_stage_until_signalled(build_ner_stage(settings, Extractor.from_settings(settings)), settings.grpc.metrics_port)

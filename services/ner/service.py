@@ -7,12 +7,13 @@ A caller's deadline bounds the wait; a call past its deadline gets DEADLINE_EXCE
 
 from __future__ import annotations
 
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import Future
 from typing import Iterable, Iterator
 
 import grpc
 
 from mofi.v1 import ner_pb2, ner_pb2_grpc, records_pb2
+from mofi_platform.services.common.deadline import result_within_deadline
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.ner.extractor import Extraction, Extractor
 
@@ -45,11 +46,7 @@ class EntityExtractorService(ner_pb2_grpc.EntityExtractorServicer):
             raise InvalidInput(f"{where}{e.reason}") from None
 
     def _reply(self, request_id: str, fut: Future, context: grpc.ServicerContext) -> ner_pb2.ExtractResponse:
-        try:
-            extraction = fut.result(timeout=context.time_remaining())
-        except FutureTimeout:
-            fut.cancel()
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting for the model")
+        extraction = result_within_deadline(fut, context)
         mentions, candidates = to_proto(extraction)
         return ner_pb2.ExtractResponse(request_id=request_id, mentions=mentions, candidates=candidates)
 

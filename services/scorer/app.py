@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
+from mofi_platform.services.common.process import (configure_logging, one_torch_thread, run_stage_until_signalled,
+                                                   serve_until_signalled)
 from mofi_platform.services.common.server import serve
 from mofi_platform.services.common.stage import KafkaStage
 from mofi_platform.services.scorer.candidates import CandidateScorer
@@ -58,18 +57,9 @@ def build_stage(settings: Settings, scorer: ClipScorer,
     return scorer_stage(settings, core, store)
 
 
-def _one_thread() -> None:
-    """A scorer process runs one forward pass at a time: one torch thread per process, replicas for scale.
-
-    Why: two intra-op threads on a node whose other core is busy (the NER or writer stage, another
-    pod) spend their time waiting for each other at every layer; on 2 busy cores one thread scored
-    images several times faster at batch 1 and no slower at 8-32 (benchmarks/scorer_throughput.py)."""
-    torch.set_num_threads(1)
-
-
 def serve_main(settings: Settings) -> None:
     configure_logging()
-    _one_thread()
+    one_torch_thread()
     server = build_server(settings, ClipScorer(load_model(settings)))
     log.info("ClipScorer serving on port %s", server.port)
     serve_until_signalled(server, settings.grpc.grace_s)
@@ -77,7 +67,7 @@ def serve_main(settings: Settings) -> None:
 
 def stage_main(settings: Settings) -> None:
     configure_logging()
-    _one_thread()
+    one_torch_thread()
     stage, handler = build_stage(settings, ClipScorer(load_model(settings)))
     run_stage_until_signalled(stage, settings.grpc.metrics_port)
     log.info("scorer stage stopped: %s", handler.counts)

@@ -13,27 +13,14 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 import grpc
 
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc
+from mofi_platform.services.common.deadline import deadline_passed, wait_timeout
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.scorer.scoring import ClipScorer
 
-__all__ = ["ClipScorerService", "SERVICE_NAME", "NO_DEADLINE_S", "wait_timeout"]
+__all__ = ["ClipScorerService", "SERVICE_NAME"]
 
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ClipScorer"].full_name
-
-#: A remaining time above this is a call without a deadline. gRPC reports such a call's time
-#: remaining as centuries (its deadline is "infinite future"), which no timed wait accepts
-#: (``OverflowError: timeout value is too large``).
-NO_DEADLINE_S = 1e6
-
-
-def wait_timeout(context: grpc.ServicerContext) -> float | None:
-    """How long a handler may wait for its result: the caller's time remaining, or None without a deadline."""
-    remaining = context.time_remaining()
-    if remaining is None or remaining > NO_DEADLINE_S:
-        return None
-    return max(float(remaining), 0.0)
-
 
 class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
     """``batcher.submit((image, texts))`` returns a Future of the cosines (see ``DynamicBatcher``)."""
@@ -65,8 +52,7 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         try:
             scores = fut.result(timeout=wait_timeout(context))
         except FutureTimeout:
-            fut.cancel()
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting for the model")
+            deadline_passed(fut, context)
         except Exception as e:  # the model failed on the batch this request was in
             context.abort(grpc.StatusCode.INTERNAL, f"scoring failed: {type(e).__name__}: {e}")
         return scorer_pb2.ScoreResponse(scores=[float(s) for s in scores], model_version=self.scorer.version)

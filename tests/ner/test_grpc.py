@@ -113,3 +113,7 @@ def test_deadline_and_health(stub, server):
         status = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="mofi.v1.EntityExtractor"), timeout=10)
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_call_without_deadline_waits_for_its_result(stub):
+    assert stub.Extract(ner_pb2.ExtractRequest(text="A koala.", request_id="k")).request_id == "k"

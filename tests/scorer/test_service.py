@@ -15,9 +15,10 @@ from PIL import Image
 
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc
+from mofi_platform.services.common.deadline import NO_DEADLINE_S, wait_timeout
 from mofi_platform.services.scorer.app import build_server
 from mofi_platform.services.scorer.scoring import ClipScorer
-from mofi_platform.services.scorer.service import NO_DEADLINE_S, SERVICE_NAME, wait_timeout
+from mofi_platform.services.scorer.service import SERVICE_NAME
 from tests.writer.support import png
 
 TEXTS = ["tiger: large feline", "Paris: capital of France", "sailboat: a small vessel"]

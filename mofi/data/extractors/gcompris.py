@@ -22,7 +22,8 @@ _PICTURE = (".webp", ".jpg", ".jpeg", ".png")
 
 
 def commons_text(source_url: str) -> str:
-    """``.../wiki/File:Mont_Saint-Michel_IMG_5109.jpg`` -> ``Mont Saint-Michel IMG 5109``; other URLs -> last segment."""
+    """``.../wiki/File:Mont_Saint-Michel_IMG_5109.jpg`` -> ``Mont Saint-Michel IMG 5109``;
+    other URLs -> last segment."""
     name = unquote(source_url.rstrip("/").rsplit("/", 1)[-1]).removeprefix("File:")
     name = re.sub(r"\.(jpe?g|png|webp|tiff?|gif|svg)$", "", name, flags=re.I)
     return name.replace("_", " ").strip()
@@ -40,8 +41,8 @@ def gcompris_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:
     for entry in iter_resources(root):
         if posixpath.basename(entry.path).upper() == "README":
             folder = posixpath.dirname(entry.path)
-            for rel, credit in parse_readme(entry.data.decode("utf-8", "replace")).items():
-                credits[posixpath.normpath(posixpath.join(folder, rel))] = credit
+            for rel, found in parse_readme(entry.data.decode("utf-8", "replace")).items():
+                credits[posixpath.normpath(posixpath.join(folder, rel))] = found
         elif entry.path.lower().endswith(_PICTURE):
             pictures.append(entry)
     for entry in pictures:

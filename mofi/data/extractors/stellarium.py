@@ -55,7 +55,7 @@ def _deep_sky(base: Path) -> Iterator[RawPair]:
         if not image.exists():
             continue
         des = designation(image.stem)
-        words = [*dict.fromkeys(names.get(des, [])), des or image.stem.replace("-", " ")]
+        words = [*dict.fromkeys(names.get(des, []) if des is not None else []), des or image.stem.replace("-", " ")]
         if tile.get("infourl"):
             words.append(commons_text(tile["infourl"]))
         if tile.get("short"):
