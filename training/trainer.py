@@ -36,59 +36,16 @@ from mofi_platform.training.checkpoint import (
     step_checkpoint_uri,
     step_checkpoints,
 )
+from mofi_platform.training.config import TrainConfig
 from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_loader
-from mofi_platform.training.losses import RECIPES, LossConfig, MofiLoss
+from mofi_platform.training.losses import MofiLoss
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
-__all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "load_snapshot", "metrics_uri", "read_metrics"]
+__all__ = ["TrainResult", "MofiTrainModule", "train", "load_snapshot", "metrics_uri", "read_metrics"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class TrainConfig:
-    """One training run. ``run_name`` names the checkpoint folder; the same name resumes.
-
-    Field help texts become the ``mofi train`` options (``mofi_platform.training.cli``).
-    """
-
-    snapshot: str = _opt("", "I2E snapshot manifest URI (s3://<i2e_bucket>/snapshots/<version>/manifest.json).")
-    run_name: str = _opt("", "Checkpoint folder under checkpoint_dir; rerunning the same name resumes it.")
-    model: str = _opt("mofi-effnet-lite0-minilm", "Registered model config.")
-    recipe: str = _opt("multitask", "supervised | contrastive | multitask.")
-    steps: int = _opt(200, "Optimisation steps in total (including steps done before a resume).")
-    batch_size: int = _opt(32, "Images per rank per step.")
-    lr: float = _opt(3e-4, "Peak AdamW learning rate (linear warmup, cosine decay).")
-    weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases, norms, logit scale).")
-    tower_lr_scale: float = _opt(0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch).")
-    warmup_steps: int = _opt(10, "Linear warmup steps.")
-    image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
-    context_length: int = _opt(0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only).")
-    pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
-    checkpoint_dir: str = _opt("s3://mofi-models/mofi", "Where run folders go: s3://bucket/prefix or a local path.")
-    checkpoint_every: int = _opt(50, "Steps between checkpoints.")
-    keep_checkpoints: int = _opt(2, "Step checkpoints kept per run (older ones are deleted after each save).")
-    publish_uri: str = _opt("", "Also write the final checkpoint here (e.g. the embedder's checkpoint URI).")
-    num_workers: int = _opt(0, "DataLoader worker processes per rank.")
-    shuffle_buffer: int = _opt(256, "Samples in the streaming shuffle buffer.")
-    seed: int = _opt(0, "Seed for initialisation and data order.")
-    cosface_scale: float = _opt(32.0, "CosFace scale s.")
-    cosface_margin: float = _opt(0.2, "CosFace margin m.")
-    max_pixels: int = _opt(40_000_000, "Images with more pixels are skipped.")
-
-    @property
-    def run_dir(self) -> str:
-        return join_uri(self.checkpoint_dir, self.run_name)
-
-    @property
-    def loss(self) -> LossConfig:
-        return LossConfig(self.recipe, self.cosface_scale, self.cosface_margin)
 
 
 @dataclass
@@ -198,8 +155,6 @@ def load_snapshot(store: ObjectStore, uri: str) -> Snapshot:
 
 
 def _check(cfg: TrainConfig) -> None:
-    if cfg.recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
     model_spec(cfg.model)  # raises ValueError naming the registered models
     if not cfg.run_name or "/" in cfg.run_name:
         raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
@@ -215,7 +170,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
     loss_cfg = cfg.loss
     num_classes = len(snapshot.classes) if loss_cfg.uses_classes else 0
     if loss_cfg.uses_classes and num_classes == 0:
-        raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.recipe} needs them")
+        raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {loss_cfg.recipe} needs them")
     torch.manual_seed(cfg.seed)
     model, train_transform = _build(cfg, num_classes)
     model.to(device)
@@ -270,7 +225,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
                 "scheduler": scheduler.state_dict(),
                 "step": step,
                 "classes": classes,
-                "config": asdict(cfg),
+                "config": cfg.options(),
                 "version": f"{cfg.run_name}-step{step}",
             })
             store.put_bytes(metrics_uri(cfg.run_dir), "".join(json.dumps(m) + "\n" for m in metrics).encode())
