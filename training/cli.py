@@ -100,7 +100,7 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
             raise click.UsageError("--curves needs at least one --run-dir")
         from mofi.objstore import ObjectStore
         from mofi_platform.training.curves import plot_training_curves
-        from mofi_platform.training.trainer import read_metrics
+        from mofi_platform.training.checkpointer import read_metrics
 
         store = ObjectStore(settings.s3)
         runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}

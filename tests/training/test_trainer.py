@@ -14,10 +14,11 @@ from torchx.specs import AppState
 
 from mofi.objstore import ObjectStore
 from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint
+from mofi_platform.training.checkpointer import read_metrics
 from mofi_platform.training.components import train as train_component
 from mofi_platform.training.config import TrainConfig, config_argv
 from mofi_platform.training.inference import EmbeddingModel
-from mofi_platform.training.trainer import read_metrics, train
+from mofi_platform.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,10 +117,10 @@ def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
 
 
 def test_supervised_recipe_trains_only_the_image_path():
-    from mofi_platform.training.trainer import _build
+    from mofi_platform.training.trainer import build_model
 
     for name in ("mofi-tiny-vit", "mofi-effnet-lite0-minilm"):
         cfg = TrainConfig.from_options(dict(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False))
-        model, _ = _build(cfg, 3)
+        model, _ = build_model(cfg, 3)
         trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"visual", "entity_head"}, (name, trainable)
