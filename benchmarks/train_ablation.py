@@ -34,8 +34,9 @@ def main() -> None:
     from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
     from mofi_platform.training.curves import plot_training_curves
     from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
+    from mofi_platform.training.config import TrainConfig
     from mofi_platform.training.inference import EmbeddingModel
-    from mofi_platform.training.trainer import TrainConfig, train
+    from mofi_platform.training.trainer import train
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--snapshot", required=True)
@@ -65,10 +66,10 @@ def main() -> None:
     rows.append(_row("frozen ImageNet EfficientNet-Lite0 (no training)", res, 0.0,
                      f"mofi eval --benchmark {args.benchmark} --baseline imagenet-effnet-lite0"))
     for recipe in args.recipes.split(","):
-        cfg = TrainConfig(snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
+        cfg = TrainConfig.from_options(dict(snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
                           image_size=args.image_size, context_length=args.context_length, seed=args.seed,
-                          checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels)
+                          checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels))
         start = time.perf_counter()
         result = train(cfg, settings.s3)
         seconds = time.perf_counter() - start

@@ -375,7 +375,7 @@ class Demo:
 
     def report(self, searches: list, summary: dict) -> Path:
         from mofi_platform.pipelines.report import build_report
-        from mofi_platform.training.trainer import read_metrics
+        from mofi_platform.training.checkpointer import read_metrics
 
         with self.step("report", "HTML report"):
             pipe = self.state["pipeline"]

@@ -29,6 +29,10 @@ DEFAULT_IMAGE = "mofi-platform:latest"
 #: Step resources: training runs in its own torchx job, so steps only need room for one model.
 STEP_CPU, STEP_MEMORY = "2", "8G"
 
+#: Model and recipe default to the training settings (as for `mofi train`); steps, batch size and
+#: the job's shape below are a cluster run's (one GPU per process), larger than `mofi train`'s.
+_TRAINING = Settings().training
+
 
 def _settings_env() -> dict[str, str]:
     """ConfigMap key -> environment variable for every non-credential setting (the keys are the names)."""
@@ -60,8 +64,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
         min_count: int = 3,
         val_percent: float = 5.0,
         run_name: str = "",
-        model_config: str = "mofi-effnet-lite0-minilm",
-        recipe: str = "multitask",
+        model_config: str = _TRAINING.model,
+        recipe: str = _TRAINING.recipe,
         steps: int = 2000,
         batch_size: int = 64,
         train_options: str = "{}",

@@ -19,12 +19,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from mofi.i2e import (Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix,
                       snapshot_uri)
 from mofi.objstore import ObjectStore, parse_uri
 from mofi.settings import CREDENTIALS, Settings, env_name, load_settings
+
+if TYPE_CHECKING:
+    from mofi_platform.training.config import TrainConfig
 
 __all__ = [
     "SnapshotInfo",
@@ -33,7 +36,9 @@ __all__ = [
     "QualityGateFailed",
     "step_settings",
     "take_snapshot",
+    "train_config",
     "train_app",
+    "config_app",
     "plan_training",
     "launch_training",
     "fetch_benchmark",
@@ -112,29 +117,34 @@ class TrainJob:
     max_retries: int = 0
 
 
-def _train_config(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any]):
-    from mofi_platform.training.cli import build_config
+def train_config(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of a run: ``options`` are flat ``mofi train`` options; the rest comes from ``settings``.
 
-    return build_config(settings, {"snapshot": snapshot, "run_name": run_name, **options})
+    Built here, not in a pod, so a bad option fails the step before any job starts.
+    """
+    from mofi_platform.training.config import TrainConfig
+
+    return TrainConfig.from_options({"snapshot": snapshot, "run_name": run_name, **options}, settings)
 
 
 def train_app(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any], job: TrainJob):
-    """The torchx AppDef: ``mofi train`` under torchrun with these options and the settings as env.
+    """The torchx AppDef of :func:`train_config`'s run (see :func:`config_app`)."""
+    return config_app(settings, train_config(settings, snapshot, run_name, options), job)
+
+
+def config_app(settings: Settings, cfg: TrainConfig, job: TrainJob):
+    """The torchx AppDef: ``mofi train`` under torchrun with ``cfg`` as its arguments and the settings as env.
 
     Credentials are left out of the job's environment: locally the processes inherit them, and
     on Kubernetes :func:`launch_training` adds them from the Secret (never as plain values).
     """
     from mofi_platform.training.components import train
+    from mofi_platform.training.config import config_argv
 
-    cfg = _train_config(settings, snapshot, run_name, options)  # validates the options here, not in a pod
-    args = ["--snapshot", cfg.snapshot, "--run-name", cfg.run_name]
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        args += [flag if value else f"--no-{name.replace('_', '-')}"] if isinstance(value, bool) else [flag, str(value)]
     secret_env = {env_name(section, field) for section, field in CREDENTIALS}
     env = {k: v for k, v in settings.to_env().items() if k not in secret_env}
-    return train(*args, image=job.image, j=f"{job.nnodes}x{job.nproc_per_node}", cpu=job.cpu, gpu=job.gpu,
-                 memMB=job.memMB, env=env, max_retries=job.max_retries, name=f"mofi-train-{run_name}"[:60])
+    return train(*config_argv(cfg), image=job.image, j=f"{job.nnodes}x{job.nproc_per_node}", cpu=job.cpu, gpu=job.gpu,
+                 memMB=job.memMB, env=env, max_retries=job.max_retries, name=f"mofi-train-{cfg.run_name}"[:60])
 
 
 def _secret_env_vars(secret: str) -> list:
@@ -198,7 +208,8 @@ def launch_training(settings: Settings, snapshot: str, run_name: str, options: d
 
     from mofi_platform.training.checkpoint import latest_checkpoint
 
-    app = train_app(settings, snapshot, run_name, options, job)
+    cfg = train_config(settings, snapshot, run_name, options)
+    app = config_app(settings, cfg, job)
     runner = get_runner()
     tail: list[str] = []
     try:
@@ -213,7 +224,7 @@ def launch_training(settings: Settings, snapshot: str, run_name: str, options: d
     if status is None or status.state != AppState.SUCCEEDED:
         state = "unknown" if status is None else status.state.name
         raise TrainingFailed(f"training job {handle} ended {state}; last log lines:\n" + "\n".join(tail))
-    run_dir = _train_config(settings, snapshot, run_name, options).run_dir
+    run_dir = cfg.run_dir
     found = latest_checkpoint(ObjectStore(settings.s3), run_dir)
     if found is None:
         raise TrainingFailed(f"training job {handle} succeeded but wrote no checkpoint under {run_dir}")

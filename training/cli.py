@@ -2,13 +2,13 @@
 
 ``mofi train`` runs one rank: alone it is single-process training, under torchrun (the torchx
 component in ``mofi_platform.training.components``) each process is a DDP rank. Its options are generated from
-``TrainConfig`` so the config, the CLI and its help never drift apart; model, recipe, checkpoint
-folder and interval default to the ``training`` settings section.
+``TrainConfig`` (its flat options, ``mofi_platform.training.config``) so the config, the CLI and its
+help never drift apart; model, recipe, checkpoint folder and interval default to the ``training``
+settings section, the pixel limit to ``data.max_pixels``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -17,34 +17,27 @@ from typing import Any, Callable
 
 import click
 
-from mofi_platform.training.trainer import TrainConfig
+from mofi_platform.training.config import SETTINGS_DEFAULTS, TrainConfig, option_fields
 
-__all__ = ["train", "evaluate", "build_config"]
-
-#: TrainConfig fields whose default comes from the settings object (section ``training``).
-SETTINGS_DEFAULTS = ("model", "recipe", "checkpoint_dir", "checkpoint_every")
+__all__ = ["train", "evaluate"]
 
 
 def _config_options(fn: Callable) -> Callable:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in reversed(dataclasses.fields(TrainConfig)):
-        flag = "--" + f.name.replace("_", "-")
-        required = f.name in ("snapshot", "run_name")
-        shown = "settings" if f.name in SETTINGS_DEFAULTS else repr(f.default)
-        help_text = f"{f.metadata['help']}" + ("" if required else f" [default: {shown}]")
-        if hints[f.name] is bool:
-            fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)(fn)
+    for name, f, hint in reversed(option_fields()):
+        flag = "--" + name.replace("_", "-")
+        required = name in ("snapshot", "run_name")
+        shown = "settings" if name in SETTINGS_DEFAULTS else repr(f.default)
+        help_text = f.metadata["help"] + ("" if required or f.default is None else f" [default: {shown}]")
+        if hint is bool:
+            fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(fn)
         else:
-            fn = click.option(flag, f.name, type=hints[f.name], default=None, required=required, help=help_text)(fn)
+            fn = click.option(flag, name, type=_value_type(hint), default=None, required=required, help=help_text)(fn)
     return fn
 
 
-def build_config(settings: Any, options: dict[str, Any]) -> TrainConfig:
-    values = {k: v for k, v in options.items() if v is not None}
-    for name in SETTINGS_DEFAULTS:
-        values.setdefault(name, getattr(settings.training, name))
-    values.setdefault("max_pixels", settings.data.max_pixels)
-    return TrainConfig(**values)
+def _value_type(hint: Any) -> Any:
+    """``float`` for ``float | None``: an option left out is None in any case."""
+    return next((t for t in typing.get_args(hint) if t is not type(None)), hint)
 
 
 @click.command("train")
@@ -56,7 +49,7 @@ def train(settings: Any, **options: Any) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        result = run_training(build_config(settings, options), settings.s3)
+        result = run_training(TrainConfig.from_options(options, settings), settings.s3)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     if int(os.environ.get("RANK", 0)) == 0:
@@ -107,7 +100,7 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
             raise click.UsageError("--curves needs at least one --run-dir")
         from mofi.objstore import ObjectStore
         from mofi_platform.training.curves import plot_training_curves
-        from mofi_platform.training.trainer import read_metrics
+        from mofi_platform.training.checkpointer import read_metrics
 
         store = ObjectStore(settings.s3)
         runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}

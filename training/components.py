@@ -11,7 +11,8 @@ Examples::
         --image registry/mofi:0.1.0 -j 2x4 --gpu 4 -- --snapshot ... --run-name prod --model mofi-vit-b16
 
 Why a pass-through of ``mofi train`` arguments: the trainer's options live in one place
-(``TrainConfig``); this component only decides where and how many processes run them.
+(``TrainConfig``); this component only decides where and how many processes run them. From
+Python, ``config_argv(cfg)`` (``mofi_platform.training.config``) gives the arguments of a config.
 ``max_retries`` lets the scheduler restart a failed job, which then resumes from its last checkpoint.
 """
 

@@ -25,7 +25,7 @@ raw alt-text), ``multitask`` (lambda=0.5, the paper's default).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -52,9 +52,23 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclass(frozen=True)
 class LossConfig:
-    recipe: str = "multitask"
-    cosface_scale: float = 32.0
-    cosface_margin: float = 0.2
+    """The objective's settings: the recipe picks the contrastive texts and the default lambda.
+
+    ``TrainConfig`` holds one as its ``loss`` field; field help texts become ``mofi train`` options.
+    The temperature is not here: it is the model's learnt ``logit_scale``.
+    """
+
+    recipe: str = field(metadata={"help": "supervised | contrastive | multitask."})
+    class_weight: float | None = field(default=None, metadata={
+        "help": "Lambda, the class-loss weight (the contrastive loss gets 1 - lambda); unset: the recipe's."})
+    cosface_scale: float = field(default=32.0, metadata={"help": "CosFace scale s."})
+    cosface_margin: float = field(default=0.2, metadata={"help": "CosFace margin m."})
+
+    def __post_init__(self) -> None:
+        lam = self.lam  # raises ValueError naming an unknown recipe
+        if not 0.0 <= lam <= 1.0 or (lam < 1 and self.spec.text_source == "none"):
+            raise ValueError(f"class weight {lam} does not fit recipe {self.recipe} "
+                             "(0 to 1; exactly 1 when the recipe has no texts)")
 
     @property
     def spec(self) -> Recipe:
@@ -64,12 +78,17 @@ class LossConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; one of {', '.join(RECIPES)}") from None
 
     @property
+    def lam(self) -> float:
+        """Lambda: ``class_weight``, else the recipe's."""
+        return self.spec.lam if self.class_weight is None else self.class_weight
+
+    @property
     def uses_classes(self) -> bool:
-        return self.spec.lam > 0
+        return self.lam > 0
 
     @property
     def uses_text(self) -> bool:
-        return self.spec.lam < 1
+        return self.lam < 1
 
 
 def cosface_loss(cos: torch.Tensor, targets: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
@@ -94,7 +113,7 @@ class MofiLoss(nn.Module):
     def __init__(self, cfg: LossConfig, rank: int = 0, world_size: int = 1):
         super().__init__()
         self.cfg = cfg
-        self.lam = cfg.spec.lam
+        self.lam = cfg.lam
         self.clip = ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size)
 
     def forward(

@@ -7,88 +7,43 @@ rank 0 writes model, optimizer, scheduler, step, class table and config to
 run whose directory holds checkpoints resumes from the newest one, so a killed job (pod evicted,
 node lost, Ctrl-C) is restarted with the same command. The data stream is reseeded on resume
 rather than replayed exactly; at our step counts the difference is an epoch boundary.
+
+A run is three parts: :func:`build` (model, loss, optimiser from the ``TrainConfig``, then the data
+once the resume step is known), the run folder's ``Checkpointer``, and :func:`_loop`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 from minio.error import S3Error
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mofi.i2e import Snapshot
-from mofi.objstore import ObjectStore, join_uri
+from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
-from mofi_platform.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    step_checkpoint_uri,
-    step_checkpoints,
-)
+from mofi_platform.training.checkpointer import Checkpointer
+from mofi_platform.training.config import TrainConfig
 from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_loader
-from mofi_platform.training.losses import RECIPES, LossConfig, MofiLoss
+from mofi_platform.training.losses import MofiLoss
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
-__all__ = ["TrainConfig", "TrainResult", "MofiTrainModule", "train", "load_snapshot", "metrics_uri", "read_metrics"]
+__all__ = ["TrainResult", "MofiTrainModule", "Ranks", "Parts", "build", "build_model", "build_loader", "train",
+           "load_snapshot"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class TrainConfig:
-    """One training run. ``run_name`` names the checkpoint folder; the same name resumes.
-
-    Field help texts become the ``mofi train`` options (``mofi_platform.training.cli``).
-    """
-
-    snapshot: str = _opt("", "I2E snapshot manifest URI (s3://<i2e_bucket>/snapshots/<version>/manifest.json).")
-    run_name: str = _opt("", "Checkpoint folder under checkpoint_dir; rerunning the same name resumes it.")
-    model: str = _opt("mofi-effnet-lite0-minilm", "Registered model config.")
-    recipe: str = _opt("multitask", "supervised | contrastive | multitask.")
-    steps: int = _opt(200, "Optimisation steps in total (including steps done before a resume).")
-    batch_size: int = _opt(32, "Images per rank per step.")
-    lr: float = _opt(3e-4, "Peak AdamW learning rate (linear warmup, cosine decay).")
-    weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases, norms, logit scale).")
-    tower_lr_scale: float = _opt(0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch).")
-    warmup_steps: int = _opt(10, "Linear warmup steps.")
-    image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
-    context_length: int = _opt(0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only).")
-    pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
-    checkpoint_dir: str = _opt("s3://mofi-models/mofi", "Where run folders go: s3://bucket/prefix or a local path.")
-    checkpoint_every: int = _opt(50, "Steps between checkpoints.")
-    keep_checkpoints: int = _opt(2, "Step checkpoints kept per run (older ones are deleted after each save).")
-    publish_uri: str = _opt("", "Also write the final checkpoint here (e.g. the embedder's checkpoint URI).")
-    num_workers: int = _opt(0, "DataLoader worker processes per rank.")
-    shuffle_buffer: int = _opt(256, "Samples in the streaming shuffle buffer.")
-    seed: int = _opt(0, "Seed for initialisation and data order.")
-    cosface_scale: float = _opt(32.0, "CosFace scale s.")
-    cosface_margin: float = _opt(0.2, "CosFace margin m.")
-    max_pixels: int = _opt(40_000_000, "Images with more pixels are skipped.")
-
-    @property
-    def run_dir(self) -> str:
-        return join_uri(self.checkpoint_dir, self.run_name)
-
-    @property
-    def loss(self) -> LossConfig:
-        return LossConfig(self.recipe, self.cosface_scale, self.cosface_margin)
 
 
 @dataclass
@@ -98,6 +53,15 @@ class TrainResult:
     step: int
     resumed_from: int
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process trains: its rank, the number of ranks and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
 
 
 class MofiTrainModule(nn.Module):
@@ -113,17 +77,6 @@ class MofiTrainModule(nn.Module):
         if head is not None:
             out["class_cos"] = head(out["image_features"])
         return out
-
-
-def metrics_uri(run_dir: str) -> str:
-    return join_uri(run_dir, "metrics.jsonl")
-
-
-def read_metrics(store: ObjectStore, run_dir: str) -> list[dict[str, Any]]:
-    uri = metrics_uri(run_dir)
-    if not store.exists(uri):
-        return []
-    return [json.loads(line) for line in store.get_bytes(uri).decode().splitlines() if line.strip()]
 
 
 #: Parameters that are not tower weights: projections, entity head, logit scale (open_clip names).
@@ -161,7 +114,8 @@ def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _build(cfg: TrainConfig, num_classes: int):
+def build_model(cfg: TrainConfig, num_classes: int):
+    """The model and its training transform; a recipe without texts trains only the image path."""
     model, train_transform, _ = create_model_and_transforms(
         cfg.model, pretrained_towers=cfg.pretrained_towers, num_classes=num_classes, image_size=cfg.image_size or None
     )
@@ -173,6 +127,54 @@ def _build(cfg: TrainConfig, num_classes: int):
     return model, train_transform
 
 
+@dataclass
+class Parts:
+    """What :func:`build` makes of a ``TrainConfig``: the model on its device, loss, optimiser, schedule."""
+
+    model: nn.Module
+    transform: Callable[[Any], torch.Tensor]
+    loss_fn: MofiLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+    def stateful(self) -> dict[str, Any]:
+        """Checkpoint key -> the part saved and resumed under it."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+
+
+def build(cfg: TrainConfig, num_classes: int, ranks: Ranks) -> Parts:
+    """Model (seeded), loss and optimiser with its warmup-cosine schedule."""
+    torch.manual_seed(cfg.seed)
+    model, train_transform = build_model(cfg, num_classes)
+    model.to(ranks.device)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.tower_lr_scale), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.steps))
+    loss_fn = MofiLoss(cfg.loss, rank=ranks.rank, world_size=ranks.world)
+    return Parts(model, train_transform, loss_fn, optimizer, scheduler)
+
+
+def build_loader(cfg: TrainConfig, s3: S3Settings, snapshot: Snapshot, parts: Parts, num_classes: int, start: int,
+                 ranks: Ranks) -> DataLoader:
+    """This rank's share of the training stream, reseeded by the step it starts from."""
+    stream = I2EStream(
+        s3,
+        snapshot,
+        parts.transform,
+        StreamConfig(
+            split="train",
+            text_source=cfg.loss.spec.text_source,
+            require_class=cfg.loss.uses_classes,
+            shuffle_buffer=cfg.shuffle_buffer,
+            seed=cfg.seed + start,
+            max_pixels=cfg.max_pixels,
+        ),
+        rank=ranks.rank,
+        world_size=ranks.world,
+    )
+    tokenizer = get_tokenizer(cfg.model, cfg.context_length or None) if cfg.loss.uses_text else None
+    return make_loader(stream, cfg.batch_size, Collate(num_classes, tokenizer), cfg.num_workers)
+
+
 def train(cfg: TrainConfig, s3: S3Settings) -> TrainResult:
     """Run (or resume, or confirm finished) one training run; returns where its checkpoint is."""
     rank, world, local_rank = _dist_env()
@@ -181,7 +183,7 @@ def train(cfg: TrainConfig, s3: S3Settings) -> TrainResult:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        return _train(cfg, s3, rank, world, device)
+        return _train(cfg, s3, Ranks(rank, world, device))
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -198,8 +200,6 @@ def load_snapshot(store: ObjectStore, uri: str) -> Snapshot:
 
 
 def _check(cfg: TrainConfig) -> None:
-    if cfg.recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}; one of {', '.join(RECIPES)}")
     model_spec(cfg.model)  # raises ValueError naming the registered models
     if not cfg.run_name or "/" in cfg.run_name:
         raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
@@ -208,82 +208,50 @@ def _check(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
 
 
-def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torch.device) -> TrainResult:
+def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
     _check(cfg)
     store = ObjectStore(s3)
     snapshot = load_snapshot(store, cfg.snapshot)
-    loss_cfg = cfg.loss
-    num_classes = len(snapshot.classes) if loss_cfg.uses_classes else 0
-    if loss_cfg.uses_classes and num_classes == 0:
-        raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.recipe} needs them")
-    torch.manual_seed(cfg.seed)
-    model, train_transform = _build(cfg, num_classes)
-    model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.tower_lr_scale), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.steps))
-
-    start, metrics = 0, []
-    found = latest_checkpoint(store, cfg.run_dir)
-    if found:
-        ckpt = load_checkpoint(store, found[1])
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start = int(ckpt["step"])
-        metrics = [m for m in read_metrics(store, cfg.run_dir) if m["step"] <= start]
-        if rank == 0:
-            log.info("resuming %s from step %d (%s)", cfg.run_dir, start, found[1])
-    classes = [asdict(c) for c in snapshot.classes]
+    num_classes = len(snapshot.classes) if cfg.loss.uses_classes else 0
+    if cfg.loss.uses_classes and num_classes == 0:
+        raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.loss.recipe} needs them")
+    parts = build(cfg, num_classes, ranks)
+    checkpointer = Checkpointer(store, cfg.run_dir, cfg.keep_checkpoints, ranks.rank, ranks.world)
+    start, found, metrics = checkpointer.resume(parts.stateful())
+    if found and ranks.rank == 0:
+        log.info("resuming %s from step %d (%s)", cfg.run_dir, start, found)
     if start >= cfg.steps:
-        return TrainResult(cfg.run_dir, found[1], start, start, metrics)
+        return TrainResult(cfg.run_dir, found, start, start, metrics)
+    classes = [asdict(c) for c in snapshot.classes]
 
+    def state(step: int) -> dict[str, Any]:
+        return {
+            "model_name": cfg.model,
+            "image_size": cfg.image_size or None,
+            **{key: part.state_dict() for key, part in parts.stateful().items()},
+            "step": step,
+            "classes": classes,
+            "config": cfg.options(),
+            "version": f"{cfg.run_name}-step{step}",
+        }
+
+    loader = build_loader(cfg, s3, snapshot, parts, num_classes, start, ranks)
+    step, uri = _loop(cfg, parts, loader, start, metrics, ranks,
+                      lambda step: checkpointer.save(step, lambda: state(step), metrics))
+    checkpointer.publish(uri, cfg.publish_uri)
+    return TrainResult(cfg.run_dir, uri, step, start, metrics)
+
+
+def _loop(cfg: TrainConfig, parts: Parts, loader: DataLoader, start: int, metrics: list[dict[str, Any]], ranks: Ranks,
+          save: Callable[[int], str]) -> tuple[int, str]:
+    """Steps ``start + 1 .. cfg.steps`` under DDP; appends to ``metrics``; returns (step, last checkpoint URI)."""
+    model, optimizer, scheduler, device, world = parts.model, parts.optimizer, parts.scheduler, ranks.device, ranks.world
     module: nn.Module = MofiTrainModule(model)
     if world > 1:
         module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-    stream = I2EStream(
-        s3,
-        snapshot,
-        train_transform,
-        StreamConfig(
-            split="train",
-            text_source=loss_cfg.spec.text_source,
-            require_class=loss_cfg.uses_classes,
-            shuffle_buffer=cfg.shuffle_buffer,
-            seed=cfg.seed + start,
-            max_pixels=cfg.max_pixels,
-        ),
-        rank=rank,
-        world_size=world,
-    )
-    tokenizer = get_tokenizer(cfg.model, cfg.context_length or None) if loss_cfg.uses_text else None
-    loader = make_loader(stream, cfg.batch_size, Collate(num_classes, tokenizer), cfg.num_workers)
-    loss_fn = MofiLoss(loss_cfg, rank=rank, world_size=world)
-
-    def save(step: int) -> str:
-        uri = step_checkpoint_uri(cfg.run_dir, step)
-        if rank == 0:
-            save_checkpoint(store, uri, {
-                "model_name": cfg.model,
-                "image_size": cfg.image_size or None,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "classes": classes,
-                "config": asdict(cfg),
-                "version": f"{cfg.run_name}-step{step}",
-            })
-            store.put_bytes(metrics_uri(cfg.run_dir), "".join(json.dumps(m) + "\n" for m in metrics).encode())
-            older = step_checkpoints(store, cfg.run_dir)
-            for _, old in older[: max(0, len(older) - max(1, cfg.keep_checkpoints))]:
-                store.delete(old)
-        if world > 1:
-            dist.barrier()
-        return uri
-
     module.train()
     step, uri = start, ""
-    progress = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.run_name}", disable=rank != 0)
+    progress = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.run_name}", disable=ranks.rank != 0)
     tick = time.perf_counter()
     for batch in loader:
         step += 1
@@ -291,7 +259,8 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
         texts = batch["texts"].to(device) if batch["texts"] is not None else None
         targets = batch["targets"].to(device) if batch["targets"] is not None else None
         out = module(images, texts)
-        losses = loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out.get("class_cos"), targets)
+        losses = parts.loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out.get("class_cos"),
+                               targets)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -320,6 +289,4 @@ def _train(cfg: TrainConfig, s3: S3Settings, rank: int, world: int, device: torc
         if step >= cfg.steps:
             break
     progress.close()
-    if rank == 0 and cfg.publish_uri:
-        store.put_bytes(cfg.publish_uri, store.get_bytes(uri))
-    return TrainResult(cfg.run_dir, uri, step, start, metrics)
+    return step, uri

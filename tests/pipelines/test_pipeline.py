@@ -6,6 +6,7 @@ a bad model before indexing."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,12 @@ from mofi.i2e import write_shard
 from mofi.objstore import ObjectStore
 from mofi_platform.pipelines.local import run_local
 from mofi_platform.pipelines.pipeline import PIPELINE_FILE, compile_pipeline
-from mofi_platform.pipelines.steps import TrainJob, plan_training, train_app
+from mofi_platform.pipelines.steps import TrainJob, plan_training, train_app, train_config
 from mofi_platform.services.embedder.vectors import VectorStore
-from tests.training.conftest import make_samples
 from mofi_platform.training.checkpoint import load_checkpoint
+from mofi_platform.training.config import config_argv
+from mofi_platform.training.losses import LossConfig
+from tests.training.conftest import make_samples
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO / "tests" / "fixtures" / "benchmark"
@@ -77,6 +80,15 @@ def test_volcano_job_gets_credentials_from_the_secret_only(settings):
 def test_train_options_are_checked_before_any_job_starts(settings):
     with pytest.raises(TypeError):
         train_app(settings, "s3://b/s/manifest.json", "r", {"no_such_option": 1}, TrainJob())
+
+
+def test_training_job_runs_the_config_the_step_built(settings):
+    options = {"model": "mofi-tiny-vit", "steps": 5, "class_weight": 0.7, "cosface_margin": 0.3}
+    cfg = train_config(settings, "s3://b/s/manifest.json", "r", options)
+    assert cfg.loss == LossConfig(settings.training.recipe, class_weight=0.7, cosface_margin=0.3)
+    assert cfg.checkpoint_dir == settings.training.checkpoint_dir
+    app = train_app(settings, "s3://b/s/manifest.json", "r", options, TrainJob())
+    assert "mofi.cli train " + shlex.join(config_argv(cfg)) in " ".join(app.roles[0].args)
 
 
 def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(settings, store, tmp_path):

@@ -123,3 +123,17 @@ def test_contrastive_loss_gathers_across_two_gloo_ranks(tmp_path):
         mine = slice(r * LOCAL, (r + 1) * LOCAL)
         assert torch.allclose(res["img_grad"], WORLD * img.grad[mine], atol=1e-5)
         assert torch.allclose(res["txt_grad"], WORLD * txt.grad[mine], atol=1e-5)
+
+
+def test_class_weight_overrides_the_recipes_lambda():
+    img, txt = _features(5, 8, seed=4)
+    cos = _cos(5, 3, seed=5)
+    targets = F.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).bool()
+    out = MofiLoss(LossConfig("multitask", class_weight=0.8))(img, txt, torch.tensor(10.0), cos, targets)
+    assert torch.allclose(out["loss"], 0.8 * out["class_loss"] + 0.2 * out["contrastive_loss"], atol=1e-6)
+    assert LossConfig("multitask").lam == 0.5 and LossConfig("multitask", class_weight=1.0).uses_text is False
+    assert LossConfig("contrastive", class_weight=0.5).uses_classes  # multitask on alt-text
+    with pytest.raises(ValueError, match="does not fit recipe supervised"):
+        LossConfig("supervised", class_weight=0.5)  # no texts to weigh against
+    with pytest.raises(ValueError, match="does not fit"):
+        LossConfig("multitask", class_weight=1.5)

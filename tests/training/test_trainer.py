@@ -14,9 +14,11 @@ from torchx.specs import AppState
 
 from mofi.objstore import ObjectStore
 from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint
+from mofi_platform.training.checkpointer import read_metrics
 from mofi_platform.training.components import train as train_component
+from mofi_platform.training.config import TrainConfig, config_argv
 from mofi_platform.training.inference import EmbeddingModel
-from mofi_platform.training.trainer import TrainConfig, read_metrics, train
+from mofi_platform.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +27,7 @@ def _config(settings, uri: str, **kw) -> TrainConfig:
     base = dict(snapshot=uri, run_name="run", model="mofi-tiny-vit", recipe="multitask", steps=30, batch_size=8,
                 lr=2e-3, tower_lr_scale=1.0, warmup_steps=2, pretrained_towers=False, checkpoint_every=10, shuffle_buffer=16,
                 checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi")
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_options({**base, **kw})
 
 
 def test_single_process_training_learns_checkpoints_and_resumes(i2e_snapshot):
@@ -68,11 +70,7 @@ def test_torchx_two_process_ddp_run_is_killed_resumes_and_finishes(i2e_snapshot,
     settings, uri = i2e_snapshot
     store = ObjectStore(settings.s3)
     cfg = _config(settings, uri, steps=60, checkpoint_every=20, batch_size=4)
-    args = []
-    for f in ("snapshot", "run_name", "model", "recipe", "steps", "batch_size", "lr", "warmup_steps",
-              "checkpoint_every", "shuffle_buffer", "checkpoint_dir"):
-        args += ["--" + f.replace("_", "-"), str(getattr(cfg, f))]
-    args.append("--no-pretrained-towers")
+    args = config_argv(cfg)
     env = {**settings.to_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     app = train_component(*args, j="1x2", env=env)
@@ -119,9 +117,10 @@ def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
 
 
 def test_supervised_recipe_trains_only_the_image_path():
-    from mofi_platform.training.trainer import _build
+    from mofi_platform.training.trainer import build_model
 
     for name in ("mofi-tiny-vit", "mofi-effnet-lite0-minilm"):
-        model, _ = _build(TrainConfig(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False), 3)
+        cfg = TrainConfig.from_options(dict(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False))
+        model, _ = build_model(cfg, 3)
         trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"visual", "entity_head"}, (name, trainable)
