@@ -383,7 +383,7 @@ class Demo:
             path = build_report(self.dir / "report", settings=self.settings, summary=summary,
                                 eval_results=pipe.get("evaluation"),
                                 run_metrics={pipe["model"]["run_name"]: read_metrics(self.store(), run_dir)},
-                                results_md=_repo_file("RESULTS.md"), searches=searches)
+                                ablation_results=_repo_file("benchmarks/ablation/results.json"), searches=searches)
             self.echo(f"    {path}")
             return path
 
