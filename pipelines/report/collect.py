@@ -281,6 +281,9 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
     return st
 
 
+# ----------------------------------------------------------------------------- what the sections show
+
+
 def as_hit(h: Any) -> SearchHit:
     """A :class:`SearchHit` from itself, a dict of its fields or a ``mofi.v1.SearchHit`` message."""
     if isinstance(h, SearchHit):
