@@ -7,8 +7,10 @@ one I2E snapshot, all evaluated on one GPR1200-layout benchmark.
         --steps 150 --batch-size 32 --image-size 128 --out reports/ablation
 
 Settings (S3 endpoint, credentials) come from MOFI_* variables / MOFI_CONFIG as everywhere else.
-Writes ``<out>/results.json``, ``<out>/results.md`` (the RESULTS.md table) and ``<out>/curves.png``.
-Each row is also reproducible alone with ``mofi train`` + ``mofi eval`` (printed per row).
+Writes ``<out>/results.json`` (the rows, each with its command), ``<out>/results.md`` (the same rows as
+the RESULTS.md table) and ``<out>/curves.png``. The rows in RESULTS.md are committed as
+``benchmarks/ablation/results.json``, which the demo report shows. Each row is also reproducible alone
+with ``mofi train`` + ``mofi eval`` (printed per row).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ RECIPES = ("contrastive", "supervised", "multitask")
 
 
 def _row(name: str, res: dict, seconds: float, command: str) -> dict:
-    return {"row": name, "map": res["map"], "map_per_domain": res["map_per_domain"], "zero_shot_top1": res["zero_shot_top1"],
-            "linear_probe_top1": res["linear_probe_top1"], "train_seconds": round(seconds, 1), "command": command}
+    return {"row": name, "map": res["map"], "map_per_domain": res["map_per_domain"],
+            "zero_shot_top1": res["zero_shot_top1"], "linear_probe_top1": res["linear_probe_top1"],
+            "train_seconds": round(seconds, 1), "command": command}
 
 
 def main() -> None:
     from mofi.settings import load_settings
+    from mofi_platform.pipelines.report.ablation import markdown_table
     from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
     from mofi_platform.training.curves import plot_training_curves
     from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
@@ -60,16 +64,18 @@ def main() -> None:
     bench = load_benchmark(args.benchmark)
     rows, curves = [], {}
     common = (f"--snapshot {args.snapshot} --model {args.model} --steps {args.steps} --batch-size {args.batch_size} "
-              f"--image-size {args.image_size} --context-length {args.context_length} --lr {args.lr} --tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
+              f"--image-size {args.image_size} --context-length {args.context_length} --lr {args.lr} "
+              f"--tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
 
     res = evaluate_embeddings(bench, embed_benchmark(bench, imagenet_effnet_lite0_embedder(args.image_size or 224)))
     rows.append(_row("frozen ImageNet EfficientNet-Lite0 (no training)", res, 0.0,
                      f"mofi eval --benchmark {args.benchmark} --baseline imagenet-effnet-lite0"))
     for recipe in args.recipes.split(","):
-        cfg = TrainConfig.from_options(dict(snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
-                          image_size=args.image_size, context_length=args.context_length, seed=args.seed,
-                          checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels))
+        cfg = TrainConfig.from_options(dict(
+            snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
+            image_size=args.image_size, context_length=args.context_length, seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels))
         start = time.perf_counter()
         result = train(cfg, settings.s3)
         seconds = time.perf_counter() - start
@@ -86,17 +92,11 @@ def main() -> None:
                "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size,
                           "context_length": args.context_length, "lr": args.lr,
                           "tower_lr_scale": args.tower_lr_scale, "seed": args.seed, "model": args.model},
-               "rows": rows}
+               "rows": rows, "note": "(train s: wall-clock seconds of training; the rows ran one after another.)"}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    domains = sorted(rows[0]["map_per_domain"])
-    lines = ["| row | mAP | " + " | ".join(f"mAP {d}" for d in domains) + " | zero-shot top-1 | linear probe top-1 | train s |",
-             "|---|---|" + "---|" * len(domains) + "---|---|---|"]
-    for r in rows:
-        zs = "n/a" if r["zero_shot_top1"] is None else f"{r['zero_shot_top1']:.3f}"
-        lines.append(f"| {r['row']} | {r['map']:.4f} | " + " | ".join(f"{r['map_per_domain'][d]:.4f}" for d in domains)
-                     + f" | {zs} | {r['linear_probe_top1']:.3f} | {r['train_seconds']} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = markdown_table(rows)
+    (out / "results.md").write_text(table)
+    print(table, end="")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -20,6 +20,7 @@ __all__ = [
     "bootstrap_servers",
     "make_producer",
     "make_consumer",
+    "make_reader",
     "ensure_topics",
     "send_dead_letter",
     "all_topics",
@@ -63,6 +64,18 @@ def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **k
     opts.update(kw)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
     consumer.subscribe(list(topics))
+    return consumer
+
+
+def make_reader(kcfg: KafkaSettings, topic: str, **kw) -> KafkaConsumer:
+    """A consumer in no group, assigned every partition of ``topic`` from the start: it reads and commits nothing.
+
+    For looking at what a topic holds (counting dead letters, say) without moving any stage's offsets.
+    """
+    opts = dict(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    opts.update(kw)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
+    consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())])
     return consumer
 
 

@@ -1,6 +1,7 @@
 """`mofi demo --quick` as a user runs it, against the real local stack: every step end to end, then a
 second run that resumes from the recorded state instead of starting over, then a --fresh run that
-rebuilds the I2E dataset and retrains under new names."""
+rebuilds the I2E dataset and retrains under new names; and the step runner, the quick plan's settings and the
+topic reader it counts dead letters with, on their own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,62 @@ import json
 import os
 import subprocess
 import sys
+import time
+
+import click
 
 from mofi.i2e import list_shards, read_manifest
+from mofi.kafka import all_topics, ensure_topics, make_producer, make_reader
 from mofi.objstore import ObjectStore
+from mofi_platform.pipelines.demo import PLANS
+from mofi_platform.pipelines.demo.plans import demo_settings
+from mofi_platform.pipelines.demo.runner import StepRunner
+
+
+def test_step_runner_reuses_valid_results_and_forgets_on_request(tmp_path):
+    said: list[str] = []
+    runner = StepRunner(tmp_path / "demo", echo=said.append)
+    builds = []
+    with runner.step("data", "Data"):
+        assert runner.cached("data", lambda r: True, lambda: builds.append(1) or {"pairs": 3}) == {"pairs": 3}
+    assert builds == [1] and "[1] Data" in click.unstyle(said[0]) and said[-1].startswith("    done in")
+
+    again = StepRunner(tmp_path / "demo", echo=said.append)  # a rerun reads the state file
+    with again.step("data", "Data"):
+        assert again.cached("data", lambda r: r["pairs"] == 3, lambda: builds.append(2) or {}) == {"pairs": 3}
+    assert builds == [1] and "reusing the result of an earlier run" in said[-2]
+    assert again.cached("data", lambda r: False, lambda: {"pairs": 4}) == {"pairs": 4}  # outputs gone: rebuilt
+    assert json.loads((tmp_path / "demo" / "state.json").read_text())["data"] == {"pairs": 4}
+
+    again.record("clip", {"threshold": 0.2})
+    again.forget(keep=("clip",))
+    state = json.loads((tmp_path / "demo" / "state.json").read_text())
+    assert state == {"clip": {"threshold": 0.2}, "generation": 1} and again.generation == 1
+
+
+def test_quick_plan_has_its_own_topics_and_buckets(settings):
+    quick = demo_settings(settings, PLANS["quick"])
+    assert all_topics(quick.kafka) == [f"{t}.quick" for t in all_topics(settings.kafka)]
+    assert quick.s3.i2e_bucket == f"{settings.s3.i2e_bucket}-quick"
+    assert all_topics(demo_settings(settings, PLANS["full"]).kafka) == all_topics(settings.kafka)
+
+
+def test_reader_counts_a_topic_from_the_start_without_a_group(settings):
+    k = settings.kafka
+    ensure_topics(k, all_topics(k))
+    producer = make_producer(k)
+    for i in range(3):
+        producer.send(k.dead_letter_topic, key=str(i).encode(), value=b"x")
+    producer.flush()
+    producer.close()
+    reader = make_reader(k, k.dead_letter_topic)
+    try:
+        seen, deadline = 0, time.monotonic() + 30
+        while seen < 3 and time.monotonic() < deadline:
+            seen += sum(len(r) for r in reader.poll(timeout_ms=500).values())
+        assert seen == 3 and reader.config["group_id"] is None
+    finally:
+        reader.close()
 
 
 def _demo(settings, state_dir, *extra):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +14,8 @@ from PIL import Image
 from mofi.i2e import I2ESample, write_shard
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2
-from mofi_platform.pipelines.report import SearchExample, SearchHit, build_report, parse_markdown_table
+from mofi_platform.pipelines.report import SearchExample, SearchHit, build_report
+from mofi_platform.pipelines.report.ablation import load_ablation, markdown_table
 from mofi_platform.services.scorer.drops import record_no_entity
 
 MALICIOUS = "<script>alert(1)</script> a red apple & a \"pear\""
@@ -55,29 +57,15 @@ SHARD_SAMPLES = [
     ],
 ]
 
-RESULTS_MD = """# Results
-
-Some prose with a | pipe.
-
-```
-| not | a table |
-|---|---|
-```
-
-## Results
-
-| row | mAP | mAP culture | zero-shot top-1 |
-|---|---|---|---|
-| frozen `ImageNet` | 0.5455 | 0.5264 | n/a |
-| multitask <b>x</b> | 0.5235 | 0.4990 | 0.327 |
-| contrastive | 0.5415 | 0.5097 | 0.317 |
-
-(train s: wall-clock seconds.)
-
-| second | table |
-|---|---|
-| never | shown |
-"""
+ABLATION = {  # a benchmarks/train_ablation.py results.json
+    "snapshot": "s3://ablation-i2e/snapshots/tuxpaint/manifest.json",
+    "rows": [
+        {"row": "frozen ImageNet", "map": 0.5455, "map_per_domain": {"culture": 0.5264}, "zero_shot_top1": None},
+        {"row": "multitask <b>x</b>", "map": 0.5235, "map_per_domain": {"culture": 0.4990}, "zero_shot_top1": 0.327},
+        {"row": "contrastive", "map": 0.5415, "map_per_domain": {"culture": 0.5097}, "zero_shot_top1": 0.317},
+    ],
+    "note": "(train s: wall-clock seconds.)",
+}
 
 EVAL = {
     "model": "mofi-tiny-vit", "version": "demo-run@step-60", "benchmark": "/tmp/bench",
@@ -123,8 +111,8 @@ def _write_dataset(settings, store: ObjectStore) -> None:
 def test_report_from_real_shards(settings, tmp_path):
     store = ObjectStore(settings.s3)
     _write_dataset(settings, store)
-    results_md = tmp_path / "RESULTS.md"
-    results_md.write_text(RESULTS_MD)
+    ablation = tmp_path / "results.json"
+    ablation.write_text(json.dumps(ABLATION))
     metrics = [{"step": s, "loss": 5.0 / s, "class_loss": 4.0 / s, "contrastive_loss": 1.0 / s} for s in range(1, 21)]
     searches = [
         SearchExample(query_text="a red apple", hits=[
@@ -141,7 +129,7 @@ def test_report_from_real_shards(settings, tmp_path):
                "mAP": 0.41, "wall time": "17 min"}
 
     path = build_report(tmp_path / "report", settings=settings, summary=summary, eval_results=EVAL,
-                        run_metrics={"demo-multitask": metrics}, results_md=results_md, searches=searches,
+                        run_metrics={"demo-multitask": metrics}, ablation_results=ablation, searches=searches,
                         max_examples=12)
 
     assert path == tmp_path / "report" / "index.html"
@@ -198,7 +186,7 @@ def test_report_from_real_shards(settings, tmp_path):
     assert {"map", "map_culture", "map_nature", "zero_shot_top1", "linear_probe_top1"} <= set(metric)
     assert "0.4123" in text and "0.4567" in text and "demo-run@step-60" in text
     assert "frozen ImageNet" in text and "0.4990" in text and "train s: wall-clock seconds." in text
-    assert "never" not in text and "not a table" not in text  # only the first table outside code fences
+    assert "never" not in text and "not a table" not in text  # only the rows of results.json
     assert "&lt;b&gt;x&lt;/b&gt;" in raw
     assert path.stat().st_size < 2_000_000
     best = [a for t, a in doc.tags if t == "td" and "best" in a.get("class", "")]
@@ -208,13 +196,13 @@ def test_report_from_real_shards(settings, tmp_path):
 
 def test_report_with_missing_inputs(settings, tmp_path):
     path = build_report(tmp_path / "r", settings=settings, summary={}, eval_results=None, run_metrics={},
-                        results_md=tmp_path / "missing" / "RESULTS.md", searches=[])
+                        ablation_results=tmp_path / "missing" / "results.json", searches=[])
     _, doc = _parse(path)
     text = " ".join(" ".join(doc.text).split())
     for section in ("summary", "i2e", "examples", "training", "ablation", "search"):
         assert any(t == "section" and a.get("id") == section for t, a in doc.tags)
     assert "Not available: no evaluation results" in text
-    assert f"Not available: {tmp_path / 'missing' / 'RESULTS.md'} does not exist" in text
+    assert f"Not available: {tmp_path / 'missing' / 'results.json'} does not exist" in text
     assert "Not available: no training metrics" in text
     assert "Not available: no searches were run" in text
     assert f"no I2E shards under s3://{settings.s3.i2e_bucket}/" in text
@@ -242,13 +230,27 @@ def test_old_shards_without_dropped_lists_and_a_damaged_shard(settings, tmp_path
     assert "could not be built" not in text
 
 
-def test_parse_markdown_table():
-    heading, header, rows, note = parse_markdown_table(RESULTS_MD)
-    assert heading == "Results"
-    assert header == ["row", "mAP", "mAP culture", "zero-shot top-1"]
-    assert rows[0] == ["frozen `ImageNet`", "0.5455", "0.5264", "n/a"]
-    assert note == "(train s: wall-clock seconds.)"
-    assert parse_markdown_table("no tables\n") is None
+def test_ablation_table(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(ABLATION))
+    table = load_ablation(path)
+    assert [c.title for c in table.columns] == ["row", "mAP", "mAP culture", "zero-shot top-1"]
+    assert [c.cell(table.rows[0]) for c in table.columns] == ["frozen ImageNet", "0.5455", "0.5264", "n/a"]
+    assert table.note == "(train s: wall-clock seconds.)"
+    assert markdown_table(table.rows).splitlines()[:3] == [
+        "| row | mAP | mAP culture | zero-shot top-1 |", "|---|---|---|---|",
+        "| frozen ImageNet | 0.5455 | 0.5264 | n/a |"]
+    path.write_text(json.dumps({"rows": []}))
+    assert load_ablation(path).rows == []
+
+
+def test_committed_ablation_results_are_the_rows_of_results_md():
+    """benchmarks/ablation/results.json, written as Markdown, is the table in RESULTS.md."""
+    root = Path(__file__).resolve().parents[2]
+    table = load_ablation(root / "benchmarks" / "ablation" / "results.json")
+    assert len(table.rows) == 4
+    assert markdown_table(table.rows) in (root / "RESULTS.md").read_text()
+    assert table.note and table.note in " ".join((root / "RESULTS.md").read_text().split())
 
 
 @pytest.mark.parametrize("hit", [{"pair_id": "x", "score": 1}, SearchHit("x", 1.0)])

@@ -1,0 +1,39 @@
+"""The `mofi demo` command: pick a plan and a state folder, run the steps, stop the stack unless kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mofi.settings import Settings
+from mofi_platform.pipelines.demo.plans import PLANS
+from mofi_platform.pipelines.demo.steps import Demo
+
+__all__ = ["demo"]
+
+
+@click.command("demo")
+@click.option("--quick", is_flag=True, help="The committed fixture and a tiny model: the whole flow in minutes.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the run keeps its state, logs and report [default: <stack.data_dir>/../demo-<mode>].")
+@click.option("--fresh", is_flag=True,
+              help="Redo the I2E dataset and everything after it (data and scorer stay cached).")
+@click.option("--keep-stack", is_flag=True, help="Leave the local stack running afterwards (for mofi search etc.).")
+@click.pass_obj
+def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, keep_stack: bool) -> None:
+    """Run the main job end to end on this machine and write an HTML report (rerunning resumes)."""
+    plan = PLANS["quick" if quick else "full"]
+    root = Path(state_dir) if state_dir else Path(settings.stack.data_dir).parent / f"demo-{plan.name}"
+    run = Demo(settings, plan, root)
+    if fresh:
+        run.runner.forget(keep=("data", "clip"))
+    try:
+        run.run(fresh=fresh)
+    finally:
+        if not keep_stack:
+            from mofi.stack import Stack
+
+            Stack(run.settings).down()
+            click.echo("local stack stopped (its data stays in "
+                       f"{run.settings.stack.data_dir}; `mofi stack up` brings it back)")

@@ -1,0 +1,66 @@
+"""How big a demo run is, and the settings that keep a quick run apart from a full one.
+
+Why apart from the steps: a plan is data (model, budget, data source) that the steps read; the
+quick plan's own buckets, topics, collection and knowledge base are derived here in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mofi.kafka import all_topics
+from mofi.settings import Settings
+
+__all__ = ["DemoPlan", "PLANS", "demo_settings"]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How big the run is: ``full`` on the built corpus, ``quick`` on the committed fixture."""
+
+    name: str
+    fixture: bool
+    min_count: int
+    bootstrap_args: tuple[str, ...]
+    pipeline: dict[str, Any] = field(default_factory=dict)
+
+
+PLANS = {
+    "full": DemoPlan(
+        "full", fixture=False, min_count=3, bootstrap_args=("--epochs", "60", "--max-pairs", "2000"), pipeline={
+            "model_config": "mofi-effnet-lite0-minilm", "recipe": "multitask", "steps": 60, "batch_size": 16,
+            "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 20}),
+            "min_map": 0.0, "index_batch_size": 64}),
+    "quick": DemoPlan(
+        "quick", fixture=True, min_count=1, bootstrap_args=("--epochs", "20"), pipeline={
+            "model_config": "mofi-tiny-vit", "recipe": "multitask", "steps": 12, "batch_size": 8,
+            "train_options": json.dumps({"pretrained_towers": False, "lr": 2e-3, "tower_lr_scale": 1.0,
+                                         "warmup_steps": 2, "checkpoint_every": 6, "shuffle_buffer": 16}),
+            "min_map": 0.0, "index_batch_size": 32}),
+}
+
+
+def demo_settings(settings: Settings, plan: DemoPlan) -> Settings:
+    """The quick run gets its own buckets, topics, collection and data so it never mixes with the full one."""
+    s = copy.deepcopy(settings)
+    if plan.fixture:
+        models = f"s3://{s.s3.models_bucket}/"
+        for name in ("corpus_bucket", "i2e_bucket", "models_bucket"):
+            setattr(s.s3, name, f"{getattr(s.s3, name)}-quick")
+        s.scorer.checkpoint = s.scorer.checkpoint.replace(models, f"s3://{s.s3.models_bucket}/")
+        s.embedder.checkpoint = s.embedder.checkpoint.replace(models, f"s3://{s.s3.models_bucket}/")
+        s.training.checkpoint_dir = s.training.checkpoint_dir.replace(models, f"s3://{s.s3.models_bucket}/")
+        topics = set(all_topics(s.kafka))
+        for f in dataclasses.fields(s.kafka):  # every topic field, whatever it is named
+            if getattr(s.kafka, f.name) in topics:
+                setattr(s.kafka, f.name, f"{getattr(s.kafka, f.name)}.quick")
+        s.kafka.group_prefix = f"{s.kafka.group_prefix}-quick"
+        s.milvus.collection = f"{s.milvus.collection}_quick"
+        from mofi.data.fixtures import fixture_kb_path
+
+        s.ner.kb_path = str(fixture_kb_path())
+    return s
