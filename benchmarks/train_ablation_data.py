@@ -37,7 +37,8 @@ from pathlib import Path
 from PIL import Image
 
 from mofi.i2e import I2ESample, create_snapshot, write_shard
-from mofi.objstore import ObjectStore
+from mofi.i2e.layout import SNAPSHOTS_PREFIX
+from mofi.objstore import ObjectStore, join_uri
 from mofi.settings import load_settings
 
 PACKAGE = "tuxpaint-stamps-default"
@@ -117,11 +118,12 @@ def main() -> None:
     (bench / "domains.json").write_text(json.dumps(domains, indent=1))
     (bench / "classes.json").write_text(json.dumps(classes, indent=1))
 
-    store = ObjectStore(load_settings().s3)
-    prefix = args.i2e.rstrip("/") + "/shards"
+    settings = load_settings()
+    store = ObjectStore(settings.s3)
+    prefix = join_uri(args.i2e, settings.writer.prefix)
     for start in range(0, len(samples), SHARD_SIZE):
         write_shard(store, f"{prefix}/tuxpaint-{start // SHARD_SIZE:04d}.tar", samples[start:start + SHARD_SIZE])
-    snap_uri = args.i2e.rstrip("/") + "/snapshots/tuxpaint/manifest.json"
+    snap_uri = join_uri(args.i2e, SNAPSHOTS_PREFIX, "tuxpaint", "manifest.json")
     snap = create_snapshot(store, prefix + "/", snap_uri, min_count=2, val_percent=0)
     print(json.dumps({"snapshot": snap_uri, "train_images": snap.num_samples, "classes": len(snap.classes),
                       "benchmark": str(bench), "benchmark_images": len(list(bench.glob("*.png"))),

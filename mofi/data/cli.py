@@ -142,7 +142,7 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
     """Stream corpus pairs into settings.kafka.pairs_topic (schema mofi.pair.v1), keyed by pair id."""
     from kafka.errors import KafkaError
 
-    from mofi.data.corpus import iter_corpus
+    from mofi.data.corpus import default_shards_prefix, iter_corpus
     from mofi.data.produce import produce_pairs
     from mofi.kafka import ensure_topics, make_producer
 
@@ -152,7 +152,7 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
 
         samples = iter(load_fixture_pairs())
     else:
-        samples = iter_corpus(store, corpus_uri or f"s3://{settings.s3.corpus_bucket}/shards/")
+        samples = iter_corpus(store, corpus_uri or default_shards_prefix(settings.s3))
     try:
         ensure_topics(settings.kafka, [settings.kafka.pairs_topic])
         producer = make_producer(settings.kafka)

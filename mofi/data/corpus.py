@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from mofi.objstore import ObjectStore, join_uri
 from mofi.tarshard import pack, unpack
@@ -39,6 +39,11 @@ class CorpusSample:
 def shards_prefix(corpus_uri: str) -> str:
     """Where the corpus under ``corpus_uri`` (``s3://<s3.corpus_bucket>`` by default) keeps its shards."""
     return join_uri(corpus_uri, SHARD_DIR) + "/"
+
+
+def default_shards_prefix(s3: Any) -> str:
+    """The shards of the corpus in the configured corpus bucket (``s3`` is the ``s3`` settings section)."""
+    return shards_prefix(f"s3://{s3.corpus_bucket}")
 
 
 class ShardWriter:

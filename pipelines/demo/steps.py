@@ -71,7 +71,7 @@ class Demo:
         self.echo(f"    --fresh: removed {len(uris)} objects under s3://{name}/")
 
     def data(self) -> dict:
-        from mofi.data.corpus import list_corpus_shards
+        from mofi.data.corpus import default_shards_prefix, list_corpus_shards
 
         with self.runner.step("data", "Data: corpus shards, knowledge base, retrieval benchmark"):
             if self.plan.fixture:
@@ -79,7 +79,7 @@ class Demo:
 
                 return self.runner.record("data", {"pairs": len(load_fixture_pairs()), "kb": str(fixture_kb_path()),
                                                    "benchmark": str(fixture_benchmark_dir()), "source": "test fixture"})
-            corpus = f"s3://{self.settings.s3.corpus_bucket}/shards/"
+            corpus = default_shards_prefix(self.settings.s3)
             return self.runner.cached(
                 "data", lambda r: bool(list_corpus_shards(self.store(), corpus)) and Path(r["kb"]).exists()
                 and Path(r["benchmark"]).is_dir(), self._build_data)
@@ -150,9 +150,9 @@ class Demo:
 
             samples = iter(load_fixture_pairs())
         else:
-            from mofi.data.corpus import iter_corpus
+            from mofi.data.corpus import default_shards_prefix, iter_corpus
 
-            samples = iter_corpus(self.store(), f"s3://{self.settings.s3.corpus_bucket}/shards/")
+            samples = iter_corpus(self.store(), default_shards_prefix(self.settings.s3))
         producer = make_producer(self.settings.kafka)
         try:
             stats = produce_pairs(samples, producer, self.settings.kafka, self.settings.s3, self.store(),

@@ -19,7 +19,6 @@ Images are downscaled thumbnails (JPEG, at most :data:`THUMB_PX` pixels a side) 
 from __future__ import annotations
 
 import base64
-import io
 import itertools
 import logging
 from collections import Counter
@@ -30,9 +29,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mofi.i2e import I2ESample, iter_shard, list_shards, read_manifest
+from mofi.i2e import I2ESample, iter_shard, list_shards, read_manifest, shards_prefix
+from mofi.i2e.layout import no_entity_prefix
+from mofi.images import WHITE, ImageRejected, decode_rgb, thumbnail_jpeg
 from mofi.objstore import ObjectStore
-from mofi_platform.services.scorer.drops import count_no_entity, iter_no_entity, no_entity_prefix
+from mofi_platform.services.scorer.drops import count_no_entity, iter_no_entity
 
 __all__ = [
     "SearchHit",
@@ -161,28 +162,14 @@ class I2EStats:
 # ----------------------------------------------------------------------------------------- collection
 
 
-def thumbnail_data_uri(data: bytes, size: int = THUMB_PX) -> str | None:
+def thumbnail_data_uri(data: bytes, size: int = THUMB_PX, max_pixels: int = 40_000_000) -> str | None:
     """A ``data:image/jpeg`` URI of the image scaled to fit ``size`` px; None if it does not decode."""
-    from PIL import Image, ImageOps
-
     try:
-        with Image.open(io.BytesIO(data)) as raw:
-            raw.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale
-            im = ImageOps.exif_transpose(raw)
-            if im.mode in ("RGBA", "LA", "P", "PA"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGB", im.size, (255, 255, 255))
-                bg.paste(im, mask=im.getchannel("A"))
-                im = bg
-            else:
-                im = im.convert("RGB")
-            im.thumbnail((size, size), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=82, optimize=True)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        image = decode_rgb(data, max_pixels=max_pixels, draft=size * 2, background=WHITE, upright=True)
+    except ImageRejected as e:
         log.warning("report: undecodable image (%s)", e)
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(thumbnail_jpeg(image, size, quality=82)).decode("ascii")
 
 
 def _pick_examples(candidates: list[I2ESample], n: int) -> list[I2ESample]:
@@ -204,7 +191,7 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
     read for per-sample statistics, ``example_shards`` of them spread over the list also for examples, and any
     other shard only when it holds one of ``hit_pair_ids`` (its thumbnail).
     """
-    prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
+    prefix = shards_prefix(settings).rstrip("/")
     st = I2EStats(prefix=prefix, no_entity_prefix=no_entity_prefix(settings.s3.i2e_bucket))
     wanted = set(hit_pair_ids)
     shards = list_shards(store, prefix)

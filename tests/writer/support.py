@@ -65,7 +65,7 @@ def bad_candidate_records() -> dict[bytes, bytes]:
 def stage_process(settings: Settings, name: str, log: Path) -> subprocess.Popen:
     """``services.<name>.app:stage_main`` in its own process, configured through MOFI_* variables."""
     env = {**os.environ, **settings.to_env(), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    code = (f"from mofi.settings import load_settings; from services.{name}.app import stage_main; "
+    code = (f"from mofi.settings import load_settings; from mofi_platform.services.{name}.app import stage_main; "
             "stage_main(load_settings())")
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT, start_new_session=True)
