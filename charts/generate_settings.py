@@ -111,7 +111,8 @@ def chart_settings() -> list[ChartSection]:
             rule = derivation(f)
             if rule is not None and rule[0] in EXCLUDED_SECTIONS:
                 if key not in CLUSTER_DEFAULTS:
-                    raise ValueError(f"{sec.name}.{f.name} follows the local {rule[0]} section: give it a cluster default")
+                    raise ValueError(f"{sec.name}.{f.name} follows the local {rule[0]} section: "
+                                     "give it a cluster default")
                 schema["minLength"] = 1
             default = CLUSTER_DEFAULTS.get(key, getattr(obj, f.name))
             if type(default) is not typ and not (typ is float and type(default) is int):
