@@ -21,7 +21,7 @@ from mofi.data.produce import produce_pairs
 from mofi.kafka import ensure_topics, make_producer
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
-from mofi.stack import Stack, free_port
+from mofi.stack import Stack, free_stack_ports
 
 
 def main() -> None:
@@ -30,12 +30,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=2000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        s = Settings()
-        s.stack.data_dir = str(Path(root) / "stack")
-        s.stack.kafka_port, s.stack.s3_port = free_port(), free_port()
-        s.stack.s3_internal_port_base = free_port(span=len(Stack.S3_PORT_OFFSETS))
-        s.kafka.bootstrap_servers = f"127.0.0.1:{s.stack.kafka_port}"
-        s.s3.endpoint = f"127.0.0.1:{s.stack.s3_port}"
+        s = Settings.for_local_stack(Path(root) / "stack", **free_stack_ports())
         stack = Stack(s)
         stack.up()
         try:

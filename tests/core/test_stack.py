@@ -62,3 +62,10 @@ def test_port_taken_is_reported(tmp_path):
 def test_missing_binary_is_reported():
     with pytest.raises(StackError, match="not found"):
         find_binary("no-such-server")
+
+
+def test_stack_settings_reach_the_stack_by_derived_endpoints(tmp_path):
+    settings = stack_settings(tmp_path)
+    assert settings.kafka.bootstrap_servers == settings.stack.kafka_address == f"127.0.0.1:{settings.stack.kafka_port}"
+    assert settings.s3.endpoint == settings.stack.s3_address == f"127.0.0.1:{settings.stack.s3_port}"
+    assert Stack(settings).root == tmp_path.resolve()

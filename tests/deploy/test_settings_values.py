@@ -7,7 +7,7 @@ import dataclasses
 import helm_python
 import pytest
 
-from mofi.settings import Settings, WriterSettings, env_name, iter_fields, load_settings
+from mofi.settings import Settings, WriterSettings, constraints, env_name, iter_fields, load_settings
 
 from .rendering import by_kind, load_generator, load_values, render
 
@@ -112,3 +112,36 @@ def test_generator_notices_a_new_setting(monkeypatch):
     assert set(GEN.check()) == {GEN.VALUES, GEN.SCHEMA}
     writer = {s.name: s for s in GEN.chart_settings()}["writer"]
     assert "compression" in {f.name for f in writer.fields}
+
+
+@pytest.mark.parametrize("bad", [
+    {"settings": {"kafka": {"bootstrap_servers": ""}}},  # no local stack in a cluster: endpoints are explicit
+    {"settings": {"s3": {"endpoint": ""}}},
+    {"settings": {"kafka": {"partitions": 0}}},
+    {"settings": {"milvus": {"index_type": "IVF"}}},
+    {"settings": {"training": {"recipe": "selfsupervised"}}},
+    {"settings": {"ner": {"port": 70000}}},
+    {"settings": {"scorer": {"threshold": 1.5}}},
+])
+def test_schema_enforces_the_settings_constraints(chart, bad):
+    with pytest.raises(helm_python.HelmError):
+        chart.render(values=bad, name="mofi", namespace="mofi")
+
+
+def test_schema_constraints_come_from_the_settings_fields(chart):
+    schema = chart.schema["properties"]["settings"]["properties"]
+    for section in dataclasses.fields(Settings):
+        if section.name in GEN.EXCLUDED_SECTIONS:
+            continue
+        for f in dataclasses.fields(getattr(Settings(), section.name)):
+            if (section.name, f.name) in GEN.SECRET_FIELDS:
+                continue
+            prop = schema[section.name]["properties"][f.name]
+            assert {k: prop[k] for k in constraints(f)} == constraints(f), f"{section.name}.{f.name}"
+    assert schema["milvus"]["properties"]["index_type"]["enum"][0] == "FLAT"
+
+
+def test_generator_refuses_a_stack_derived_setting_without_a_cluster_default(monkeypatch):
+    monkeypatch.delitem(GEN.CLUSTER_DEFAULTS, ("s3", "endpoint"))
+    with pytest.raises(ValueError, match="s3.endpoint"):
+        GEN.chart_settings()
