@@ -7,12 +7,10 @@ quick plan's own buckets, topics, collection and knowledge base are derived here
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mofi.kafka import all_topics
 from mofi.settings import Settings
 
 __all__ = ["DemoPlan", "PLANS", "demo_settings"]
@@ -46,21 +44,10 @@ PLANS = {
 
 def demo_settings(settings: Settings, plan: DemoPlan) -> Settings:
     """The quick run gets its own buckets, topics, collection and data so it never mixes with the full one."""
-    s = copy.deepcopy(settings)
-    if plan.fixture:
-        models = f"s3://{s.s3.models_bucket}/"
-        for name in ("corpus_bucket", "i2e_bucket", "models_bucket"):
-            setattr(s.s3, name, f"{getattr(s.s3, name)}-quick")
-        s.scorer.checkpoint = s.scorer.checkpoint.replace(models, f"s3://{s.s3.models_bucket}/")
-        s.embedder.checkpoint = s.embedder.checkpoint.replace(models, f"s3://{s.s3.models_bucket}/")
-        s.training.checkpoint_dir = s.training.checkpoint_dir.replace(models, f"s3://{s.s3.models_bucket}/")
-        topics = set(all_topics(s.kafka))
-        for f in dataclasses.fields(s.kafka):  # every topic field, whatever it is named
-            if getattr(s.kafka, f.name) in topics:
-                setattr(s.kafka, f.name, f"{getattr(s.kafka, f.name)}.quick")
-        s.kafka.group_prefix = f"{s.kafka.group_prefix}-quick"
-        s.milvus.collection = f"{s.milvus.collection}_quick"
-        from mofi.data.fixtures import fixture_kb_path
+    if not plan.fixture:
+        return copy.deepcopy(settings)
+    from mofi.data.fixtures import fixture_kb_path
 
-        s.ner.kb_path = str(fixture_kb_path())
+    s = settings.namespaced("quick")
+    s.ner.kb_path = str(fixture_kb_path())
     return s

@@ -33,6 +33,7 @@ from mofi.i2e import I2ESample, iter_shard, list_shards, read_manifest, shards_p
 from mofi.i2e.layout import no_entity_prefix
 from mofi.images import WHITE, ImageRejected, decode_rgb, thumbnail_jpeg
 from mofi.objstore import ObjectStore
+from mofi.settings import DataSettings
 from mofi_platform.services.scorer.drops import count_no_entity, iter_no_entity
 
 __all__ = [
@@ -162,7 +163,7 @@ class I2EStats:
 # ----------------------------------------------------------------------------------------- collection
 
 
-def thumbnail_data_uri(data: bytes, size: int = THUMB_PX, max_pixels: int = 40_000_000) -> str | None:
+def thumbnail_data_uri(data: bytes, size: int = THUMB_PX, max_pixels: int = DataSettings.max_pixels) -> str | None:
     """A ``data:image/jpeg`` URI of the image scaled to fit ``size`` px; None if it does not decode."""
     try:
         image = decode_rgb(data, max_pixels=max_pixels, draft=size * 2, background=WHITE, upright=True)
