@@ -38,6 +38,7 @@ RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" 
 COPY README.md ./
 COPY protos ./protos
 COPY mofi ./mofi
+COPY databuild ./databuild
 COPY training ./training
 COPY services ./services
 COPY pipelines ./pipelines

@@ -13,9 +13,9 @@ import json
 import tempfile
 import time
 
-from mofi.data.build import build_corpus
-from mofi.data.extractors import EXTRACTORS
-from mofi.data.fetch import unpacked_dir
+from mofi_platform.databuild.build import build_corpus
+from mofi_platform.databuild.extractors import EXTRACTORS
+from mofi_platform.databuild.fetch import unpacked_dir
 from mofi.objstore import ObjectStore
 from mofi.settings import load_settings
 

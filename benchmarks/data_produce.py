@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from mofi.data.corpus import iter_corpus
-from mofi.data.fixtures import load_fixture_pairs
-from mofi.data.produce import produce_pairs
+from mofi_platform.databuild.corpus import iter_corpus
+from mofi_platform.databuild.fixtures import load_fixture_pairs
+from mofi_platform.databuild.produce import produce_pairs
 from mofi.kafka import ensure_topics, make_producer
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings

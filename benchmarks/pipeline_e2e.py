@@ -36,8 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
-from mofi.data.corpus import iter_corpus  # noqa: E402
-from mofi.data.fixtures import fixture_kb_path  # noqa: E402
+from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
+from mofi_platform.databuild.fixtures import fixture_kb_path  # noqa: E402
 from mofi.i2e import list_shards, read_manifest, write_shard  # noqa: E402
 from mofi.i2e.records import record_to_sample  # noqa: E402
 from mofi.kafka import ensure_topics, make_producer  # noqa: E402

@@ -241,11 +241,11 @@ def bootstrap(pairs: Sequence[BootstrapPair], cfg: BootstrapConfig, store: Objec
 
 def _load_pairs(settings, corpus: str | None, fixture: bool, max_pairs: int) -> list[BootstrapPair]:
     if fixture:
-        from mofi.data.fixtures import load_fixture_pairs
+        from mofi_platform.databuild.fixtures import load_fixture_pairs
 
         raw = ((p.pair_id, p.text, p.image_bytes) for p in load_fixture_pairs())
     else:
-        from mofi.data.corpus import iter_corpus
+        from mofi_platform.databuild.corpus import iter_corpus
 
         uri = corpus or f"s3://{settings.s3.corpus_bucket}/"
         raw = ((s.pair_id, s.text, s.image_bytes) for s in iter_corpus(ObjectStore(settings.s3), uri))

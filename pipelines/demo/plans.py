@@ -46,7 +46,7 @@ def demo_settings(settings: Settings, plan: DemoPlan) -> Settings:
     """The quick run gets its own buckets, topics, collection and data so it never mixes with the full one."""
     if not plan.fixture:
         return copy.deepcopy(settings)
-    from mofi.data.fixtures import fixture_kb_path
+    from mofi_platform.databuild.fixtures import fixture_kb_path
 
     s = settings.namespaced("quick")
     s.ner.kb_path = str(fixture_kb_path())

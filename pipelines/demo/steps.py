@@ -71,11 +71,11 @@ class Demo:
         self.echo(f"    --fresh: removed {len(uris)} objects under s3://{name}/")
 
     def data(self) -> dict:
-        from mofi.data.corpus import default_shards_prefix, list_corpus_shards
+        from mofi_platform.databuild.corpus import default_shards_prefix, list_corpus_shards
 
         with self.runner.step("data", "Data: corpus shards, knowledge base, retrieval benchmark"):
             if self.plan.fixture:
-                from mofi.data.fixtures import fixture_benchmark_dir, fixture_kb_path, load_fixture_pairs
+                from mofi_platform.databuild.fixtures import fixture_benchmark_dir, fixture_kb_path, load_fixture_pairs
 
                 return self.runner.record("data", {"pairs": len(load_fixture_pairs()), "kb": str(fixture_kb_path()),
                                                    "benchmark": str(fixture_benchmark_dir()), "source": "test fixture"})
@@ -85,7 +85,7 @@ class Demo:
                 and Path(r["benchmark"]).is_dir(), self._build_data)
 
     def _build_data(self) -> dict:
-        from mofi.data.report import load_report
+        from mofi_platform.databuild.report import load_report
 
         self.commands.run("data", "fetch")
         self.commands.run("data", "build")
@@ -142,15 +142,15 @@ class Demo:
 
     def _produce(self) -> int:
         """Stream the corpus (or the fixture) into the pairs topic, as `mofi produce` does; returns pairs sent."""
-        from mofi.data.produce import produce_pairs
+        from mofi_platform.databuild.produce import produce_pairs
         from mofi.kafka import make_producer
 
         if self.plan.fixture:
-            from mofi.data.fixtures import load_fixture_pairs
+            from mofi_platform.databuild.fixtures import load_fixture_pairs
 
             samples = iter(load_fixture_pairs())
         else:
-            from mofi.data.corpus import default_shards_prefix, iter_corpus
+            from mofi_platform.databuild.corpus import default_shards_prefix, iter_corpus
 
             samples = iter_corpus(self.store(), default_shards_prefix(self.settings.s3))
         producer = make_producer(self.settings.kafka)

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from mofi.data.fixtures import fixture_bad_dir
+from mofi_platform.databuild.fixtures import fixture_bad_dir
 from mofi.images import WHITE, ImageRejected, decode_rgb, thumbnail_jpeg
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mofi.data.fixtures import fixture_dir, fixture_sources
+from mofi_platform.databuild.fixtures import fixture_dir, fixture_sources
 
 
 @pytest.fixture()

@@ -5,9 +5,9 @@ import json
 from click.testing import CliRunner
 
 from mofi.cli import main
-from mofi.data.build import build_benchmark, build_corpus
-from mofi.data.corpus import CorpusSample, ShardWriter, iter_corpus
-from mofi.data.extractors import EXTRACTORS
+from mofi_platform.databuild.build import build_benchmark, build_corpus
+from mofi_platform.databuild.corpus import CorpusSample, ShardWriter, iter_corpus
+from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 from mofi_platform.training.evaluation import load_benchmark

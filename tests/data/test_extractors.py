@@ -1,9 +1,9 @@
 import hashlib
 
-from mofi.data.extractors import EXTRACTORS
-from mofi.data.kb_sources import (emoji_entities, gcompris_entities, geonames_entities, ifct_entities, merge_entities,
+from mofi_platform.databuild.extractors import EXTRACTORS
+from mofi_platform.databuild.kb_sources import (emoji_entities, gcompris_entities, geonames_entities, ifct_entities, merge_entities,
                                   pycountry_entities, stellarium_entities, tuxpaint_entities, wordnet_entities)
-from mofi.data.pairs import pair_id
+from mofi_platform.databuild.pairs import pair_id
 
 
 def pairs_of(source, dirs):

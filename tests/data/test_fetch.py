@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from mofi.data.fetch import LOCK_NAME, FetchError, fetch, unpacked_dir
-from mofi.data.fixtures import fixture_sources
+from mofi_platform.databuild.fetch import LOCK_NAME, FetchError, fetch, unpacked_dir
+from mofi_platform.databuild.fixtures import fixture_sources
 
 
 def pack_openmoji(cache):

@@ -3,8 +3,8 @@ import io
 import pytest
 from PIL import Image
 
-from mofi.data.fixtures import fixture_bad_dir
-from mofi.data.images import Rejected, normalize_image
+from mofi_platform.databuild.fixtures import fixture_bad_dir
+from mofi_platform.databuild.images import Rejected, normalize_image
 
 LIMITS = dict(max_pixels=40_000_000, image_size=64)
 

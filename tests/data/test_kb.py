@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mofi.data.fixtures import fixture_kb_path
+from mofi_platform.databuild.fixtures import fixture_kb_path
 from mofi.kb import Entity, KnowledgeBase, index_paths, normalize_alias, write_kb
 
 

@@ -3,8 +3,8 @@
 import hashlib
 import time
 
-from mofi.data.fixtures import load_fixture_pairs
-from mofi.data.produce import PAIR_SCHEMA, produce_pairs
+from mofi_platform.databuild.fixtures import load_fixture_pairs
+from mofi_platform.databuild.produce import PAIR_SCHEMA, produce_pairs
 from mofi.kafka import ensure_topics, make_consumer, make_producer
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2

@@ -1,8 +1,8 @@
 import pytest
 
-from mofi.data.fixtures import fixture_sources
-from mofi.data.gcompris_boards import parse_readme
-from mofi.data.rcc import RccError, iter_rcc
+from mofi_platform.databuild.fixtures import fixture_sources
+from mofi_platform.databuild.gcompris_boards import parse_readme
+from mofi_platform.databuild.rcc import RccError, iter_rcc
 
 
 def test_reads_the_resource_tree():

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from mofi.data.corpus import CorpusSample
+from mofi_platform.databuild.corpus import CorpusSample
 from mofi.objstore import ObjectStore
 from mofi.settings import KafkaSettings, S3Settings
 from mofi.v1 import records_pb2

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from mofi.data.gcompris_boards import iter_board_items
+from mofi_platform.databuild.gcompris_boards import iter_board_items
 from mofi.kb import Entity, normalize_alias
 
 __all__ = [

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["ifct_pairs"]
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["openclipart_pairs", "filename_text"]
 

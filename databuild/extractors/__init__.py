@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.extractors.emoji import google_emoji_pairs, openmoji_pairs
-from mofi.data.extractors.gcompris import gcompris_pairs
-from mofi.data.extractors.ifct import ifct_pairs
-from mofi.data.extractors.openclipart import openclipart_pairs
-from mofi.data.extractors.stellarium import stellarium_pairs
-from mofi.data.extractors.tuxpaint import tuxpaint_pairs
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.extractors.emoji import google_emoji_pairs, openmoji_pairs
+from mofi_platform.databuild.extractors.gcompris import gcompris_pairs
+from mofi_platform.databuild.extractors.ifct import ifct_pairs
+from mofi_platform.databuild.extractors.openclipart import openclipart_pairs
+from mofi_platform.databuild.extractors.stellarium import stellarium_pairs
+from mofi_platform.databuild.extractors.tuxpaint import tuxpaint_pairs
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["EXTRACTORS", "Extractor"]
 

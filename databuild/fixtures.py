@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mofi.data.corpus import MIME_BY_EXT, CorpusSample
+from mofi_platform.databuild.corpus import MIME_BY_EXT, CorpusSample
 
 __all__ = ["FixturePair", "fixture_dir", "fixture_sources", "load_fixture_pairs", "fixture_kb_path",
            "fixture_benchmark_dir", "fixture_bad_dir"]
@@ -22,14 +22,14 @@ FixturePair = CorpusSample
 
 def fixture_dir() -> Path:
     """tests/fixtures of this checkout (the package is installed editable from the repository)."""
-    path = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+    path = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
     if not path.is_dir():
         raise FileNotFoundError(f"no test fixture at {path}: it ships with the repository, not the wheel")
     return path
 
 
 def fixture_sources(key: str) -> Path:
-    """Miniature unpacked source package, laid out like ``mofi.data.fetch.unpacked_dir``."""
+    """Miniature unpacked source package, laid out like ``mofi_platform.databuild.fetch.unpacked_dir``."""
     root = fixture_dir() / "sources" / key
     return root / "package" if (root / "package").is_dir() else root
 

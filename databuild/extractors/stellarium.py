@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.extractors.gcompris import commons_text
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.extractors.gcompris import commons_text
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["stellarium_pairs", "designation"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.images import Rejected, normalize_image
+from mofi_platform.databuild.images import Rejected, normalize_image
 
 __all__ = ["BenchmarkStats", "EMOJI_SETS", "emoji_drawings", "constellation_drawings", "write_benchmark", "Drawing"]
 

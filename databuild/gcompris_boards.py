@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from mofi.data.rcc import RccEntry, RccError, iter_rcc
+from mofi_platform.databuild.rcc import RccEntry, RccError, iter_rcc
 
 __all__ = ["BoardItem", "Credit", "iter_board_items", "parse_readme", "iter_resources", "rcc_files", "KINDS"]
 

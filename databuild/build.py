@@ -18,14 +18,14 @@ from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from mofi.data.benchmark import BenchmarkStats, constellation_drawings, emoji_drawings, write_benchmark
-from mofi.data.corpus import CorpusSample, ShardWriter
-from mofi.data.extractors import EXTRACTORS
-from mofi.data.images import NormalizedImage, Rejected, normalize_image
-from mofi.data.kb_sources import (MergeStats, emoji_entities, gcompris_entities, geonames_entities, ifct_entities,
+from mofi_platform.databuild.benchmark import BenchmarkStats, constellation_drawings, emoji_drawings, write_benchmark
+from mofi_platform.databuild.corpus import CorpusSample, ShardWriter
+from mofi_platform.databuild.extractors import EXTRACTORS
+from mofi_platform.databuild.images import NormalizedImage, Rejected, normalize_image
+from mofi_platform.databuild.kb_sources import (MergeStats, emoji_entities, gcompris_entities, geonames_entities, ifct_entities,
                                   merge_entities, pycountry_entities, stellarium_entities, tuxpaint_entities,
                                   wordnet_entities)
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.pairs import RawPair
 from mofi.kb import Entity
 from mofi.objstore import ObjectStore
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["openmoji_pairs", "google_emoji_pairs"]
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from mofi.data.sources import PACKAGES, SourcePackage
+from mofi_platform.databuild.sources import PACKAGES, SourcePackage
 
 __all__ = ["FetchError", "FetchedPackage", "fetch", "unpacked_dir", "read_lock", "LOCK_NAME"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["tuxpaint_pairs"]
 

