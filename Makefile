@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install protos demo test lint clean bench chart
+.PHONY: install protos demo test lint format clean bench chart
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,15 +27,19 @@ protos: $(STAMP)
 demo: install
 	$(VENV)/bin/mofi demo $(if $(filter 1,$(QUICK)),--quick,)
 
-test: install
+test: lint
 	$(PY) -m pytest -q
 
 # Ruff (lint and format check) over the tree, mypy over the core package; settings in pyproject.toml.
-# Not yet a prerequisite of `test`: once the tree is formatted, make it one (`test: install lint`).
-lint: $(STAMP)
+# `make format` applies ruff's fixes and formatting.
+lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Regenerate the chart's settings block (values.yaml) and values.schema.json from mofi/settings.py.
 chart: $(STAMP)

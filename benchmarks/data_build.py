@@ -13,11 +13,11 @@ import json
 import tempfile
 import time
 
+from mofi.objstore import ObjectStore
+from mofi.settings import load_settings
 from mofi_platform.databuild.build import build_corpus
 from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi_platform.databuild.fetch import unpacked_dir
-from mofi.objstore import ObjectStore
-from mofi.settings import load_settings
 
 
 def main() -> None:
@@ -32,14 +32,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for source in EXTRACTORS:
             t0 = time.perf_counter()
-            rep = build_corpus(store, out, lambda k: unpacked_dir(cache, k), sources=[source],
-                               limit_per_source=args.limit, max_pixels=settings.data.max_pixels,
-                               image_size=settings.data.image_size, shard_size=settings.data.shard_size,
-                               workers=args.workers)[0]
+            rep = build_corpus(
+                store,
+                out,
+                lambda k: unpacked_dir(cache, k),
+                sources=[source],
+                limit_per_source=args.limit,
+                max_pixels=settings.data.max_pixels,
+                image_size=settings.data.image_size,
+                shard_size=settings.data.shard_size,
+                workers=args.workers,
+            )[0]
             secs = time.perf_counter() - t0
-            print(json.dumps({"source": source, "kept": rep.kept, "rejected": sum(rep.rejected.values()),
-                              "seconds": round(secs, 1), "pairs_per_s": round(rep.selected / secs, 1),
-                              "workers": args.workers}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "source": source,
+                        "kept": rep.kept,
+                        "rejected": sum(rep.rejected.values()),
+                        "seconds": round(secs, 1),
+                        "pairs_per_s": round(rep.selected / secs, 1),
+                        "workers": args.workers,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,19 @@ def main() -> None:
     t0 = time.perf_counter()
     hits = sum(1 for q in queries if kb.lookup(q))
     lookup_s = time.perf_counter() - t0
-    print(json.dumps({"kb": args.kb, "entities": len(kb), "aliases": len(aliases), "load_wall_s": round(min(wall), 3),
-                      "load_cpu_s": round(min(cpu), 3), "lookups_per_s": round(len(queries) / lookup_s),
-                      "hit_rate": round(hits / len(queries), 3)}))
+    print(
+        json.dumps(
+            {
+                "kb": args.kb,
+                "entities": len(kb),
+                "aliases": len(aliases),
+                "load_wall_s": round(min(wall), 3),
+                "load_cpu_s": round(min(cpu), 3),
+                "lookups_per_s": round(len(queries) / lookup_s),
+                "hit_rate": round(hits / len(queries), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from mofi_platform.databuild.corpus import iter_corpus
-from mofi_platform.databuild.fixtures import load_fixture_pairs
-from mofi_platform.databuild.produce import produce_pairs
 from mofi.kafka import ensure_topics, make_producer
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.stack import Stack, free_stack_ports
+from mofi_platform.databuild.corpus import iter_corpus
+from mofi_platform.databuild.fixtures import load_fixture_pairs
+from mofi_platform.databuild.produce import produce_pairs
 
 
 def main() -> None:
@@ -39,8 +39,10 @@ def main() -> None:
                 samples = iter_corpus(store, args.corpus)
             else:
                 base = load_fixture_pairs()
-                samples = (replace(p, pair_id=f"{n:08x}{p.pair_id[8:]}")
-                           for n, p in enumerate(itertools.chain.from_iterable(itertools.repeat(base))))
+                samples = (
+                    replace(p, pair_id=f"{n:08x}{p.pair_id[8:]}")
+                    for n, p in enumerate(itertools.chain.from_iterable(itertools.repeat(base)))
+                )
             ensure_topics(s.kafka, [s.kafka.pairs_topic])
             producer = make_producer(s.kafka)
             try:
@@ -49,10 +51,19 @@ def main() -> None:
                 producer.close()
         finally:
             stack.down()
-    print(json.dumps({"pairs": stats.sent, "inline": stats.inline, "by_reference": stats.by_reference,
-                      "mb": round(stats.bytes / 1e6, 2), "seconds": round(stats.seconds, 2),
-                      "pairs_per_s": round(stats.sent / stats.seconds, 1),
-                      "corpus": args.corpus or "fixture (repeated)"}))
+    print(
+        json.dumps(
+            {
+                "pairs": stats.sent,
+                "inline": stats.inline,
+                "by_reference": stats.by_reference,
+                "mb": round(stats.bytes / 1e6, 2),
+                "seconds": round(stats.seconds, 2),
+                "pairs_per_s": round(stats.sent / stats.seconds, 1),
+                "corpus": args.corpus or "fixture (repeated)",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,17 +29,33 @@ def main() -> None:
     args = ap.parse_args()
     mode = "quick" if args.quick else "full"
     state = Path(load_settings().stack.data_dir).parent / f"demo-{mode}" / "state.json"
-    cmd = [sys.executable, "-m", "mofi.cli", "demo", *(["--quick"] if args.quick else []),
-           *(["--fresh"] if args.fresh else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mofi.cli",
+        "demo",
+        *(["--quick"] if args.quick else []),
+        *(["--fresh"] if args.fresh else []),
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     total = time.monotonic() - t0
     if proc.returncode != 0:
         sys.exit(f"mofi demo failed with exit code {proc.returncode}")
     recorded = json.loads(state.read_text())
-    print(json.dumps({"mode": mode, "fresh": args.fresh, "total_s": round(total, 1),
-                      "steps_s": recorded.get("timings", {}), "cpus": os.cpu_count(),
-                      "i2e": recorded.get("stream"), "map": recorded.get("pipeline", {}).get("metrics", {}).get("map")}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "fresh": args.fresh,
+                "total_s": round(total, 1),
+                "steps_s": recorded.get("timings", {}),
+                "cpus": os.cpu_count(),
+                "i2e": recorded.get("stream"),
+                "map": recorded.get("pipeline", {}).get("metrics", {}).get("map"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,12 @@ from mofi.settings import Settings  # noqa: E402
 from mofi.v1 import embedder_pb2 as pb, embedder_pb2_grpc  # noqa: E402
 from mofi_platform.services.common.server import grpc_options  # noqa: E402
 from mofi_platform.services.embedder.app import build_server  # noqa: E402
-from mofi_platform.services.embedder.resources import load_holder  # noqa: E402
 from mofi_platform.services.embedder.models import ModelHolder  # noqa: E402
+from mofi_platform.services.embedder.resources import load_holder  # noqa: E402
 from mofi_platform.services.embedder.vectors import VectorStore  # noqa: E402
 from mofi_platform.training import create_model_and_transforms, get_tokenizer  # noqa: E402
 from mofi_platform.training.inference import EmbeddingModel  # noqa: E402
+
 from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
 
 
@@ -50,7 +51,7 @@ def _holder(settings: Settings, model_name: str, checkpoint: str | None) -> Mode
 def in_process(holder: ModelHolder, images: list[bytes], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(images), batch):
-        holder.embed_images([Image.open(io.BytesIO(b)).convert("RGB") for b in images[i:i + batch]])
+        holder.embed_images([Image.open(io.BytesIO(b)).convert("RGB") for b in images[i : i + batch]])
     return len(images) / (time.perf_counter() - start)
 
 
@@ -109,8 +110,7 @@ def main() -> None:
     images = random_jpegs(args.images)
     in_process(holder, images[: args.max_batch], args.max_batch)  # warm-up
 
-    vectors = VectorStore(os.path.join(tempfile.mkdtemp(), "embed_bench.db"),
-                          "bench")
+    vectors = VectorStore(os.path.join(tempfile.mkdtemp(), "embed_bench.db"), "bench")
     running = build_server(settings, holder, vectors, port=0)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}", options=grpc_options(settings.grpc.max_message_bytes))
     stub = embedder_pb2_grpc.EmbedderStub(channel)
@@ -125,12 +125,25 @@ def main() -> None:
         channel.close()
         running.stop(1.0)
         vectors.close()
-    print(json.dumps({
-        "model": holder.model.model_name, "dim": holder.dim, "images": args.images, "clients": args.clients,
-        "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "torch_threads": args.threads, "repeats": args.repeats,
-        "in_process_img_s": round(local, 1), "grpc_img_s": round(remote, 1),
-        "grpc_vs_in_process": round(remote / local, 3), "low_load_single_image": latency,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": holder.model.model_name,
+                "dim": holder.dim,
+                "images": args.images,
+                "clients": args.clients,
+                "max_batch": args.max_batch,
+                "max_wait_ms": args.max_wait_ms,
+                "torch_threads": args.threads,
+                "repeats": args.repeats,
+                "in_process_img_s": round(local, 1),
+                "grpc_img_s": round(remote, 1),
+                "grpc_vs_in_process": round(remote / local, 3),
+                "low_load_single_image": latency,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

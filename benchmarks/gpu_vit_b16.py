@@ -23,7 +23,15 @@ from torch.utils.flop_counter import FlopCounterMode
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 #: Dense bf16 tensor-core peak, FLOP/s, by substring of the device name (vendor datasheets).
-PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12, "A10": 125e12}
+PEAK_BF16 = {
+    "H200": 989.4e12,
+    "H100": 989.4e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+}
 
 
 def peak_flops(device: torch.device, override_tflops: float) -> float | None:
@@ -64,7 +72,9 @@ def main() -> None:
     loss_fn = MofiLoss(LossConfig("multitask"))
     size = model.visual.image_size[0]
     images = torch.randn(args.batch_size, 3, size, size, device=device)
-    texts = get_tokenizer(args.model)([f"entity {i}: a description of entity {i}" for i in range(args.batch_size)]).to(device)
+    texts = get_tokenizer(args.model)([f"entity {i}: a description of entity {i}" for i in range(args.batch_size)]).to(
+        device
+    )
     targets = torch.zeros(args.batch_size, args.classes, dtype=torch.bool, device=device)
     targets[torch.arange(args.batch_size), torch.randint(0, args.classes, (args.batch_size,))] = True
     dtype = torch.bfloat16
@@ -94,20 +104,27 @@ def main() -> None:
     steps_per_s = args.steps / elapsed
     peak = peak_flops(device, args.peak_tflops)
     achieved = flops_per_step * steps_per_s
-    print(json.dumps({
-        "model": args.model,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "batch_size": args.batch_size,
-        "classes": args.classes,
-        "compile": args.compile,
-        "images_per_s": round(args.batch_size * steps_per_s, 1),
-        "step_ms": round(1000 / steps_per_s, 1),
-        "gflops_per_image_train": round(flops_per_step / args.batch_size / 1e9, 2),
-        "achieved_tflops": round(achieved / 1e12, 2),
-        "peak_tflops_bf16": peak / 1e12 if peak else None,
-        "mfu": round(achieved / peak, 4) if peak else None,
-        "max_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1) if device.type == "cuda" else None,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "batch_size": args.batch_size,
+                "classes": args.classes,
+                "compile": args.compile,
+                "images_per_s": round(args.batch_size * steps_per_s, 1),
+                "step_ms": round(1000 / steps_per_s, 1),
+                "gflops_per_image_train": round(flops_per_step / args.batch_size / 1e9, 2),
+                "achieved_tflops": round(achieved / 1e12, 2),
+                "peak_tflops_bf16": peak / 1e12 if peak else None,
+                "mfu": round(achieved / peak, 4) if peak else None,
+                "max_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1)
+                if device.type == "cuda"
+                else None,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

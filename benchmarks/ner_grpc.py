@@ -40,8 +40,11 @@ from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 
 def summary(latencies: list[float], docs: int) -> dict:
     lat = np.array(latencies)
-    return {"docs_per_s": round(docs / lat.sum(), 1), "batch_p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1),
-            "batch_p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 1)}
+    return {
+        "docs_per_s": round(docs / lat.sum(), 1),
+        "batch_p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1),
+        "batch_p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 1),
+    }
 
 
 def main() -> None:
@@ -56,8 +59,9 @@ def main() -> None:
     extractor.extract(texts)  # warm: entity texts cached, spaCy/torch initialised
     settings = Settings()
     server = build_server(settings, extractor, port=0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}",
-                                    options=[("grpc.max_receive_message_length", settings.grpc.max_message_bytes)])
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{server.port}", options=[("grpc.max_receive_message_length", settings.grpc.max_message_bytes)]
+    )
     stub = ner_pb2_grpc.EntityExtractorStub(channel)
     rng = random.Random(0)
     local, remote, cpu = [], [], 0.0
@@ -67,8 +71,9 @@ def main() -> None:
         extractor.extract(batch)
         local.append(time.perf_counter() - t0)
         cpu += time.process_time() - c0
-        request = ner_pb2.ExtractBatchRequest(items=[ner_pb2.ExtractRequest(text=t, request_id=str(i))
-                                                     for i, t in enumerate(batch)])
+        request = ner_pb2.ExtractBatchRequest(
+            items=[ner_pb2.ExtractRequest(text=t, request_id=str(i)) for i, t in enumerate(batch)]
+        )
         t0 = time.perf_counter()
         reply = stub.ExtractBatch(request, timeout=120)
         remote.append(time.perf_counter() - t0)
@@ -76,10 +81,16 @@ def main() -> None:
     channel.close()
     server.stop(1)
     docs = args.batch * args.rounds
-    result = {"texts": len(texts), "spacy_model": extractor.spacy_pipeline, "batch": args.batch, "rounds": args.rounds,
-              "in_process": summary(local, docs),
-              "grpc": summary(remote, docs), "in_process_docs_per_cpu_s": round(docs / cpu, 1),
-              "load_average_1m": os.getloadavg()[0]}
+    result = {
+        "texts": len(texts),
+        "spacy_model": extractor.spacy_pipeline,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "in_process": summary(local, docs),
+        "grpc": summary(remote, docs),
+        "in_process_docs_per_cpu_s": round(docs / cpu, 1),
+        "load_average_1m": os.getloadavg()[0],
+    }
     result["grpc_over_in_process"] = round(result["grpc"]["docs_per_s"] / result["in_process"]["docs_per_s"], 3)
     print(json.dumps(result, indent=2))
 

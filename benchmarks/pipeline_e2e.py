@@ -36,8 +36,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
-from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
-from mofi_platform.databuild.fixtures import fixture_kb_path  # noqa: E402
 from mofi.i2e import list_shards, read_manifest, write_shard  # noqa: E402
 from mofi.i2e.records import record_to_sample  # noqa: E402
 from mofi.kafka import ensure_topics, make_producer  # noqa: E402
@@ -45,6 +43,8 @@ from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import S3Settings, Settings  # noqa: E402
 from mofi.stack import Stack, free_stack_ports  # noqa: E402
 from mofi.v1 import records_pb2  # noqa: E402
+from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
+from mofi_platform.databuild.fixtures import fixture_kb_path  # noqa: E402
 from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
 from mofi_platform.services.scorer.app import load_model  # noqa: E402
@@ -58,9 +58,18 @@ REPO = Path(__file__).resolve().parent.parent
 def corpus_pairs(corpus: str, n: int) -> list[records_pb2.Pair]:
     out = []
     for s in iter_corpus(ObjectStore(S3Settings()), corpus):
-        out.append(records_pb2.Pair(pair_id=s.pair_id, text=s.text, source=s.source, licence=s.licence,
-                                    original_path=s.original_path, image_mime=s.mime, image_bytes=s.image_bytes,
-                                    schema="mofi.pair.v1"))
+        out.append(
+            records_pb2.Pair(
+                pair_id=s.pair_id,
+                text=s.text,
+                source=s.source,
+                licence=s.licence,
+                original_path=s.original_path,
+                image_mime=s.mime,
+                image_bytes=s.image_bytes,
+                schema="mofi.pair.v1",
+            )
+        )
         if len(out) == n:
             break
     return out
@@ -81,15 +90,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def floor(settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, store: ObjectStore) -> tuple[float, float]:
+def floor(
+    settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, store: ObjectStore
+) -> tuple[float, float]:
     """The same work in one process and one loop; returns (pairs/s, CPU seconds per pair)."""
-    core = CandidateScorer(scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes,
-                           settings.data.max_pixels)
+    core = CandidateScorer(
+        scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes, settings.data.max_pixels
+    )
     batch, shard, shards = settings.kafka.max_poll_records, [], 0
     prefix = f"s3://{settings.s3.i2e_bucket}/floor"
     start, cpu0 = time.perf_counter(), time.process_time()
     for i in range(0, len(pairs), batch):
-        chunk = pairs[i:i + batch]
+        chunk = pairs[i : i + batch]
         extractions = extractor.extract([p.text for p in chunk])
         values = []
         for p, ex in zip(chunk, extractions):
@@ -114,8 +126,12 @@ class DeadLetterCount:
     def __init__(self, settings: Settings):
         self.n = 0
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(settings.kafka.dead_letter_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
-                                       auto_offset_reset="earliest", enable_auto_commit=False)
+        self._consumer = KafkaConsumer(
+            settings.kafka.dead_letter_topic,
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -143,14 +159,29 @@ STAGES = ("ner", "scorer", "writer")
 def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) -> tuple[float, dict[str, float]]:
     """(pairs/s, CPU seconds per pair of each stage process) over the timed window."""
     env = {**os.environ, **settings.to_env()}
-    procs = [subprocess.Popen([sys.executable, "-m", "mofi.cli", "stage", name], cwd=REPO, env=env,
-                              stdout=open(logs / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
-             for name in STAGES]
-    ensure_topics(settings.kafka, [settings.kafka.pairs_topic, settings.kafka.candidates_topic,
-                                   settings.kafka.i2e_topic, settings.kafka.dead_letter_topic])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mofi.cli", "stage", name],
+            cwd=REPO,
+            env=env,
+            stdout=open(logs / f"{name}.log", "wb"),  # noqa: SIM115 (open for the process lifetime)
+            stderr=subprocess.STDOUT,
+        )
+        for name in STAGES
+    ]
+    ensure_topics(
+        settings.kafka,
+        [
+            settings.kafka.pairs_topic,
+            settings.kafka.candidates_topic,
+            settings.kafka.i2e_topic,
+            settings.kafka.dead_letter_topic,
+        ],
+    )
     dead = DeadLetterCount(settings)
     prod = make_producer(settings.kafka)
     try:
+
         def send(batch):
             for p in batch:
                 prod.send(settings.kafka.pairs_topic, key=p.pair_id.encode(), value=p.SerializeToString())
@@ -188,18 +219,24 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=16)
     ap.add_argument("--threshold", type=float, default=None, help="Scorer threshold (default: settings).")
-    ap.add_argument("--broker-storage", choices=["s3", "memory"], default="s3",
-                    help="Broker log in the S3 server (durable, the default stack) or in memory.")
+    ap.add_argument(
+        "--broker-storage",
+        choices=["s3", "memory"],
+        default="s3",
+        help="Broker log in the S3 server (durable, the default stack) or in memory.",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)  # as the NER and scorer stage processes run
     load_before = os.getloadavg()[0]
 
     all_pairs = corpus_pairs(args.corpus, args.pairs + args.warmup)
-    warmup, pairs = all_pairs[:args.warmup], all_pairs[args.warmup:]
+    warmup, pairs = all_pairs[: args.warmup], all_pairs[args.warmup :]
     root = Path(tempfile.mkdtemp(prefix="mofi-bench-"))
     settings = stack_settings(root, args.broker_storage)
     settings.ner.kb_path = args.kb
-    settings.scorer.checkpoint = str(Path(args.checkpoint).resolve()) if "://" not in args.checkpoint else args.checkpoint
+    settings.scorer.checkpoint = (
+        str(Path(args.checkpoint).resolve()) if "://" not in args.checkpoint else args.checkpoint
+    )
     if args.threshold is not None:
         settings.scorer.threshold = args.threshold
     stack = Stack(settings)
@@ -216,14 +253,26 @@ def main() -> None:
         pipe_rate, stage_cpu = pipeline(settings, pairs, warmup, store, root)
     finally:
         stack.down()
-    print(json.dumps({
-        "pairs": len(pairs), "broker_storage": args.broker_storage, "corpus": args.corpus, "kb": args.kb, "threshold": settings.scorer.threshold,
-        "floor_pairs_per_s": round(floor_rate, 2), "pipeline_pairs_per_s": round(pipe_rate, 2),
-        "pipeline_over_floor": round(pipe_rate / floor_rate, 3), "cpu_count": os.cpu_count(),
-        "floor_cpu_s_per_pair": round(floor_cpu, 4), "stage_cpu_s_per_pair": stage_cpu,
-        "pipeline_cpu_s_per_pair": round(sum(stage_cpu.values()), 4),
-        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "pairs": len(pairs),
+                "broker_storage": args.broker_storage,
+                "corpus": args.corpus,
+                "kb": args.kb,
+                "threshold": settings.scorer.threshold,
+                "floor_pairs_per_s": round(floor_rate, 2),
+                "pipeline_pairs_per_s": round(pipe_rate, 2),
+                "pipeline_over_floor": round(pipe_rate / floor_rate, 3),
+                "cpu_count": os.cpu_count(),
+                "floor_cpu_s_per_pair": round(floor_cpu, 4),
+                "stage_cpu_s_per_pair": stage_cpu,
+                "pipeline_cpu_s_per_pair": round(sum(stage_cpu.values()), 4),
+                "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,14 @@ from mofi.settings import GrpcSettings, load_settings  # noqa: E402
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc  # noqa: E402
 from mofi_platform.services.scorer.app import build_server, load_model  # noqa: E402
 from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
+
 from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
 
-TEXTS = ["tiger: large feline of forests in most of Asia", "Paris: capital and largest city of France",
-         "sailboat: a small sailing vessel"]
+TEXTS = [
+    "tiger: large feline of forests in most of Asia",
+    "Paris: capital and largest city of France",
+    "sailboat: a small sailing vessel",
+]
 
 
 def in_process(scorer: ClipScorer, images: list[bytes], batch: int) -> float:
@@ -41,7 +45,7 @@ def in_process(scorer: ClipScorer, images: list[bytes], batch: int) -> float:
     scorer.score_many([(Image.open(io.BytesIO(images[0])).convert("RGB"), TEXTS)])  # warm-up, text cache
     start = time.perf_counter()
     for i in range(0, len(images), batch):
-        chunk = [(Image.open(io.BytesIO(b)).convert("RGB"), TEXTS) for b in images[i:i + batch]]
+        chunk = [(Image.open(io.BytesIO(b)).convert("RGB"), TEXTS) for b in images[i : i + batch]]
         scorer.score_many(chunk)
     return len(images) / (time.perf_counter() - start)
 
@@ -73,7 +77,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="Torch threads (the service runs one).")
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--no-tune", action="store_true", help="Score with the image tower as saved (no BatchNorm folding).")
+    ap.add_argument(
+        "--no-tune", action="store_true", help="Score with the image tower as saved (no BatchNorm folding)."
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = load_settings()
@@ -81,9 +87,16 @@ def main() -> None:
     model = load_model(settings, args.checkpoint, tune=not args.no_tune)
     scorer = ClipScorer(model)
     images = random_jpegs(args.images)
-    result = {"model": model.model_name, "version": model.version, "images": args.images, "threads": args.threads,
-              "tuned": not args.no_tune, "image_batch": scorer.image_batch, "texts_per_image": len(TEXTS),
-              "in_process_images_per_s": {}}
+    result = {
+        "model": model.model_name,
+        "version": model.version,
+        "images": args.images,
+        "threads": args.threads,
+        "tuned": not args.no_tune,
+        "image_batch": scorer.image_batch,
+        "texts_per_image": len(TEXTS),
+        "in_process_images_per_s": {},
+    }
     for batch in (1, 8, 32):
         result["in_process_images_per_s"][batch] = round(in_process(scorer, images, batch), 2)
     settings.grpc = GrpcSettings(max_workers=max(16, args.clients))  # one handler thread per client

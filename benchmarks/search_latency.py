@@ -50,8 +50,13 @@ def _build(vectors: VectorStore, base: np.ndarray, chunk: int) -> float:
     start = time.perf_counter()
     collection = vectors.new_collection(base.shape[1])
     for i in tqdm(range(0, len(base), chunk), desc=f"insert {vectors.index_type}", disable=None):
-        vectors.insert(collection, [IndexRow(f"p{j:07d}", base[j], [f"e:{j % 100}"], [f"entity {j % 100}"], "bench")
-                                    for j in range(i, min(i + chunk, len(base)))])
+        vectors.insert(
+            collection,
+            [
+                IndexRow(f"p{j:07d}", base[j], [f"e:{j % 100}"], [f"entity {j % 100}"], "bench")
+                for j in range(i, min(i + chunk, len(base)))
+            ],
+        )
     vectors.publish(collection)
     return time.perf_counter() - start
 
@@ -69,8 +74,13 @@ def _qps(vectors: VectorStore, queries: np.ndarray, threads: int, k: int) -> flo
 
 def bench(index_type: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, args, root: str) -> dict:
     index_params, search_params = INDEX_PARAMS[index_type]
-    vectors = VectorStore(os.path.join(root, f"{index_type.lower()}.db"), f"bench_{index_type.lower()}",
-                          index_type=index_type, index_params=index_params, search_params=search_params)
+    vectors = VectorStore(
+        os.path.join(root, f"{index_type.lower()}.db"),
+        f"bench_{index_type.lower()}",
+        index_type=index_type,
+        index_params=index_params,
+        search_params=search_params,
+    )
     try:
         build_s = _build(vectors, base, args.chunk)
         vectors.search(queries[0], args.k)  # warm-up
@@ -83,9 +93,15 @@ def bench(index_type: str, base: np.ndarray, queries: np.ndarray, truth: np.ndar
         qps = _qps(vectors, queries, args.threads, args.k)
     finally:
         vectors.close()
-    return {"index": index_type, "build_s": round(build_s, 1), "p50_ms": round(float(np.percentile(lat, 50)), 1),
-            "p99_ms": round(float(np.percentile(lat, 99)), 1), "qps_sequential": round(1000 / float(np.mean(lat)), 1),
-            f"qps_{args.threads}_threads": round(qps, 1), f"recall@{args.k}": round(float(np.mean(recall)), 3)}
+    return {
+        "index": index_type,
+        "build_s": round(build_s, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "qps_sequential": round(1000 / float(np.mean(lat)), 1),
+        f"qps_{args.threads}_threads": round(qps, 1),
+        f"recall@{args.k}": round(float(np.mean(recall)), 3),
+    }
 
 
 def main() -> None:

@@ -27,18 +27,24 @@ RECIPES = ("contrastive", "supervised", "multitask")
 
 
 def _row(name: str, res: dict, seconds: float, command: str) -> dict:
-    return {"row": name, "map": res["map"], "map_per_domain": res["map_per_domain"],
-            "zero_shot_top1": res["zero_shot_top1"], "linear_probe_top1": res["linear_probe_top1"],
-            "train_seconds": round(seconds, 1), "command": command}
+    return {
+        "row": name,
+        "map": res["map"],
+        "map_per_domain": res["map_per_domain"],
+        "zero_shot_top1": res["zero_shot_top1"],
+        "linear_probe_top1": res["linear_probe_top1"],
+        "train_seconds": round(seconds, 1),
+        "command": command,
+    }
 
 
 def main() -> None:
     from mofi.settings import load_settings
     from mofi_platform.pipelines.report.ablation import markdown_table
     from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
+    from mofi_platform.training.config import TrainConfig
     from mofi_platform.training.curves import plot_training_curves
     from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
-    from mofi_platform.training.config import TrainConfig
     from mofi_platform.training.inference import EmbeddingModel
     from mofi_platform.training.trainer import train
 
@@ -63,36 +69,75 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     bench = load_benchmark(args.benchmark)
     rows, curves = [], {}
-    common = (f"--snapshot {args.snapshot} --model {args.model} --steps {args.steps} --batch-size {args.batch_size} "
-              f"--image-size {args.image_size} --context-length {args.context_length} --lr {args.lr} "
-              f"--tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}")
+    common = (
+        f"--snapshot {args.snapshot} --model {args.model} --steps {args.steps} --batch-size {args.batch_size} "
+        f"--image-size {args.image_size} --context-length {args.context_length} --lr {args.lr} "
+        f"--tower-lr-scale {args.tower_lr_scale} --seed {args.seed} --checkpoint-dir {args.checkpoint_dir}"
+    )
 
     res = evaluate_embeddings(bench, embed_benchmark(bench, imagenet_effnet_lite0_embedder(args.image_size or 224)))
-    rows.append(_row("frozen ImageNet EfficientNet-Lite0 (no training)", res, 0.0,
-                     f"mofi eval --benchmark {args.benchmark} --baseline imagenet-effnet-lite0"))
+    rows.append(
+        _row(
+            "frozen ImageNet EfficientNet-Lite0 (no training)",
+            res,
+            0.0,
+            f"mofi eval --benchmark {args.benchmark} --baseline imagenet-effnet-lite0",
+        )
+    )
     for recipe in args.recipes.split(","):
-        cfg = TrainConfig.from_options(dict(
-            snapshot=args.snapshot, run_name=f"ablation-{recipe}-s{args.seed}", model=args.model, recipe=recipe,
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, tower_lr_scale=args.tower_lr_scale,
-            image_size=args.image_size, context_length=args.context_length, seed=args.seed,
-            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.steps, max_pixels=settings.data.max_pixels))
+        cfg = TrainConfig.from_options(
+            dict(
+                snapshot=args.snapshot,
+                run_name=f"ablation-{recipe}-s{args.seed}",
+                model=args.model,
+                recipe=recipe,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                tower_lr_scale=args.tower_lr_scale,
+                image_size=args.image_size,
+                context_length=args.context_length,
+                seed=args.seed,
+                checkpoint_dir=args.checkpoint_dir,
+                checkpoint_every=args.steps,
+                max_pixels=settings.data.max_pixels,
+            )
+        )
         start = time.perf_counter()
         result = train(cfg, settings.s3)
         seconds = time.perf_counter() - start
         curves[recipe] = result.metrics
         model = EmbeddingModel.load(result.checkpoint, settings.s3)
         res = evaluate_embeddings(bench, embed_benchmark(bench, model.embed_images), model.embed_texts)
-        rows.append(_row(recipe, res, seconds,
-                         f"mofi train {common} --recipe {recipe} --run-name {cfg.run_name} && "
-                         f"mofi eval --benchmark {args.benchmark} --checkpoint {result.checkpoint}"))
+        rows.append(
+            _row(
+                recipe,
+                res,
+                seconds,
+                f"mofi train {common} --recipe {recipe} --run-name {cfg.run_name} && "
+                f"mofi eval --benchmark {args.benchmark} --checkpoint {result.checkpoint}",
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     plot_training_curves(curves, out / "curves.png")
-    summary = {"snapshot": args.snapshot, "benchmark": args.benchmark, "num_images": len(bench.images),
-               "budget": {"steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size,
-                          "context_length": args.context_length, "lr": args.lr,
-                          "tower_lr_scale": args.tower_lr_scale, "seed": args.seed, "model": args.model},
-               "rows": rows, "note": "(train s: wall-clock seconds of training; the rows ran one after another.)"}
+    summary = {
+        "snapshot": args.snapshot,
+        "benchmark": args.benchmark,
+        "num_images": len(bench.images),
+        "budget": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "context_length": args.context_length,
+            "lr": args.lr,
+            "tower_lr_scale": args.tower_lr_scale,
+            "seed": args.seed,
+            "model": args.model,
+        },
+        "rows": rows,
+        "note": "(train s: wall-clock seconds of training; the rows ran one after another.)",
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = markdown_table(rows)
     (out / "results.md").write_text(table)

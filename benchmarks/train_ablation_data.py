@@ -107,14 +107,27 @@ def main() -> None:
         if held:
             domains[label] = "nature" if cat[0] in NATURE else "culture"
             classes[label] = {"name": cat[-1], "description": ", ".join(cat[:-1])}
-        for png, alt in items[len(held):]:
-            entities = [{"id": f"tux:{'/'.join(cat)}", "name": cat[-1], "description": ", ".join(cat[:-1]), "score": 1.0}]
+        for png, alt in items[len(held) :]:
+            entities = [
+                {"id": f"tux:{'/'.join(cat)}", "name": cat[-1], "description": ", ".join(cat[:-1]), "score": 1.0}
+            ]
             if len(cat) > 1:
                 entities.append({"id": f"tux:{cat[0]}", "name": cat[0], "description": "", "score": 1.0})
             pair_id = hashlib.sha1(f"tuxpaint:{png.relative_to(root)}".encode()).hexdigest()[:16]
-            samples.append(I2ESample(pair_id, small_png(png), "png", {
-                "text": alt, "source": "tuxpaint", "licence": "GPL-2.0-or-later", "entities": entities,
-                "scorer_model": "category-folders"}))
+            samples.append(
+                I2ESample(
+                    pair_id,
+                    small_png(png),
+                    "png",
+                    {
+                        "text": alt,
+                        "source": "tuxpaint",
+                        "licence": "GPL-2.0-or-later",
+                        "entities": entities,
+                        "scorer_model": "category-folders",
+                    },
+                )
+            )
     (bench / "domains.json").write_text(json.dumps(domains, indent=1))
     (bench / "classes.json").write_text(json.dumps(classes, indent=1))
 
@@ -122,12 +135,23 @@ def main() -> None:
     store = ObjectStore(settings.s3)
     prefix = join_uri(args.i2e, settings.writer.prefix)
     for start in range(0, len(samples), SHARD_SIZE):
-        write_shard(store, f"{prefix}/tuxpaint-{start // SHARD_SIZE:04d}.tar", samples[start:start + SHARD_SIZE])
+        write_shard(store, f"{prefix}/tuxpaint-{start // SHARD_SIZE:04d}.tar", samples[start : start + SHARD_SIZE])
     snap_uri = join_uri(args.i2e, SNAPSHOTS_PREFIX, "tuxpaint", "manifest.json")
     snap = create_snapshot(store, prefix + "/", snap_uri, min_count=2, val_percent=0)
-    print(json.dumps({"snapshot": snap_uri, "train_images": snap.num_samples, "classes": len(snap.classes),
-                      "benchmark": str(bench), "benchmark_images": len(list(bench.glob("*.png"))),
-                      "benchmark_classes": len(domains), "domains": sorted(set(domains.values()))}, indent=1))
+    print(
+        json.dumps(
+            {
+                "snapshot": snap_uri,
+                "train_images": snap.num_samples,
+                "classes": len(snap.classes),
+                "benchmark": str(bench),
+                "benchmark_images": len(list(bench.glob("*.png"))),
+                "benchmark_classes": len(domains),
+                "domains": sorted(set(domains.values())),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

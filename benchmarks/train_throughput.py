@@ -80,8 +80,13 @@ def measure(args: argparse.Namespace, world: int) -> dict:
         with open(out) as fh:
             res = json.load(fh)
     images = world * args.batch_size * args.steps
-    return {"processes": world, "global_batch": world * args.batch_size, "image_size": res["image_size"],
-            "seconds": round(res["seconds"], 2), "images_per_s": round(images / res["seconds"], 1)}
+    return {
+        "processes": world,
+        "global_batch": world * args.batch_size,
+        "image_size": res["image_size"],
+        "seconds": round(res["seconds"], 2),
+        "images_per_s": round(images / res["seconds"], 1),
+    }
 
 
 def main() -> None:
@@ -95,8 +100,12 @@ def main() -> None:
     p.add_argument("--processes", default="1,2")
     args = p.parse_args()
     rows = [measure(args, int(w)) for w in args.processes.split(",")]
-    print(json.dumps({"model": args.model, "threads_per_process": args.threads, "cpus": os.cpu_count(),
-                      "results": rows}, indent=2))
+    print(
+        json.dumps(
+            {"model": args.model, "threads_per_process": args.threads, "cpus": os.cpu_count(), "results": rows},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

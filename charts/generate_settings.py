@@ -111,8 +111,9 @@ def chart_settings() -> list[ChartSection]:
             rule = derivation(f)
             if rule is not None and rule[0] in EXCLUDED_SECTIONS:
                 if key not in CLUSTER_DEFAULTS:
-                    raise ValueError(f"{sec.name}.{f.name} follows the local {rule[0]} section: "
-                                     "give it a cluster default")
+                    raise ValueError(
+                        f"{sec.name}.{f.name} follows the local {rule[0]} section: give it a cluster default"
+                    )
                 schema["minLength"] = 1
             default = CLUSTER_DEFAULTS.get(key, getattr(obj, f.name))
             if type(default) is not typ and not (typ is float and type(default) is int):
@@ -168,47 +169,64 @@ _QUANTITY = {"type": ["string", "integer", "number"]}
 
 
 def _component_schema() -> dict[str, Any]:
-    resources = _obj({
-        "requests": {"type": "object", "additionalProperties": _QUANTITY},
-        "limits": {"type": "object", "additionalProperties": _QUANTITY},
-    })
-    autoscaling = _obj({
-        "enabled": _BOOL,
-        "minReplicas": _POS_INT,
-        "maxReplicas": _POS_INT,
-        "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
-    }, ["enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage"])
-    pdb = _obj({
-        "enabled": _BOOL,
-        "maxUnavailable": {"type": ["integer", "string"]},
-        "minAvailable": {"type": ["integer", "string"]},
-    }, ["enabled"])
-    return _obj({
-        "enabled": _BOOL,
-        "command": {"enum": ["serve", "stage"], "description": "serve: gRPC service; stage: Kafka stage."},
-        "target": {"enum": ["ner", "scorer", "writer", "embedder", "indexer"]},
-        "grpcHealthService": {"type": "string", "minLength": 1,
-                              "description": "gRPC health service name the readiness probe asks for."},
-        "knowledgeBase": {"type": "boolean", "description": "Mount the knowledge base (NER)."},
-        "metrics": {"type": "boolean",
-                    "description": "The process serves Prometheus metrics on settings.grpc.metrics_port."},
-        "replicas": {"type": "integer", "minimum": 0},
-        "resources": resources,
-        "autoscaling": autoscaling,
-        "podDisruptionBudget": pdb,
-        "nodeSelector": _STR_MAP,
-        "tolerations": _LIST,
-        "affinity": _MAP,
-        "extraEnv": _LIST,
-    }, ["enabled", "command", "target", "metrics", "replicas", "resources", "autoscaling", "podDisruptionBudget"],
+    resources = _obj(
+        {
+            "requests": {"type": "object", "additionalProperties": _QUANTITY},
+            "limits": {"type": "object", "additionalProperties": _QUANTITY},
+        }
+    )
+    autoscaling = _obj(
+        {
+            "enabled": _BOOL,
+            "minReplicas": _POS_INT,
+            "maxReplicas": _POS_INT,
+            "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+        ["enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage"],
+    )
+    pdb = _obj(
+        {
+            "enabled": _BOOL,
+            "maxUnavailable": {"type": ["integer", "string"]},
+            "minAvailable": {"type": ["integer", "string"]},
+        },
+        ["enabled"],
+    )
+    return _obj(
+        {
+            "enabled": _BOOL,
+            "command": {"enum": ["serve", "stage"], "description": "serve: gRPC service; stage: Kafka stage."},
+            "target": {"enum": ["ner", "scorer", "writer", "embedder", "indexer"]},
+            "grpcHealthService": {
+                "type": "string",
+                "minLength": 1,
+                "description": "gRPC health service name the readiness probe asks for.",
+            },
+            "knowledgeBase": {"type": "boolean", "description": "Mount the knowledge base (NER)."},
+            "metrics": {
+                "type": "boolean",
+                "description": "The process serves Prometheus metrics on settings.grpc.metrics_port.",
+            },
+            "replicas": {"type": "integer", "minimum": 0},
+            "resources": resources,
+            "autoscaling": autoscaling,
+            "podDisruptionBudget": pdb,
+            "nodeSelector": _STR_MAP,
+            "tolerations": _LIST,
+            "affinity": _MAP,
+            "extraEnv": _LIST,
+        },
+        ["enabled", "command", "target", "metrics", "replicas", "resources", "autoscaling", "podDisruptionBudget"],
         # A gRPC service must name the health service its readiness probe checks.
-        **{"if": {"properties": {"command": {"const": "serve"}}},
-           "then": {"required": ["grpcHealthService"]}})
+        **{"if": {"properties": {"command": {"const": "serve"}}}, "then": {"required": ["grpcHealthService"]}},
+    )
 
 
 def _probe() -> dict[str, Any]:
-    return _obj({"periodSeconds": _POS_INT, "failureThreshold": _POS_INT, "timeoutSeconds": _POS_INT},
-                ["periodSeconds", "failureThreshold", "timeoutSeconds"])
+    return _obj(
+        {"periodSeconds": _POS_INT, "failureThreshold": _POS_INT, "timeoutSeconds": _POS_INT},
+        ["periodSeconds", "failureThreshold", "timeoutSeconds"],
+    )
 
 
 def _settings_schema(sections: list[ChartSection]) -> dict[str, Any]:
@@ -228,61 +246,89 @@ def build_schema(sections: list[ChartSection]) -> dict[str, Any]:
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "mofi chart values",
-        **_obj({
-            "nameOverride": _STR,
-            "fullnameOverride": _STR,
-            "image": _obj({
-                "repository": {"type": "string", "minLength": 1},
-                "tag": _STR,
-                "digest": {"type": "string", "pattern": "^(|sha256:[0-9a-f]{64})$"},
-                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
-            }, ["repository", "pullPolicy"]),
-            "imagePullSecrets": _LIST,
-            "credentials": _obj({
-                "existingSecret": {"type": "string", "minLength": 1},
-                "keys": _obj({k: {"type": "string", "minLength": 1} for k in SECRET_FIELDS.values()},
-                             list(SECRET_FIELDS.values())),
-            }, ["existingSecret", "keys"]),
-            "components": {"type": "object",
-                           "propertyNames": {"pattern": "^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"},
-                           "additionalProperties": _component_schema()},
-            "knowledgeBase": _obj({
-                "mountPath": {"type": "string", "pattern": "^/"},
-                "s3Uri": {"type": "string", "pattern": "^s3://[^/]+/.+"},
-                "volume": _MAP,
-            }, ["mountPath", "s3Uri", "volume"]),
-            "probes": _obj({"startup": _probe(), "readiness": _probe(), "liveness": _probe()},
-                           ["startup", "readiness", "liveness"]),
-            "terminationGracePeriodSeconds": _POS_INT,
-            "scratch": _obj({"tmpSizeLimit": _STR, "workDir": {"type": "string", "pattern": "^/"},
-                             "workSizeLimit": _STR}, ["tmpSizeLimit", "workDir", "workSizeLimit"]),
-            "podAnnotations": _STR_MAP,
-            "podLabels": _STR_MAP,
-            "priorityClassName": _STR,
-            "podSecurityContext": _MAP,
-            "securityContext": _MAP,
-            "serviceAccount": service_account,
-            "pipeline": _obj({
+        **_obj(
+            {
+                "nameOverride": _STR,
+                "fullnameOverride": _STR,
+                "image": _obj(
+                    {
+                        "repository": {"type": "string", "minLength": 1},
+                        "tag": _STR,
+                        "digest": {"type": "string", "pattern": "^(|sha256:[0-9a-f]{64})$"},
+                        "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                    },
+                    ["repository", "pullPolicy"],
+                ),
+                "imagePullSecrets": _LIST,
+                "credentials": _obj(
+                    {
+                        "existingSecret": {"type": "string", "minLength": 1},
+                        "keys": _obj(
+                            {k: {"type": "string", "minLength": 1} for k in SECRET_FIELDS.values()},
+                            list(SECRET_FIELDS.values()),
+                        ),
+                    },
+                    ["existingSecret", "keys"],
+                ),
+                "components": {
+                    "type": "object",
+                    "propertyNames": {"pattern": "^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"},
+                    "additionalProperties": _component_schema(),
+                },
+                "knowledgeBase": _obj(
+                    {
+                        "mountPath": {"type": "string", "pattern": "^/"},
+                        "s3Uri": {"type": "string", "pattern": "^s3://[^/]+/.+"},
+                        "volume": _MAP,
+                    },
+                    ["mountPath", "s3Uri", "volume"],
+                ),
+                "probes": _obj(
+                    {"startup": _probe(), "readiness": _probe(), "liveness": _probe()},
+                    ["startup", "readiness", "liveness"],
+                ),
+                "terminationGracePeriodSeconds": _POS_INT,
+                "scratch": _obj(
+                    {"tmpSizeLimit": _STR, "workDir": {"type": "string", "pattern": "^/"}, "workSizeLimit": _STR},
+                    ["tmpSizeLimit", "workDir", "workSizeLimit"],
+                ),
+                "podAnnotations": _STR_MAP,
+                "podLabels": _STR_MAP,
+                "priorityClassName": _STR,
+                "podSecurityContext": _MAP,
+                "securityContext": _MAP,
                 "serviceAccount": service_account,
-                "rbac": _obj({"create": _BOOL, "extraSubjects": _LIST}),
-            }),
-            "networkPolicy": _obj({
-                "enabled": _BOOL,
-                "grpcFrom": _LIST,
-                "metricsFrom": _LIST,
-                "egress": _obj({"restrict": _BOOL, "rules": _LIST}),
-            }),
-            "metrics": _obj({
-                "serviceMonitor": _obj({
-                    "enabled": _BOOL,
-                    "skipCapabilityCheck": _BOOL,
-                    "interval": _STR,
-                    "scrapeTimeout": _STR,
-                    "labels": _STR_MAP,
-                }),
-            }),
-            "settings": _settings_schema(sections),
-        }, ["image", "credentials", "components", "settings"]),
+                "pipeline": _obj(
+                    {
+                        "serviceAccount": service_account,
+                        "rbac": _obj({"create": _BOOL, "extraSubjects": _LIST}),
+                    }
+                ),
+                "networkPolicy": _obj(
+                    {
+                        "enabled": _BOOL,
+                        "grpcFrom": _LIST,
+                        "metricsFrom": _LIST,
+                        "egress": _obj({"restrict": _BOOL, "rules": _LIST}),
+                    }
+                ),
+                "metrics": _obj(
+                    {
+                        "serviceMonitor": _obj(
+                            {
+                                "enabled": _BOOL,
+                                "skipCapabilityCheck": _BOOL,
+                                "interval": _STR,
+                                "scrapeTimeout": _STR,
+                                "labels": _STR_MAP,
+                            }
+                        ),
+                    }
+                ),
+                "settings": _settings_schema(sections),
+            },
+            ["image", "credentials", "components", "settings"],
+        ),
     }
 
 

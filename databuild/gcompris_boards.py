@@ -9,10 +9,10 @@ noisy alt-text, the licence goes with the pair.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 from mofi_platform.databuild.rcc import RccEntry, RccError, iter_rcc
 
@@ -116,5 +116,7 @@ def parse_readme(text: str) -> dict[str, Credit]:
             elif in_files and line.strip():
                 files.append(line.strip())
         for f in files:
-            out[f] = Credit(fields.get("source", ""), fields.get("license", ""), fields.get("copyright", fields.get("author", "")))
+            out[f] = Credit(
+                fields.get("source", ""), fields.get("license", ""), fields.get("copyright", fields.get("author", ""))
+            )
     return out

@@ -49,8 +49,9 @@ def rasterize_svg(svg: bytes, size: int) -> bytes:
         raise Rejected("svg_render_failed", type(e).__name__) from None
 
 
-def normalize_image(data: bytes, *, is_svg: bool = False, max_pixels: int, image_size: int,
-                    photo: bool = False) -> NormalizedImage:
+def normalize_image(
+    data: bytes, *, is_svg: bool = False, max_pixels: int, image_size: int, photo: bool = False
+) -> NormalizedImage:
     """Decode, reject bombs and corrupt files, flatten alpha, convert CMYK/grey/palette to RGB, downscale.
 
     ``photo`` stores JPEG (quality 90) instead of PNG: photographs compress ten times better that way,
@@ -61,7 +62,9 @@ def normalize_image(data: bytes, *, is_svg: bool = False, max_pixels: int, image
     if is_svg:
         data = rasterize_svg(data, image_size)
     try:
-        rgb = decode_rgb(data, max_pixels=max_pixels, draft=image_size, background=WHITE)  # drawings and emoji are mostly alpha
+        rgb = decode_rgb(
+            data, max_pixels=max_pixels, draft=image_size, background=WHITE
+        )  # drawings and emoji are mostly alpha
     except ImageRejected as e:
         raise Rejected(e.reason, str(e)) from None
     if min(rgb.size) < 8:

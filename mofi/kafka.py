@@ -7,8 +7,9 @@ same dead-letter record shape. One place keeps them identical.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -95,16 +96,23 @@ def ensure_topics(kcfg: KafkaSettings, names: Iterable[str], timeout_s: float = 
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:
-            try:
-                admin.create_topics([NewTopic(t, num_partitions=kcfg.partitions, replication_factor=1) for t in missing])
-            except TopicAlreadyExistsError:
-                pass
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    [NewTopic(t, num_partitions=kcfg.partitions, replication_factor=1) for t in missing]
+                )
     finally:
         admin.close()
 
 
-def send_dead_letter(producer: KafkaProducer, kcfg: KafkaSettings, record_value: bytes | None, key: bytes | None,
-                     reason: str, stage: str, source_topic: str = ""):
+def send_dead_letter(
+    producer: KafkaProducer,
+    kcfg: KafkaSettings,
+    record_value: bytes | None,
+    key: bytes | None,
+    reason: str,
+    stage: str,
+    source_topic: str = "",
+):
     """Send the original record unchanged to the dead-letter topic with why and where it failed."""
     headers = [
         (DEAD_LETTER_REASON_HEADER, reason.encode("utf-8", "replace")[:4096]),

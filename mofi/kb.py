@@ -23,10 +23,10 @@ import os
 import tempfile
 import unicodedata
 from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 __all__ = ["Entity", "KnowledgeBase", "normalize_alias", "write_kb", "INDEX_MIN_BYTES", "index_paths"]
 
@@ -68,9 +68,16 @@ class Entity:
     prior: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Entity":
-        return cls(str(d["id"]), str(d["name"]), tuple(d.get("aliases") or ()), str(d.get("description", "")),
-                   str(d.get("type", "")), str(d.get("source", "")), float(d.get("prior", 0.0)))
+    def from_dict(cls, d: dict) -> Entity:
+        return cls(
+            str(d["id"]),
+            str(d["name"]),
+            tuple(d.get("aliases") or ()),
+            str(d.get("description", "")),
+            str(d.get("type", "")),
+            str(d.get("source", "")),
+            float(d.get("prior", 0.0)),
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,8 +92,9 @@ def _entity_at(path: str | Path, n: int, line: bytes | str) -> Entity:
         raise ValueError(f"{path}:{n}: not an entity record ({e})") from None
 
 
-def _build_index(ids: Sequence[str], forms: Iterable[Sequence[str]], priors: Sequence[float]
-                 ) -> tuple[dict[str, int], array, array]:
+def _build_index(
+    ids: Sequence[str], forms: Iterable[Sequence[str]], priors: Sequence[float]
+) -> tuple[dict[str, int], array, array]:
     """Alias -> code: a row number (one entity), or ``~k`` for the k-th multi-entity alias, whose rows
     (by descending prior, then id) are ``flat[offsets[k]:offsets[k + 1]]``."""
     index: dict[str, int] = {}
@@ -149,12 +157,21 @@ class KnowledgeBase:
         self._rows: list[Entity | None] = list(rows)  # filled lazily when loaded from an index
         self._data: bytes = b""
         self._spans = array("q")
-        self._index, self._offsets, self._flat = _build_index(ids, ((e.name, *e.aliases) for e in rows),
-                                                              [e.prior for e in rows])
+        self._index, self._offsets, self._flat = _build_index(
+            ids, ((e.name, *e.aliases) for e in rows), [e.prior for e in rows]
+        )
 
     @classmethod
-    def _lazy(cls, data: bytes, spans: array, ids: list[str], index: dict[str, int], offsets: array, flat: array,
-              pos: dict[str, int] | None = None) -> "KnowledgeBase":
+    def _lazy(
+        cls,
+        data: bytes,
+        spans: array,
+        ids: list[str],
+        index: dict[str, int],
+        offsets: array,
+        flat: array,
+        pos: dict[str, int] | None = None,
+    ) -> KnowledgeBase:
         """Entities parsed from ``data[spans[2i]:spans[2i + 1]]`` on first use."""
         kb = cls.__new__(cls)
         kb._pos, kb._ids, kb._rows = pos, ids, [None] * len(ids)
@@ -163,7 +180,7 @@ class KnowledgeBase:
         return kb
 
     @classmethod
-    def load(cls, path: str | Path, index_file: bool | None = None) -> "KnowledgeBase":
+    def load(cls, path: str | Path, index_file: bool | None = None) -> KnowledgeBase:
         """Read a JSONL file; a malformed line raises ValueError naming the line number.
 
         ``index_file``: read and write the index file (None: for files of ``INDEX_MIN_BYTES`` or more).
@@ -182,7 +199,7 @@ class KnowledgeBase:
         return kb
 
     @classmethod
-    def _parse(cls, path: str | Path, data: bytes) -> "KnowledgeBase":
+    def _parse(cls, path: str | Path, data: bytes) -> KnowledgeBase:
         lines = data.split(b"\n")
         ends = list(accumulate(len(line) + 1 for line in lines))
         keep = [n for n, line in enumerate(lines) if line.strip()]
@@ -202,7 +219,7 @@ class KnowledgeBase:
         return cls._lazy(data, spans, ids, index, offsets, flat, _positions(ids))
 
     @classmethod
-    def _read_index(cls, candidate: Path, data: bytes, sha: str) -> "KnowledgeBase | None":
+    def _read_index(cls, candidate: Path, data: bytes, sha: str) -> KnowledgeBase | None:
         try:
             saved = marshal.loads(candidate.read_bytes())  # loads(bytes): load(file) reads object by object
             if saved.get("format") != _INDEX_FORMAT or saved.get("sha256") != sha:
@@ -222,9 +239,17 @@ class KnowledgeBase:
         return cls._lazy(data, spans, ids, index, offsets, flat)
 
     def _write_index(self, path: str | Path, sha: str) -> None:
-        blob = marshal.dumps({"format": _INDEX_FORMAT, "sha256": sha, "ids": self._ids, "index": self._index,
-                              "spans": self._spans.tobytes(), "offsets": self._offsets.tobytes(),
-                              "flat": self._flat.tobytes()})
+        blob = marshal.dumps(
+            {
+                "format": _INDEX_FORMAT,
+                "sha256": sha,
+                "ids": self._ids,
+                "index": self._index,
+                "spans": self._spans.tobytes(),
+                "offsets": self._offsets.tobytes(),
+                "flat": self._flat.tobytes(),
+            }
+        )
         for n, candidate in enumerate(index_paths(path, sha)):
             tmp = None
             try:
@@ -247,7 +272,7 @@ class KnowledgeBase:
         entity = self._rows[row]
         if entity is None:
             spans = self._spans
-            entity = self._rows[row] = Entity.from_dict(json.loads(self._data[spans[2 * row]:spans[2 * row + 1]]))
+            entity = self._rows[row] = Entity.from_dict(json.loads(self._data[spans[2 * row] : spans[2 * row + 1]]))
         return entity
 
     def get(self, entity_id: str) -> Entity | None:
@@ -267,7 +292,7 @@ class KnowledgeBase:
             entity = self._rows[code]
             return [entity if entity is not None else self._entity(code)]
         k = ~code
-        return [self._entity(row) for row in self._flat[self._offsets[k]:self._offsets[k + 1]]]
+        return [self._entity(row) for row in self._flat[self._offsets[k] : self._offsets[k + 1]]]
 
     def aliases(self) -> Iterator[str]:
         return iter(self._index)

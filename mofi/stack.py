@@ -25,8 +25,16 @@ from pathlib import Path
 
 from mofi.settings import Settings
 
-__all__ = ["Stack", "StackError", "ServerStatus", "find_binary", "free_port", "free_stack_ports",
-           "port_in_use", "pid_alive"]
+__all__ = [
+    "Stack",
+    "StackError",
+    "ServerStatus",
+    "find_binary",
+    "free_port",
+    "free_stack_ports",
+    "port_in_use",
+    "pid_alive",
+]
 
 
 class StackError(RuntimeError):
@@ -114,8 +122,15 @@ class Stack:
     """Start, stop and inspect the local servers described by ``settings.stack``."""
 
     S3_PORT_OFFSETS = {  # weed mini's internal listeners, consecutive from s3_internal_port_base
-        "master.port": 0, "master.port.grpc": 1, "volume.port": 2, "volume.port.grpc": 3,
-        "filer.port": 4, "filer.port.grpc": 5, "s3.port.grpc": 6, "admin.port": 7, "admin.port.grpc": 8,
+        "master.port": 0,
+        "master.port.grpc": 1,
+        "volume.port": 2,
+        "volume.port.grpc": 3,
+        "filer.port": 4,
+        "filer.port.grpc": 5,
+        "s3.port.grpc": 6,
+        "admin.port": 7,
+        "admin.port.grpc": 8,
     }
 
     def __init__(self, settings: Settings):
@@ -165,8 +180,7 @@ class Stack:
         from kafka import KafkaAdminClient
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka_address,
-                                     request_timeout_ms=3000)
+            admin = KafkaAdminClient(bootstrap_servers=self.cfg.kafka_address, request_timeout_ms=3000)
             admin.list_topics()
             admin.close()
             return True
@@ -175,8 +189,10 @@ class Stack:
 
     def status(self) -> list[ServerStatus]:
         out = []
-        for name, port, check in (("s3", self.cfg.s3_port, self.s3_healthy),
-                                  ("kafka", self.cfg.kafka_port, self.kafka_healthy)):
+        for name, port, check in (
+            ("s3", self.cfg.s3_port, self.s3_healthy),
+            ("kafka", self.cfg.kafka_port, self.kafka_healthy),
+        ):
             pid = self._read_pid(name)
             running = pid is not None and pid_alive(pid)
             out.append(ServerStatus(name, pid, running, running and check(), f"{self.cfg.host}:{port}"))
@@ -199,8 +215,15 @@ class Stack:
         self._log(name).parent.mkdir(parents=True, exist_ok=True)
         self._pidfile(name).parent.mkdir(parents=True, exist_ok=True)
         with open(self._log(name), "ab") as log:
-            proc = subprocess.Popen(argv, cwd=cwd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._pidfile(name).write_text(str(proc.pid))
         return proc.pid
 
@@ -233,8 +256,19 @@ class Stack:
         s3_dir = self.root / "s3"
         s3_dir.mkdir(parents=True, exist_ok=True)
         h = self.cfg.host
-        argv = [str(weed), "mini", f"-dir={s3_dir}", f"-ip={h}", f"-ip.bind={h}", "-admin.ui=false", "-webdav=false",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={self.cfg.s3_port}", "-metricsPort=0"]
+        argv = [
+            str(weed),
+            "mini",
+            f"-dir={s3_dir}",
+            f"-ip={h}",
+            f"-ip.bind={h}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.port={self.cfg.s3_port}",
+            "-metricsPort=0",
+        ]
         argv += [f"-{k}={base + off}" for k, off in self.S3_PORT_OFFSETS.items()]
         self._spawn("s3", argv, s3_dir)
         try:
@@ -289,12 +323,18 @@ class Stack:
     def _start_broker(self, tansu: Path) -> None:
         url = f"tcp://{self.cfg.kafka_address}"
         engine = f"s3://{self.cfg.broker_bucket}/" if self.cfg.broker_storage == "s3" else "memory://tansu/"
-        self._spawn("kafka", [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                              "--storage-engine", engine], self.root)
+        self._spawn(
+            "kafka",
+            [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", engine],
+            self.root,
+        )
         self._wait("kafka", self.kafka_healthy)
 
 
 def free_stack_ports() -> dict[str, int]:
     """``kafka_port``, ``s3_port`` and ``s3_internal_port_base`` free right now, for ``Settings.for_local_stack``."""
-    return {"kafka_port": free_port(), "s3_port": free_port(),
-            "s3_internal_port_base": free_port(span=len(Stack.S3_PORT_OFFSETS))}
+    return {
+        "kafka_port": free_port(),
+        "s3_port": free_port(),
+        "s3_internal_port_base": free_port(span=len(Stack.S3_PORT_OFFSETS)),
+    }

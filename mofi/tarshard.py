@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["pack", "unpack"]
 

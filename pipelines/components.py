@@ -30,9 +30,26 @@ def snapshot_i2e(version: str, min_count: int, val_percent: float, dataset: Outp
     print(f"snapshot {info.uri}: {info.num_samples} samples, {info.num_classes} classes, {info.num_shards} shards")
 
 
-def train_mofi(dataset: Input[Dataset], run_name: str, model_config: str, recipe: str, steps: int, batch_size: int,
-               train_options: str, scheduler: str, nnodes: int, nproc_per_node: int, image: str, gpu: int, cpu: int,
-               mem_mb: int, queue: str, credentials_secret: str, max_retries: int, model: Output[Model]):
+def train_mofi(
+    dataset: Input[Dataset],
+    run_name: str,
+    model_config: str,
+    recipe: str,
+    steps: int,
+    batch_size: int,
+    train_options: str,
+    scheduler: str,
+    nnodes: int,
+    nproc_per_node: int,
+    image: str,
+    gpu: int,
+    cpu: int,
+    mem_mb: int,
+    queue: str,
+    credentials_secret: str,
+    max_retries: int,
+    model: Output[Model],
+):
     """Run `mofi train` as a torchx job (kubernetes/Volcano or local_cwd), stream its logs, output the checkpoint."""
     import json
 
@@ -40,10 +57,25 @@ def train_mofi(dataset: Input[Dataset], run_name: str, model_config: str, recipe
 
     snapshot = dataset.metadata["uri"]
     run_name = run_name or f"{dataset.metadata['version']}-{model_config}-{recipe}"
-    options = {"model": model_config, "recipe": recipe, "steps": steps, "batch_size": batch_size,
-               **json.loads(train_options or "{}")}
-    job = TrainJob(scheduler=scheduler, nnodes=nnodes, nproc_per_node=nproc_per_node, image=image, cpu=cpu, gpu=gpu,
-                   memMB=mem_mb, queue=queue, credentials_secret=credentials_secret, max_retries=max_retries)
+    options = {
+        "model": model_config,
+        "recipe": recipe,
+        "steps": steps,
+        "batch_size": batch_size,
+        **json.loads(train_options or "{}"),
+    }
+    job = TrainJob(
+        scheduler=scheduler,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        image=image,
+        cpu=cpu,
+        gpu=gpu,
+        memMB=mem_mb,
+        queue=queue,
+        credentials_secret=credentials_secret,
+        max_retries=max_retries,
+    )
     result = launch_training(step_settings(), snapshot, run_name, options, job)
     model.metadata.update({**result, "snapshot": snapshot, "run_name": run_name, **options})
     with open(model.path, "w") as f:
@@ -51,8 +83,9 @@ def train_mofi(dataset: Input[Dataset], run_name: str, model_config: str, recipe
     print(f"checkpoint {result['checkpoint']} (step {result['step']})")
 
 
-def evaluate_mofi(model: Input[Model], benchmark: str, min_map: float, metrics: Output[Metrics],
-                  results: Output[Artifact]):
+def evaluate_mofi(
+    model: Input[Model], benchmark: str, min_map: float, metrics: Output[Metrics], results: Output[Artifact]
+):
     """GPR1200-protocol retrieval mAP (overall and per domain), zero-shot and linear probe; fail below min_map."""
     import json
 
@@ -70,7 +103,9 @@ def evaluate_mofi(model: Input[Model], benchmark: str, min_map: float, metrics: 
     print(json.dumps(out, indent=2))
 
 
-def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> NamedTuple("Index", collection=str, indexed=int):
+def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> NamedTuple(
+    "Index", collection=str, indexed=int
+):
     """Embed every I2E image into a new Milvus collection and switch the search alias to it."""
     from mofi_platform.pipelines.steps import index_checkpoint, step_settings
 
@@ -85,8 +120,7 @@ def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> Name
 
 def roll_embedder(model: Input[Model], deployment: str, namespace: str) -> str:
     """Publish the checkpoint as the embedder's and roll the embedder Deployment (when one is named)."""
-    from mofi_platform.pipelines.steps import roll_embedder as roll
-    from mofi_platform.pipelines.steps import step_settings
+    from mofi_platform.pipelines.steps import roll_embedder as roll, step_settings
 
     version = roll(step_settings(), model.metadata["checkpoint"], deployment, namespace)
     print(f"embedder checkpoint is now {version}")

@@ -17,8 +17,14 @@ from mofi.settings import Settings
 __all__ = ["LOCAL_DEFAULTS", "run_local"]
 
 #: Parameters that differ locally from the cluster defaults: CPU, two local ranks, no roll of a Deployment.
-LOCAL_DEFAULTS: dict[str, Any] = {"scheduler": "local_cwd", "nproc_per_node": 2, "gpu": 0, "cpu": 2, "roll": False,
-                                  "embedder_deployment": ""}
+LOCAL_DEFAULTS: dict[str, Any] = {
+    "scheduler": "local_cwd",
+    "nproc_per_node": 2,
+    "gpu": 0,
+    "cpu": 2,
+    "roll": False,
+    "embedder_deployment": "",
+}
 
 
 def run_local(settings: Settings, pipeline_root: str | Path, **params: Any) -> dict[str, Any]:
@@ -33,11 +39,14 @@ def run_local(settings: Settings, pipeline_root: str | Path, **params: Any) -> d
 
     os.environ.update(settings.to_env())
     Path(pipeline_root).mkdir(parents=True, exist_ok=True)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-                   raise_on_error=True)
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
+    )
     task = build_pipeline(cluster=False)(**{**LOCAL_DEFAULTS, **params})
     model, metrics, evaluation = task.outputs["model"], task.outputs["metrics"], task.outputs["evaluation"]
-    return {"model": dict(model.metadata), "metrics": dict(metrics.metadata),
-            "evaluation": json.loads(Path(evaluation.path).read_text()),
-            "artifacts": {"model": model.uri, "metrics": metrics.uri, "evaluation": evaluation.uri}}
-
+    return {
+        "model": dict(model.metadata),
+        "metrics": dict(metrics.metadata),
+        "evaluation": json.loads(Path(evaluation.path).read_text()),
+        "artifacts": {"model": model.uri, "metrics": metrics.uri, "evaluation": evaluation.uri},
+    }

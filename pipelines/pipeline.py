@@ -9,11 +9,11 @@ environment instead and trains with torchx's ``local_cwd`` scheduler.
 No ``from __future__ import annotations``: KFP reads parameter types from real annotations.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
-from kfp import compiler, dsl
-from kfp import kubernetes as k8s
+from kfp import compiler, dsl, kubernetes as k8s
 from kfp.dsl import Artifact, Metrics, Model
 
 from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings, env_name, iter_fields
@@ -37,8 +37,11 @@ _TRAINING = Settings().training
 def _settings_env() -> dict[str, str]:
     """ConfigMap key -> environment variable for every non-credential setting (the keys are the names)."""
     secret = {env_name(section, field) for section, field in CREDENTIALS}
-    return {env_name(s, f): env_name(s, f) for s, f, _, _ in iter_fields(Settings())
-            if s not in LOCAL_ONLY_SECTIONS and env_name(s, f) not in secret}
+    return {
+        env_name(s, f): env_name(s, f)
+        for s, f, _, _ in iter_fields(Settings())
+        if s not in LOCAL_ONLY_SECTIONS and env_name(s, f) not in secret
+    }
 
 
 def _with_settings(task: dsl.PipelineTask, config_map, secret, cluster: bool) -> dsl.PipelineTask:
@@ -56,9 +59,13 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
     """The pipeline function; ``cluster=False`` leaves out the ConfigMap/Secret wiring (kfp.local runs)."""
     ops = make_components(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=(
-        "MOFI on the I2E dataset: freeze a snapshot, train with torchx (Volcano), gate on retrieval mAP, "
-        "index the images into Milvus behind the search alias, optionally roll the embedder."))
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=(
+            "MOFI on the I2E dataset: freeze a snapshot, train with torchx (Volcano), gate on retrieval mAP, "
+            "index the images into Milvus behind the search alias, optionally roll the embedder."
+        ),
+    )
     def mofi_train(
         snapshot_version: str = "",
         min_count: int = 3,
@@ -88,31 +95,53 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
         settings_config_map: str = "mofi-settings",
         credentials_secret: str = "mofi-credentials",
     ) -> NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact):
-        """Args are run parameters in the Kubeflow UI; train_options is a JSON object of further `mofi train` options."""
+        """Args are run parameters in the Kubeflow UI.
+
+        train_options is a JSON object of further `mofi train` options.
+        """
 
         def wired(task: dsl.PipelineTask) -> dsl.PipelineTask:
             return _with_settings(task, settings_config_map, credentials_secret, cluster)
 
         snap = wired(ops["snapshot_i2e"](version=snapshot_version, min_count=min_count, val_percent=val_percent))
         snap.set_display_name("snapshot I2E")
-        train = wired(ops["train_mofi"](
-            dataset=snap.outputs["dataset"], run_name=run_name, model_config=model_config, recipe=recipe, steps=steps,
-            batch_size=batch_size, train_options=train_options, scheduler=scheduler, nnodes=nnodes,
-            nproc_per_node=nproc_per_node, image=image, gpu=gpu, cpu=cpu, mem_mb=mem_mb, queue=queue,
-            credentials_secret=credentials_secret, max_retries=max_retries))
+        train = wired(
+            ops["train_mofi"](
+                dataset=snap.outputs["dataset"],
+                run_name=run_name,
+                model_config=model_config,
+                recipe=recipe,
+                steps=steps,
+                batch_size=batch_size,
+                train_options=train_options,
+                scheduler=scheduler,
+                nnodes=nnodes,
+                nproc_per_node=nproc_per_node,
+                image=image,
+                gpu=gpu,
+                cpu=cpu,
+                mem_mb=mem_mb,
+                queue=queue,
+                credentials_secret=credentials_secret,
+                max_retries=max_retries,
+            )
+        )
         train.set_display_name("train (torchx)")
         evaluate = wired(ops["evaluate_mofi"](model=train.outputs["model"], benchmark=benchmark, min_map=min_map))
         evaluate.set_display_name("evaluate")
-        index = wired(ops["index_milvus"](model=train.outputs["model"], batch_size=index_batch_size,
-                                          thumbnails=thumbnails))
+        index = wired(
+            ops["index_milvus"](model=train.outputs["model"], batch_size=index_batch_size, thumbnails=thumbnails)
+        )
         index.set_display_name("index into Milvus").after(evaluate)
         with dsl.If(roll == True, "roll"):  # noqa: E712  (a pipeline condition, not a Python comparison)
-            rolled = wired(ops["roll_embedder"](model=train.outputs["model"], deployment=embedder_deployment,
-                                                namespace=namespace))
+            rolled = wired(
+                ops["roll_embedder"](model=train.outputs["model"], deployment=embedder_deployment, namespace=namespace)
+            )
             rolled.set_display_name("roll embedder").after(index)
-        outputs = NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact)
-        return outputs(model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
-                       evaluation=evaluate.outputs["results"])
+        outputs = NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact)  # noqa: UP014 (as annotated)
+        return outputs(
+            model=train.outputs["model"], metrics=evaluate.outputs["metrics"], evaluation=evaluate.outputs["results"]
+        )
 
     return mofi_train
 

@@ -17,12 +17,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-from mofi.i2e import (Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix,
-                      snapshot_uri)
+from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix, snapshot_uri
 from mofi.objstore import ObjectStore, parse_uri
 from mofi.settings import CREDENTIALS, Settings, env_name, load_settings
 
@@ -143,16 +143,31 @@ def config_app(settings: Settings, cfg: TrainConfig, job: TrainJob):
 
     secret_env = {env_name(section, field) for section, field in CREDENTIALS}
     env = {k: v for k, v in settings.to_env().items() if k not in secret_env}
-    return train(*config_argv(cfg), image=job.image, j=f"{job.nnodes}x{job.nproc_per_node}", cpu=job.cpu, gpu=job.gpu,
-                 memMB=job.memMB, env=env, max_retries=job.max_retries, name=f"mofi-train-{cfg.run_name}"[:60])
+    return train(
+        *config_argv(cfg),
+        image=job.image,
+        j=f"{job.nnodes}x{job.nproc_per_node}",
+        cpu=job.cpu,
+        gpu=job.gpu,
+        memMB=job.memMB,
+        env=env,
+        max_retries=job.max_retries,
+        name=f"mofi-train-{cfg.run_name}"[:60],
+    )
 
 
 def _secret_env_vars(secret: str) -> list:
     from kubernetes import client
 
-    return [client.V1EnvVar(name=env_name(section, field), value_from=client.V1EnvVarSource(
-                secret_key_ref=client.V1SecretKeySelector(name=secret, key=c.secret_key, optional=c.optional)))
-            for (section, field), c in CREDENTIALS.items()]
+    return [
+        client.V1EnvVar(
+            name=env_name(section, field),
+            value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name=secret, key=c.secret_key, optional=c.optional)
+            ),
+        )
+        for (section, field), c in CREDENTIALS.items()
+    ]
 
 
 def _add_secret_env(resource: dict, secret: str) -> None:
@@ -194,8 +209,14 @@ def plan_training(runner, app, job: TrainJob):
     return info
 
 
-def launch_training(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any], job: TrainJob,
-                    on_log: Callable[[str], None] = print) -> dict[str, Any]:
+def launch_training(
+    settings: Settings,
+    snapshot: str,
+    run_name: str,
+    options: dict[str, Any],
+    job: TrainJob,
+    on_log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the training job to completion and return its checkpoint ``{checkpoint, run_dir, step}``.
 
     Logs of rank 0 stream to ``on_log`` while the job runs. A job that does not succeed raises
@@ -252,7 +273,7 @@ def fetch_benchmark(settings: Settings, uri: str, dest: Path) -> Path:
     prefix = uri.rstrip("/") + "/"
     count = 0
     for obj in store.list(prefix):
-        target = dest / obj[len(prefix):]
+        target = dest / obj[len(prefix) :]
         target.parent.mkdir(parents=True, exist_ok=True)
         store.get_file(obj, target)
         count += 1
@@ -282,8 +303,9 @@ def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, 
     store = ObjectStore(settings.s3)
     prefix = shards_prefix(settings)
     total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
-    return index_images(settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size,
-                        thumbnails=thumbnails, total=total)
+    return index_images(
+        settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size, thumbnails=thumbnails, total=total
+    )
 
 
 def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
@@ -311,8 +333,18 @@ def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", nam
         except config.ConfigException:
             config.load_kube_config()
         ns = namespace or _pod_namespace() or "default"
-        patch = {"spec": {"template": {"metadata": {"annotations": {
-            CHECKPOINT_ANNOTATION: version, "mofi.dev/rolled-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}}}}
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {
+                            CHECKPOINT_ANNOTATION: version,
+                            "mofi.dev/rolled-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        }
+                    }
+                }
+            }
+        }
         client.AppsV1Api().patch_namespaced_deployment(deployment, ns, patch)
         log.info("rolling deployment %s/%s to %s", ns, deployment, version)
     return version

@@ -32,7 +32,7 @@ STAGES = {
 
 
 def resolve(target: str):
-    """"package.module:function" -> the function."""
+    """ "package.module:function" -> the function."""
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 

@@ -7,7 +7,7 @@ tower MOFI starts from, before any MOFI training, with its own global-average-po
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import timm

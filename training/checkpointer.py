@@ -10,7 +10,8 @@ each save at a barrier so no rank runs ahead of a checkpoint that is not yet com
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch.distributed as dist
 
@@ -24,6 +25,7 @@ from mofi_platform.training.checkpoint import (
 )
 
 __all__ = ["Checkpointer", "metrics_uri", "read_metrics"]
+
 
 def metrics_uri(run_dir: str) -> str:
     return join_uri(run_dir, "metrics.jsonl")

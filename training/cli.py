@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -54,22 +55,54 @@ def train(settings: Any, **options: Any) -> None:
         raise click.ClickException(str(e)) from None
     if int(os.environ.get("RANK", 0)) == 0:
         last = result.metrics[-1] if result.metrics else {}
-        click.echo(json.dumps({"run_dir": result.run_dir, "checkpoint": result.checkpoint, "step": result.step,
-                               "resumed_from": result.resumed_from, "loss": last.get("loss")}))
+        click.echo(
+            json.dumps(
+                {
+                    "run_dir": result.run_dir,
+                    "checkpoint": result.checkpoint,
+                    "step": result.step,
+                    "resumed_from": result.resumed_from,
+                    "loss": last.get("loss"),
+                }
+            )
+        )
 
 
 @click.command("eval")
-@click.option("--benchmark", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder in GPR1200 layout ({class}_{name}.png, optional domains.json / classes.json).")
-@click.option("--checkpoint", default=None, help="MOFI checkpoint, local path or s3:// [default: settings embedder.checkpoint].")
-@click.option("--baseline", type=click.Choice(["imagenet-effnet-lite0"]), default=None,
-              help="Evaluate frozen ImageNet features instead of a checkpoint.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the results JSON here.")
-@click.option("--run-dir", "run_dirs", multiple=True, help="Training run folder(s) whose loss curves to plot (repeatable).")
-@click.option("--curves", type=click.Path(dir_okay=False), default=None, help="PNG of the training curves of --run-dir runs.")
+@click.option(
+    "--benchmark",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder in GPR1200 layout ({class}_{name}.png, optional domains.json / classes.json).",
+)
+@click.option(
+    "--checkpoint", default=None, help="MOFI checkpoint, local path or s3:// [default: settings embedder.checkpoint]."
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(["imagenet-effnet-lite0"]),
+    default=None,
+    help="Evaluate frozen ImageNet features instead of a checkpoint.",
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the results JSON here."
+)
+@click.option(
+    "--run-dir", "run_dirs", multiple=True, help="Training run folder(s) whose loss curves to plot (repeatable)."
+)
+@click.option(
+    "--curves", type=click.Path(dir_okay=False), default=None, help="PNG of the training curves of --run-dir runs."
+)
 @click.pass_obj
-def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: str | None, out_path: str | None,
-             run_dirs: tuple[str, ...], curves: str | None) -> None:
+def evaluate(
+    settings: Any,
+    benchmark: str,
+    checkpoint: str | None,
+    baseline: str | None,
+    out_path: str | None,
+    run_dirs: tuple[str, ...],
+    curves: str | None,
+) -> None:
     """Retrieval mAP (GPR1200 protocol, per domain), zero-shot and linear-probe accuracy; curves PNG."""
     from pathlib import Path
 
@@ -99,8 +132,8 @@ def evaluate(settings: Any, benchmark: str, checkpoint: str | None, baseline: st
         if not run_dirs:
             raise click.UsageError("--curves needs at least one --run-dir")
         from mofi.objstore import ObjectStore
-        from mofi_platform.training.curves import plot_training_curves
         from mofi_platform.training.checkpointer import read_metrics
+        from mofi_platform.training.curves import plot_training_curves
 
         store = ObjectStore(settings.s3)
         runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}

@@ -27,8 +27,9 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import click
 import numpy as np
@@ -114,22 +115,26 @@ def _lock_towers(model: torch.nn.Module) -> tuple[TimmModel, HFTextEncoder]:
     visual, text = getattr(model, "visual", None), getattr(model, "text", None)
     if not isinstance(visual, TimmModel) or not isinstance(text, HFTextEncoder):
         raise ValueError("bootstrap trains LiT-style models: a timm image tower and a Hugging Face text tower")
-    trainable = {"logit_scale"} | {f"visual.head.{n}" for n, _ in visual.head.named_parameters()} | {
-        f"text.proj.{n}" for n, _ in text.proj.named_parameters()}
+    trainable = (
+        {"logit_scale"}
+        | {f"visual.head.{n}" for n, _ in visual.head.named_parameters()}
+        | {f"text.proj.{n}" for n, _ in text.proj.named_parameters()}
+    )
     for name, p in model.named_parameters():
         p.requires_grad_(name in trainable)
     return visual, text
 
 
 @torch.no_grad()
-def extract_features(model, train_transform, eval_transform, tokenizer, pairs: Sequence[BootstrapPair],
-                     views: int = 1, batch: int = 32) -> FrozenFeatures:
+def extract_features(
+    model, train_transform, eval_transform, tokenizer, pairs: Sequence[BootstrapPair], views: int = 1, batch: int = 32
+) -> FrozenFeatures:
     """Run the frozen towers once over every pair (the only expensive step)."""
     visual, text = _lock_towers(model)
     model.eval()  # BatchNorm uses its ImageNet statistics; they are never updated
     images, texts = [], []
     for start in tqdm(range(0, len(pairs), batch), desc="frozen towers", unit="batch"):
-        chunk = pairs[start:start + batch]
+        chunk = pairs[start : start + batch]
         per_view = []
         for v in range(views):
             tf = eval_transform if v == 0 else train_transform
@@ -138,8 +143,9 @@ def extract_features(model, train_transform, eval_transform, tokenizer, pairs: S
         tokens = tokenizer([p.text for p in chunk])
         mask = (tokens != text.config.pad_token_id).long()
         texts.append(text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask))
-    return FrozenFeatures([p.pair_id for p in pairs], [p.text for p in pairs], torch.cat(images).float(),
-                          torch.cat(texts).float(), views)
+    return FrozenFeatures(
+        [p.pair_id for p in pairs], [p.text for p in pairs], torch.cat(images).float(), torch.cat(texts).float(), views
+    )
 
 
 def _project(model, img: torch.Tensor, txt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,8 +157,9 @@ def train_projections(model, feats: FrozenFeatures, rows: Sequence[int], cfg: Bo
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, -(-len(rows) // cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
+    )
     loss_fn = ClipLoss()
     rng = random.Random(cfg.seed)
     history = []
@@ -161,7 +168,7 @@ def train_projections(model, feats: FrozenFeatures, rows: Sequence[int], cfg: Bo
         rng.shuffle(order)
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
-            idx = torch.tensor(order[start:start + cfg.batch_size])
+            idx = torch.tensor(order[start : start + cfg.batch_size])
             if len(idx) < 2:
                 continue
             view = torch.tensor([rng.randrange(feats.views) for _ in idx])
@@ -196,20 +203,32 @@ def calibrate(model, feats: FrozenFeatures, rows: Sequence[int], held_out: bool,
     for i in range(n):  # each image with its own text and with the most similar wrong text
         rows_to_show = [i] + ([int(masked[i].argmax())] if n > 1 else [])
         for j in rows_to_show:
-            ex = {"pair_id": feats.pair_ids[idx[i]], "image_text": feats.texts_raw[idx[i]],
-                  "scored_text": feats.texts_raw[idx[j]], "own_text": i == j, "score": round(float(sim[i, j]), 4)}
+            ex = {
+                "pair_id": feats.pair_ids[idx[i]],
+                "image_text": feats.texts_raw[idx[i]],
+                "scored_text": feats.texts_raw[idx[j]],
+                "own_text": i == j,
+                "score": round(float(sim[i, j]), 4),
+            }
             (kept if sim[i, j] >= thr else dropped).append(ex)
     by_score = lambda xs: sorted(xs, key=lambda e: -e["score"])[:examples]  # noqa: E731
     return Calibration(
-        threshold=round(thr, 4), true_kept=float(tpr[best]), wrong_kept=float(fpr[best]),
-        positive_mean=float(pos.mean()), negative_mean=float(neg.mean()) if len(neg) else 0.0,
-        recall_at_1=float((sim.argmax(1) == np.arange(n)).mean()), pairs=n, held_out=held_out,
-        kept_examples=by_score(kept), dropped_examples=by_score(dropped),
+        threshold=round(thr, 4),
+        true_kept=float(tpr[best]),
+        wrong_kept=float(fpr[best]),
+        positive_mean=float(pos.mean()),
+        negative_mean=float(neg.mean()) if len(neg) else 0.0,
+        recall_at_1=float((sim.argmax(1) == np.arange(n)).mean()),
+        pairs=n,
+        held_out=held_out,
+        kept_examples=by_score(kept),
+        dropped_examples=by_score(dropped),
     )
 
 
-def bootstrap(pairs: Sequence[BootstrapPair], cfg: BootstrapConfig, store: ObjectStore | None = None,
-              out_uri: str | None = None) -> tuple[dict[str, Any], Calibration]:
+def bootstrap(
+    pairs: Sequence[BootstrapPair], cfg: BootstrapConfig, store: ObjectStore | None = None, out_uri: str | None = None
+) -> tuple[dict[str, Any], Calibration]:
     """Train and calibrate; returns (checkpoint dict, calibration) and saves the checkpoint to ``out_uri``."""
     if len(pairs) < 4:
         raise ValueError(f"bootstrap needs at least 4 image-text pairs, got {len(pairs)}")
@@ -222,7 +241,9 @@ def bootstrap(pairs: Sequence[BootstrapPair], cfg: BootstrapConfig, store: Objec
     train = [i for i in range(len(pairs)) if i not in val_set]
     history = train_projections(model, feats, train, cfg)
     calib = calibrate(model, feats, val if held_out else range(len(pairs)), held_out)
-    digest = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode() + "".join(feats.pair_ids).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(
+        json.dumps(asdict(cfg), sort_keys=True).encode() + "".join(feats.pair_ids).encode()
+    ).hexdigest()[:8]
     ckpt = {
         "model_name": cfg.model,
         "image_size": cfg.image_size,
@@ -273,13 +294,22 @@ def clip() -> None:
 @click.option("--out", default=None, help="Checkpoint URI (default settings.scorer.checkpoint).")
 @click.option("--model", default=BootstrapConfig.model, show_default=True, help="Registered model config.")
 @click.option("--epochs", type=int, default=BootstrapConfig.epochs, show_default=True)
-@click.option("--views", type=int, default=BootstrapConfig.views, show_default=True,
-              help="Image views per pair (1 = eval crop only; more adds augmented crops).")
+@click.option(
+    "--views",
+    type=int,
+    default=BootstrapConfig.views,
+    show_default=True,
+    help="Image views per pair (1 = eval crop only; more adds augmented crops).",
+)
 @click.option("--image-size", type=int, default=BootstrapConfig.image_size, show_default=True)
-@click.option("--max-pairs", type=int, default=0,
-              help="Use this many pairs, an even sample across sources (0 = all).")
-@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the calibration report as JSON here.")
+@click.option("--max-pairs", type=int, default=0, help="Use this many pairs, an even sample across sources (0 = all).")
+@click.option(
+    "--report",
+    "report_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the calibration report as JSON here.",
+)
 @click.pass_obj
 def bootstrap_cmd(settings, corpus, fixture, out, model, epochs, views, image_size, max_pairs, report_path) -> None:
     """Train the LiT-style CLIP scorer on raw corpus pairs; print the calibrated threshold."""
@@ -289,12 +319,19 @@ def bootstrap_cmd(settings, corpus, fixture, out, model, epochs, views, image_si
     store = ObjectStore(settings.s3)
     out_uri = out or settings.scorer.checkpoint
     ckpt, calib = bootstrap(pairs, cfg, store, out_uri)
-    report = {"checkpoint": out_uri, "version": ckpt["version"], "pairs": len(pairs),
-              "final_loss": ckpt["loss_history"][-1], **asdict(calib)}
+    report = {
+        "checkpoint": out_uri,
+        "version": ckpt["version"],
+        "pairs": len(pairs),
+        "final_loss": ckpt["loss_history"][-1],
+        **asdict(calib),
+    }
     if report_path:
         with open(report_path, "w") as fh:
             json.dump(report, fh, indent=1, ensure_ascii=False)
     click.echo(json.dumps(report, indent=1, ensure_ascii=False))
-    click.echo(f"\nthreshold {calib.threshold}: keeps {calib.true_kept:.1%} of true texts and {calib.wrong_kept:.1%} "
-               f"of wrong ones ({'held-out' if calib.held_out else 'all'} {calib.pairs} pairs). "
-               f"Use it with MOFI_SCORER_THRESHOLD={calib.threshold}")
+    click.echo(
+        f"\nthreshold {calib.threshold}: keeps {calib.true_kept:.1%} of true texts and {calib.wrong_kept:.1%} "
+        f"of wrong ones ({'held-out' if calib.held_out else 'all'} {calib.pairs} pairs). "
+        f"Use it with MOFI_SCORER_THRESHOLD={calib.threshold}"
+    )

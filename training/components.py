@@ -16,7 +16,6 @@ Python, ``config_argv(cfg)`` (``mofi_platform.training.config``) gives the argum
 ``max_retries`` lets the scheduler restart a failed job, which then resumes from its last checkpoint.
 """
 
-
 import torchx.specs as specs
 from torchx.components import dist
 

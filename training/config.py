@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from mofi.objstore import join_uri
 from mofi.settings import Settings
@@ -59,10 +60,14 @@ class TrainConfig:
     batch_size: int = _opt(32, "Images per rank per step.")
     lr: float = _opt(3e-4, "Peak AdamW learning rate (linear warmup, cosine decay).")
     weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases, norms, logit scale).")
-    tower_lr_scale: float = _opt(0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch).")
+    tower_lr_scale: float = _opt(
+        0.1, "Learning-rate factor for the image and text towers (1.0 for towers trained from scratch)."
+    )
     warmup_steps: int = _opt(10, "Linear warmup steps.")
     image_size: int = _opt(0, "Input size override; 0 keeps the model config's size.")
-    context_length: int = _opt(0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only).")
+    context_length: int = _opt(
+        0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only)."
+    )
     pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
     checkpoint_dir: str = _opt(_setting("checkpoint_dir"), "Where run folders go: s3://bucket/prefix or a local path.")
     checkpoint_every: int = _opt(_setting("checkpoint_every"), "Steps between checkpoints.")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -142,7 +143,9 @@ def linear_probe_accuracy(embeddings: np.ndarray, labels: Sequence[str], seed: i
     return float(np.mean(clf.predict(embeddings[test_idx]) == labels[test_idx]))
 
 
-def embed_benchmark(bench: Benchmark, embed_images: Callable[[list[Image.Image]], np.ndarray], batch: int = 32) -> np.ndarray:
+def embed_benchmark(
+    bench: Benchmark, embed_images: Callable[[list[Image.Image]], np.ndarray], batch: int = 32
+) -> np.ndarray:
     out = []
     for start in tqdm(range(0, len(bench.images), batch), desc=f"embed {bench.root.name}", unit="batch"):
         chunk = []
@@ -177,7 +180,7 @@ def evaluate_embeddings(
 
 
 def evaluate_model(bench: Benchmark, model: Any) -> dict[str, Any]:
-    """Every metric for a loaded :class:`mofi_platform.training.inference.EmbeddingModel`, tagged with its name and version.
+    """Every metric for a loaded :class:`~mofi_platform.training.inference.EmbeddingModel`, with its name and version.
 
     One function for ``mofi eval`` and the pipeline's evaluate step, so both report the same numbers.
     """

@@ -8,7 +8,8 @@ time, which is what the services' dynamic batchers do anyway.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,12 +51,12 @@ class EmbeddingModel:
         self.dim = int(probe.shape[-1])
 
     @classmethod
-    def load(cls, uri: str, s3: S3Settings | None = None) -> "EmbeddingModel":
+    def load(cls, uri: str, s3: S3Settings | None = None) -> EmbeddingModel:
         """Load a checkpoint from a local path or ``s3://bucket/key``."""
         return cls.from_checkpoint(load_checkpoint(ObjectStore(s3 or S3Settings()), uri))
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "EmbeddingModel":
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> EmbeddingModel:
         name = ckpt["model_name"]
         state = ckpt["model"]
         head = state.get("entity_head.weight")
@@ -73,13 +74,16 @@ class EmbeddingModel:
         tokenizer: Callable[[list[str]], torch.Tensor],
         version: str,
         model_name: str = "unnamed",
-    ) -> "EmbeddingModel":
+    ) -> EmbeddingModel:
         return cls(model, eval_transform, tokenizer, version, model_name)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""
         return self._embed(
-            images, lambda chunk: self.model.encode_image(torch.stack([self.eval_transform(im.convert("RGB")) for im in chunk]), normalize=True)
+            images,
+            lambda chunk: self.model.encode_image(
+                torch.stack([self.eval_transform(im.convert("RGB")) for im in chunk]), normalize=True
+            ),
         )
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -59,16 +59,19 @@ class LossConfig:
     """
 
     recipe: str = field(metadata={"help": "supervised | contrastive | multitask."})
-    class_weight: float | None = field(default=None, metadata={
-        "help": "Lambda, the class-loss weight (the contrastive loss gets 1 - lambda); unset: the recipe's."})
+    class_weight: float | None = field(
+        default=None,
+        metadata={"help": "Lambda, the class-loss weight (the contrastive loss gets 1 - lambda); unset: the recipe's."},
+    )
     cosface_scale: float = field(default=32.0, metadata={"help": "CosFace scale s."})
     cosface_margin: float = field(default=0.2, metadata={"help": "CosFace margin m."})
 
     def __post_init__(self) -> None:
         lam = self.lam  # raises ValueError naming an unknown recipe
         if not 0.0 <= lam <= 1.0 or (lam < 1 and self.spec.text_source == "none"):
-            raise ValueError(f"class weight {lam} does not fit recipe {self.recipe} "
-                             "(0 to 1; exactly 1 when the recipe has no texts)")
+            raise ValueError(
+                f"class weight {lam} does not fit recipe {self.recipe} (0 to 1; exactly 1 when the recipe has no texts)"
+            )
 
     @property
     def spec(self) -> Recipe:
@@ -114,7 +117,9 @@ class MofiLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lam = cfg.lam
-        self.clip = ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size)
+        self.clip = ClipLoss(
+            local_loss=True, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size
+        )
 
     def forward(
         self,

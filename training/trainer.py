@@ -18,8 +18,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,8 +39,17 @@ from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_l
 from mofi_platform.training.losses import MofiLoss
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
-__all__ = ["TrainResult", "MofiTrainModule", "Ranks", "Parts", "build", "build_model", "build_loader", "train",
-           "load_snapshot"]
+__all__ = [
+    "TrainResult",
+    "MofiTrainModule",
+    "Ranks",
+    "Parts",
+    "build",
+    "build_model",
+    "build_loader",
+    "train",
+    "load_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +105,11 @@ def _param_groups(model: nn.Module, weight_decay: float, lr: float, tower_lr_sca
         decay = p.ndim >= 2 and "logit_scale" not in name
         groups.setdefault((tower, decay), []).append(p)
     return [
-        {"params": params, "lr": lr * (tower_lr_scale if tower else 1.0), "weight_decay": weight_decay if decay else 0.0}
+        {
+            "params": params,
+            "lr": lr * (tower_lr_scale if tower else 1.0),
+            "weight_decay": weight_decay if decay else 0.0,
+        }
         for (tower, decay), params in sorted(groups.items())
     ]
 
@@ -153,8 +167,9 @@ def build(cfg: TrainConfig, num_classes: int, ranks: Ranks) -> Parts:
     return Parts(model, train_transform, loss_fn, optimizer, scheduler)
 
 
-def build_loader(cfg: TrainConfig, s3: S3Settings, snapshot: Snapshot, parts: Parts, num_classes: int, start: int,
-                 ranks: Ranks) -> DataLoader:
+def build_loader(
+    cfg: TrainConfig, s3: S3Settings, snapshot: Snapshot, parts: Parts, num_classes: int, start: int, ranks: Ranks
+) -> DataLoader:
     """This rank's share of the training stream, reseeded by the step it starts from."""
     stream = I2EStream(
         s3,
@@ -236,16 +251,30 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
         }
 
     loader = build_loader(cfg, s3, snapshot, parts, num_classes, start, ranks)
-    step, uri = _loop(cfg, parts, loader, start, metrics, ranks,
-                      lambda step: checkpointer.save(step, lambda: state(step), metrics))
+    step, uri = _loop(
+        cfg, parts, loader, start, metrics, ranks, lambda step: checkpointer.save(step, lambda: state(step), metrics)
+    )
     checkpointer.publish(uri, cfg.publish_uri)
     return TrainResult(cfg.run_dir, uri, step, start, metrics)
 
 
-def _loop(cfg: TrainConfig, parts: Parts, loader: DataLoader, start: int, metrics: list[dict[str, Any]], ranks: Ranks,
-          save: Callable[[int], str]) -> tuple[int, str]:
+def _loop(
+    cfg: TrainConfig,
+    parts: Parts,
+    loader: DataLoader,
+    start: int,
+    metrics: list[dict[str, Any]],
+    ranks: Ranks,
+    save: Callable[[int], str],
+) -> tuple[int, str]:
     """Steps ``start + 1 .. cfg.steps`` under DDP; appends to ``metrics``; returns (step, last checkpoint URI)."""
-    model, optimizer, scheduler, device, world = parts.model, parts.optimizer, parts.scheduler, ranks.device, ranks.world
+    model, optimizer, scheduler, device, world = (
+        parts.model,
+        parts.optimizer,
+        parts.scheduler,
+        ranks.device,
+        ranks.world,
+    )
     module: nn.Module = MofiTrainModule(model)
     if world > 1:
         module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -259,8 +288,9 @@ def _loop(cfg: TrainConfig, parts: Parts, loader: DataLoader, start: int, metric
         texts = batch["texts"].to(device) if batch["texts"] is not None else None
         targets = batch["targets"].to(device) if batch["targets"] is not None else None
         out = module(images, texts)
-        losses = parts.loss_fn(out["image_features"], out["text_features"], out["logit_scale"], out.get("class_cos"),
-                               targets)
+        losses = parts.loss_fn(
+            out["image_features"], out["text_features"], out["logit_scale"], out.get("class_cos"), targets
+        )
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

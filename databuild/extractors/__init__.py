@@ -6,8 +6,8 @@ at the fetched cache and tests at the committed miniature copies under ``tests/f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.extractors.emoji import google_emoji_pairs, openmoji_pairs
 from mofi_platform.databuild.extractors.gcompris import gcompris_pairs

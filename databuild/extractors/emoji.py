@@ -7,8 +7,8 @@ corpus with near-duplicates.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.pairs import RawPair
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import unquote
 
 from mofi_platform.databuild.gcompris_boards import Credit, iter_board_items, iter_resources, parse_readme
@@ -49,7 +49,11 @@ def gcompris_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:
         credit = credits.get(entry.path)
         if credit is None or not credit.licence:
             continue
-        words = commons_text(credit.source) if credit.source else _camel_words(posixpath.splitext(posixpath.basename(entry.path))[0])
+        words = (
+            commons_text(credit.source)
+            if credit.source
+            else _camel_words(posixpath.splitext(posixpath.basename(entry.path))[0])
+        )
         title = titles.get(entry.path, "")
         text = f"{title}. {words}" if title and title.lower() not in words.lower() else words
         yield RawPair("gcompris", credit.licence, entry.path, text, entry.data, photo=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.pairs import RawPair
 
@@ -21,4 +21,6 @@ def filename_text(stem: str) -> str:
 def openclipart_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:
     root = dirs("openclipart") / "usr/share/openclipart/png"
     for png in sorted(root.rglob("*.png")):
-        yield RawPair("openclipart", LICENCE, png.relative_to(root).as_posix(), filename_text(png.stem), png.read_bytes())
+        yield RawPair(
+            "openclipart", LICENCE, png.relative_to(root).as_posix(), filename_text(png.stem), png.read_bytes()
+        )

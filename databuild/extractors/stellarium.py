@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.extractors.gcompris import commons_text
 from mofi_platform.databuild.pairs import RawPair
@@ -17,8 +17,18 @@ from mofi_platform.databuild.pairs import RawPair
 __all__ = ["stellarium_pairs", "designation"]
 
 LICENCE = "GPL-2.0-or-later (Stellarium); photo credit in the text metadata"
-_CATALOGUES = {"m": "M", "n": "NGC", "ngc": "NGC", "ic": "IC", "b": "B", "barnard": "B", "sh": "SH2", "u": "UGC", "p": "PGC",
-               "rcw": "RCW"}
+_CATALOGUES = {
+    "m": "M",
+    "n": "NGC",
+    "ngc": "NGC",
+    "ic": "IC",
+    "b": "B",
+    "barnard": "B",
+    "sh": "SH2",
+    "u": "UGC",
+    "p": "PGC",
+    "rcw": "RCW",
+}
 _NAMES = re.compile(r'^(?P<cat>[A-Z0-9]+)\s+(?P<num>\S+)\s+_\("(?P<name>[^"]+)"\)')
 _TILE = re.compile(r'"(?P<key>imageUrl|infoUrl|short)"\s*:\s*"(?P<value>[^"]*)"', re.I)
 
@@ -60,7 +70,9 @@ def _deep_sky(base: Path) -> Iterator[RawPair]:
             words.append(commons_text(tile["infourl"]))
         if tile.get("short"):
             words.append(f"image: {tile['short']}")
-        yield RawPair("stellarium", LICENCE, f"nebulae/default/{image.name}", " - ".join(words), image.read_bytes(), photo=True)
+        yield RawPair(
+            "stellarium", LICENCE, f"nebulae/default/{image.name}", " - ".join(words), image.read_bytes(), photo=True
+        )
 
 
 def _bodies(base: Path) -> Iterator[RawPair]:
@@ -75,7 +87,9 @@ def _bodies(base: Path) -> Iterator[RawPair]:
                 continue
             seen.add(tex)
             kind = cfg[section].get("type", "body")
-            yield RawPair("stellarium", LICENCE, f"textures/{tex}", f"{name} {kind} texture map", image.read_bytes(), photo=True)
+            yield RawPair(
+                "stellarium", LICENCE, f"textures/{tex}", f"{name} {kind} texture map", image.read_bytes(), photo=True
+            )
 
 
 def stellarium_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mofi_platform.databuild.pairs import RawPair
 
@@ -20,5 +20,11 @@ def tuxpaint_pairs(dirs: Callable[[str], Path]) -> Iterator[RawPair]:
         image = next((p for p in (txt.with_suffix(".png"), txt.with_suffix(".svg")) if p.exists()), None)
         if not text or image is None:
             continue
-        yield RawPair("tuxpaint", LICENCE, image.relative_to(stamps).as_posix(), text, image.read_bytes(),
-                      is_svg=image.suffix == ".svg")
+        yield RawPair(
+            "tuxpaint",
+            LICENCE,
+            image.relative_to(stamps).as_posix(),
+            text,
+            image.read_bytes(),
+            is_svg=image.suffix == ".svg",
+        )

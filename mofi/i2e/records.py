@@ -7,7 +7,7 @@ reasons.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError, Message
 
@@ -71,8 +71,14 @@ def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) 
         "original_path": pair.original_path,
         "scorer_model": rec.scorer_model,
         "entities": [
-            {"id": e.entity_id, "name": e.name, "description": e.description, "score": round(float(e.clip_score), 6),
-             "link_score": round(float(e.link_score), 6), "method": e.method}
+            {
+                "id": e.entity_id,
+                "name": e.name,
+                "description": e.description,
+                "score": round(float(e.clip_score), 6),
+                "link_score": round(float(e.link_score), 6),
+                "method": e.method,
+            }
             for e in rec.entities
         ],
         # the candidates the scorer dropped for this image (below the threshold), best first, as in

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mofi.i2e.layout import snapshot_version
@@ -32,7 +32,7 @@ class EntityClass:
 
 
 def split_of(pair_id: str, val_percent: float) -> str:
-    """"train" or "val" from a hash of the pair id alone.
+    """ "train" or "val" from a hash of the pair id alone.
 
     Why not seeded per snapshot: a pair stays on the same side in every snapshot, so a model trained
     on an older snapshot is never evaluated on its own training images in a newer one.
@@ -64,27 +64,29 @@ class Snapshot:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Snapshot":
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
         d = dict(d)
         d["classes"] = [EntityClass(**c) for c in d["classes"]]
         return cls(**d)
 
     def save(self, store: ObjectStore, uri: str) -> None:
-        store.put_bytes(uri, json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode(),
-                        content_type="application/json")
+        store.put_bytes(
+            uri, json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode(), content_type="application/json"
+        )
 
     @classmethod
-    def load(cls, store: ObjectStore, uri: str) -> "Snapshot":
+    def load(cls, store: ObjectStore, uri: str) -> Snapshot:
         return cls.from_dict(json.loads(store.get_bytes(uri)))
 
 
 def new_version(now: datetime | None = None) -> str:
     """A sortable version name, e.g. ``20261129T002500Z``."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def create_snapshot(store: ObjectStore, i2e_prefix_uri: str, snapshot_uri: str, min_count: int,
-                    val_percent: float) -> Snapshot:
+def create_snapshot(
+    store: ObjectStore, i2e_prefix_uri: str, snapshot_uri: str, min_count: int, val_percent: float
+) -> Snapshot:
     """Freeze every complete shard under ``i2e_prefix_uri`` into a snapshot and save it.
 
     Classes are the entities with at least ``min_count`` images, ordered by count (then id) so the
@@ -112,12 +114,15 @@ def create_snapshot(store: ObjectStore, i2e_prefix_uri: str, snapshot_uri: str, 
         for eid, row in rows.items():
             agg = counts.setdefault(eid, {"name": row["name"], "description": row["description"], "count": 0})
             agg["count"] += row["count"]
-    kept = sorted(((r["count"], eid) for eid, r in counts.items() if r["count"] >= min_count),
-                  key=lambda t: (-t[0], t[1]))
-    classes = [EntityClass(i, eid, counts[eid]["name"], counts[eid]["description"], n) for i, (n, eid) in enumerate(kept)]
+    kept = sorted(
+        ((r["count"], eid) for eid, r in counts.items() if r["count"] >= min_count), key=lambda t: (-t[0], t[1])
+    )
+    classes = [
+        EntityClass(i, eid, counts[eid]["name"], counts[eid]["description"], n) for i, (n, eid) in enumerate(kept)
+    ]
     snap = Snapshot(
         version=snapshot_version(snapshot_uri),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         shards=shards,
         classes=classes,
         val_percent=float(val_percent),

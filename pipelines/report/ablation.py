@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = ["Column", "AblationTable", "columns", "load_ablation", "markdown_table"]
 
+
 @dataclass(frozen=True)
 class Column:
     """A column of the table: the row field it shows (``domain``: a key of that mapping) and its precision."""
@@ -45,9 +46,11 @@ def columns(rows: Sequence[Mapping[str, Any]]) -> list[Column]:
     domains = sorted({d for r in rows for d in r.get("map_per_domain") or {}})
     cols = [Column("row", "row"), Column("mAP", "map", digits=4, metric=True)]
     cols += [Column(f"mAP {d}", "map_per_domain", domain=d, digits=4, metric=True) for d in domains]
-    cols += [Column("zero-shot top-1", "zero_shot_top1", digits=3, metric=True),
-             Column("linear probe top-1", "linear_probe_top1", digits=3, metric=True),
-             Column("train s", "train_seconds")]
+    cols += [
+        Column("zero-shot top-1", "zero_shot_top1", digits=3, metric=True),
+        Column("linear probe top-1", "linear_probe_top1", digits=3, metric=True),
+        Column("train s", "train_seconds"),
+    ]
     return [c for c in cols if c.domain or any(c.key in r for r in rows)]
 
 

@@ -77,10 +77,16 @@ class SearchHit:
     entity_ids: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_proto(cls, hit: Any) -> "SearchHit":
+    def from_proto(cls, hit: Any) -> SearchHit:
         """From a ``mofi.v1.SearchHit`` message (or anything with its fields)."""
-        return cls(pair_id=hit.pair_id, score=float(hit.score), entity_names=list(hit.entity_names),
-                   text=hit.text, source=hit.source, entity_ids=list(hit.entity_ids))
+        return cls(
+            pair_id=hit.pair_id,
+            score=float(hit.score),
+            entity_names=list(hit.entity_names),
+            text=hit.text,
+            source=hit.source,
+            entity_ids=list(hit.entity_ids),
+        )
 
 
 @dataclass
@@ -156,8 +162,10 @@ class I2EStats:
         """(kept entities, scanned images) for every count from the least to the most, gaps as 0."""
         if not self.entities_per_image:
             return []
-        return [(k, self.entities_per_image.get(k, 0))
-                for k in range(min(self.entities_per_image), max(self.entities_per_image) + 1)]
+        return [
+            (k, self.entities_per_image.get(k, 0))
+            for k in range(min(self.entities_per_image), max(self.entities_per_image) + 1)
+        ]
 
 
 # ----------------------------------------------------------------------------------------- collection
@@ -184,8 +192,14 @@ def _pick_examples(candidates: list[I2ESample], n: int) -> list[I2ESample]:
     return out[:n]
 
 
-def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] = (), max_examples: int = 12,
-                max_stat_shards: int = 256, example_shards: int = 4) -> I2EStats:
+def collect_i2e(
+    store: ObjectStore,
+    settings: Any,
+    hit_pair_ids: Iterable[str] = (),
+    max_examples: int = 12,
+    max_stat_shards: int = 256,
+    example_shards: int = 4,
+) -> I2EStats:
     """Read what the report shows about the I2E dataset from the object store.
 
     Every manifest is read (counts over the whole dataset); the first ``max_stat_shards`` shards are
@@ -198,6 +212,7 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
     shards = list_shards(store, prefix)
     st.shards = len(shards)
     pair_shard: dict[str, str] = {}
+
     def manifest(uri: str) -> tuple[str, dict[str, Any] | None]:
         try:
             return uri, read_manifest(store, uri)
@@ -221,10 +236,10 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
                 agg = st.entities.setdefault(eid, {"name": row.get("name", eid), "count": 0})
                 agg["count"] += int(row.get("count", 0))
 
-    stat_shards = readable[:max(0, max_stat_shards)]
+    stat_shards = readable[: max(0, max_stat_shards)]
     stat_set = set(stat_shards)
     # Examples come from shards spread over the dataset (shards are written source by source).
-    example_set = set(stat_shards[::max(1, len(stat_shards) // max(1, example_shards))][:example_shards])
+    example_set = set(stat_shards[:: max(1, len(stat_shards) // max(1, example_shards))][:example_shards])
     per_shard = max(1, 4 * max_examples // max(1, example_shards))
     to_open = stat_shards + sorted(set(pair_shard.values()) - stat_set)
     candidates: list[I2ESample] = []
@@ -259,10 +274,16 @@ def collect_i2e(store: ObjectStore, settings: Any, hit_pair_ids: Iterable[str] =
 
     for s in _pick_examples(candidates, max_examples):
         dropped = s.meta.get("dropped")
-        st.examples.append(EntityExample(
-            pair_id=s.pair_id, source=str(s.meta.get("source", "")), text=str(s.meta.get("text", "")),
-            thumb=thumbnail_data_uri(s.image_bytes), kept=list(s.meta.get("entities") or []),
-            dropped=list(dropped) if dropped is not None else None))
+        st.examples.append(
+            EntityExample(
+                pair_id=s.pair_id,
+                source=str(s.meta.get("source", "")),
+                text=str(s.meta.get("text", "")),
+                thumb=thumbnail_data_uri(s.image_bytes),
+                kept=list(s.meta.get("entities") or []),
+                dropped=list(dropped) if dropped is not None else None,
+            )
+        )
 
     st.no_entity = count_no_entity(store, settings.s3.i2e_bucket)
     st.no_entity_examples = list(itertools.islice(iter_no_entity(store, settings.s3.i2e_bucket), _NO_ENTITY_EXAMPLES))
@@ -277,9 +298,14 @@ def as_hit(h: Any) -> SearchHit:
     if isinstance(h, SearchHit):
         return h
     if isinstance(h, Mapping):
-        return SearchHit(pair_id=str(h["pair_id"]), score=float(h.get("score", 0.0)),
-                         entity_names=list(h.get("entity_names", [])), text=str(h.get("text", "")),
-                         source=str(h.get("source", "")), entity_ids=list(h.get("entity_ids", [])))
+        return SearchHit(
+            pair_id=str(h["pair_id"]),
+            score=float(h.get("score", 0.0)),
+            entity_names=list(h.get("entity_names", [])),
+            text=str(h.get("text", "")),
+            source=str(h.get("source", "")),
+            entity_ids=list(h.get("entity_ids", [])),
+        )
     return SearchHit.from_proto(h)
 
 
@@ -318,16 +344,30 @@ def search_sheets(searches: Sequence[SearchExample], st: I2EStats | None, max_hi
         cards = []
         for rank, h in enumerate([as_hit(h) for h in q.hits][:max_hits], 1):
             meta = metas.get(h.pair_id, {})
-            cards.append(HitCard(
-                rank=rank, pair_id=h.pair_id, score=h.score, thumb=thumbs.get(h.pair_id),
-                names=[x for x in h.entity_names or [e.get("name", "") for e in meta.get("entities", [])] if x],
-                text=h.text or meta.get("text", ""), source=h.source or meta.get("source", "")))
+            cards.append(
+                HitCard(
+                    rank=rank,
+                    pair_id=h.pair_id,
+                    score=h.score,
+                    thumb=thumbs.get(h.pair_id),
+                    names=[x for x in h.entity_names or [e.get("name", "") for e in meta.get("entities", [])] if x],
+                    text=h.text or meta.get("text", ""),
+                    source=h.source or meta.get("source", ""),
+                )
+            )
         image = bool(q.query_image)
         kind = "image \u2192 image" if image else "text \u2192 image"
-        sheets.append(SearchSheet(
-            title=q.title or kind, number=n, query_text=q.query_text, image_query=image,
-            query_thumb=thumbnail_data_uri(q.query_image) if q.query_image else None,
-            total_hits=len(q.hits), hits=cards))
+        sheets.append(
+            SearchSheet(
+                title=q.title or kind,
+                number=n,
+                query_text=q.query_text,
+                image_query=image,
+                query_thumb=thumbnail_data_uri(q.query_image) if q.query_image else None,
+                total_hits=len(q.hits),
+                hits=cards,
+            )
+        )
     return sheets
 
 
@@ -350,8 +390,11 @@ def eval_table(results: Any) -> EvalTable | None:
         rows = [(str(k), v) for k, v in results.items() if isinstance(v, Mapping)]
     if not rows:
         return None
-    return EvalTable(rows=rows, domains=sorted({d for _, r in rows for d in (r.get("map_per_domain") or {})}),
-                     benchmarks=sorted({str(r.get("benchmark")) for _, r in rows if r.get("benchmark")}))
+    return EvalTable(
+        rows=rows,
+        domains=sorted({d for _, r in rows for d in (r.get("map_per_domain") or {})}),
+        benchmarks=sorted({str(r.get("benchmark")) for _, r in rows if r.get("benchmark")}),
+    )
 
 
 @dataclass

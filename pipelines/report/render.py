@@ -19,7 +19,7 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,18 @@ def _clip(text: Any, n: int = 220) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(fmt=_fmt, clip=_clip)
     env.tests.update(
         location=lambda text: bool(re.match(r"^[a-z][a-z0-9+.-]*://|^/", text)),  # a URI or an absolute path
-        plain_number=lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        plain_number=lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    )
     env.globals.update(top_entities=TOP_ENTITIES)
     return env
 
@@ -192,30 +198,53 @@ def build_report(
 
     def i2e() -> str:
         nonlocal stats
-        stats = collect_i2e(store, settings, hit_ids, max_examples=max_examples,
-                            max_stat_shards=max_stat_shards, example_shards=example_shards)
+        stats = collect_i2e(
+            store,
+            settings,
+            hit_ids,
+            max_examples=max_examples,
+            max_stat_shards=max_stat_shards,
+            example_shards=example_shards,
+        )
         return macros.i2e(stats, threshold, _score_plot(stats.kept_scores, stats.dropped_scores, threshold))
 
     def training() -> str:
         runs = {k: v for k, v in (run_metrics or {}).items() if v}
-        return macros.training(_curves(runs) if runs else None, training_table(runs) if runs else None,
-                               eval_table(eval_results))
+        return macros.training(
+            _curves(runs) if runs else None, training_table(runs) if runs else None, eval_table(eval_results)
+        )
 
     sections = [
         ("summary", "Run summary", lambda: macros.summary(summary)),
         ("i2e", "I2E dataset", i2e),
-        ("examples", "Kept and dropped entities",
-         lambda: macros.examples(stats, threshold) if stats else macros.na("the I2E dataset could not be read")),
+        (
+            "examples",
+            "Kept and dropped entities",
+            lambda: macros.examples(stats, threshold) if stats else macros.na("the I2E dataset could not be read"),
+        ),
         ("training", "Training and evaluation", training),
-        ("ablation", "Recipe ablation (RESULTS.md)",
-         lambda: _ablation_section(Path(ablation_results) if ablation_results is not None else None)),
-        ("search", "Retrieval", lambda: (macros.searches(search_sheets(list(searches), stats, max_hits))
-                                         if searches else macros.na("no searches were run"))),
+        (
+            "ablation",
+            "Recipe ablation (RESULTS.md)",
+            lambda: _ablation_section(Path(ablation_results) if ablation_results is not None else None),
+        ),
+        (
+            "search",
+            "Retrieval",
+            lambda: (
+                macros.searches(search_sheets(list(searches), stats, max_hits))
+                if searches
+                else macros.na("no searches were run")
+            ),
+        ),
     ]
     doc = _ENV.get_template("report.html.j2").render(
-        title=title, bucket=settings.s3.i2e_bucket, css=Markup((_HERE / "static" / "report.css").read_text()),
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        sections=[_Section(sid, name, _guard(name, fn)) for sid, name, fn in sections])
+        title=title,
+        bucket=settings.s3.i2e_bucket,
+        css=Markup((_HERE / "static" / "report.css").read_text()),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sections=[_Section(sid, name, _guard(name, fn)) for sid, name, fn in sections],
+    )
     path = out_dir / "index.html"
     path.write_text(doc, encoding="utf-8")
     log.info("report: wrote %s (%.1f kB)", path, path.stat().st_size / 1024)

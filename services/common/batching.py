@@ -11,8 +11,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from prometheus_client import Histogram
 
@@ -20,8 +21,9 @@ __all__ = ["DynamicBatcher", "BatcherClosed"]
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = Histogram("mofi_batch_size", "Items per batched model call", ["batcher"],
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH_SIZE = Histogram(
+    "mofi_batch_size", "Items per batched model call", ["batcher"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
 
 
 class BatcherClosed(RuntimeError):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
@@ -20,8 +20,12 @@ __all__ = ["MetricsInterceptor", "start_metrics_server", "REQUESTS", "ERRORS", "
 
 REQUESTS = Counter("mofi_grpc_requests_total", "gRPC calls started", ["method"])
 ERRORS = Counter("mofi_grpc_errors_total", "gRPC calls that ended with a non-OK status", ["method", "code"])
-LATENCY = Histogram("mofi_grpc_latency_seconds", "gRPC call duration", ["method"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LATENCY = Histogram(
+    "mofi_grpc_latency_seconds",
+    "gRPC call duration",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 _metrics_lock = threading.Lock()
 _metrics_port: int | None = None
@@ -120,13 +124,17 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        for kind, factory in (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                              ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                              ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                              ("stream_stream", grpc.stream_stream_rpc_method_handler)):
+        for kind, factory in (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        ):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return factory(_call(behavior, method, handler.request_streaming, handler.response_streaming),
-                               request_deserializer=_tolerant(handler.request_deserializer),
-                               response_serializer=handler.response_serializer)
+                return factory(
+                    _call(behavior, method, handler.request_streaming, handler.response_streaming),
+                    request_deserializer=_tolerant(handler.request_deserializer),
+                    response_serializer=handler.response_serializer,
+                )
         return handler

@@ -13,8 +13,13 @@ from typing import Any, Protocol
 
 from mofi_platform.services.common.metrics import start_metrics_server
 
-__all__ = ["configure_logging", "one_torch_thread", "until_signalled", "serve_until_signalled",
-           "run_stage_until_signalled"]
+__all__ = [
+    "configure_logging",
+    "one_torch_thread",
+    "until_signalled",
+    "serve_until_signalled",
+    "run_stage_until_signalled",
+]
 
 log = logging.getLogger(__name__)
 

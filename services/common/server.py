@@ -8,9 +8,10 @@ calls: :meth:`RunningServer.stop` first reports NOT_SERVING, then lets in-flight
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,8 +27,7 @@ log = logging.getLogger(__name__)
 
 def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """Channel/server options for the message size cap (clients use the same ones)."""
-    return [("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes)]
+    return [("grpc.max_send_message_length", max_message_bytes), ("grpc.max_receive_message_length", max_message_bytes)]
 
 
 @dataclass
@@ -47,12 +47,18 @@ class RunningServer:
         self.server.wait_for_termination()
 
 
-def serve(servicers: Sequence[tuple[Callable[[Any, grpc.Server], None], Any]], service_names: Sequence[str],
-          port: int, grpc_cfg: GrpcSettings) -> RunningServer:
+def serve(
+    servicers: Sequence[tuple[Callable[[Any, grpc.Server], None], Any]],
+    service_names: Sequence[str],
+    port: int,
+    grpc_cfg: GrpcSettings,
+) -> RunningServer:
     """Register ``(add_XServicer_to_server, servicer)`` pairs and start; ``port=0`` picks a free one."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=grpc_cfg.max_workers),
-                         interceptors=[MetricsInterceptor()],
-                         options=grpc_options(grpc_cfg.max_message_bytes))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=grpc_cfg.max_workers),
+        interceptors=[MetricsInterceptor()],
+        options=grpc_options(grpc_cfg.max_message_bytes),
+    )
     for add, servicer in servicers:
         add(servicer, server)
     health_servicer = health.HealthServicer()

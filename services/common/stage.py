@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
@@ -29,23 +29,41 @@ from tqdm import tqdm
 from mofi.kafka import ensure_topics, make_consumer, make_producer, send_dead_letter
 from mofi.settings import KafkaSettings
 
-__all__ = ["KafkaStage", "Emit", "Outcome", "RECORDS", "CONSUMED", "PRODUCED", "POLL_SECONDS", "HANDLE_SECONDS",
-           "COMMIT_SECONDS", "LAG"]
+__all__ = [
+    "KafkaStage",
+    "Emit",
+    "Outcome",
+    "RECORDS",
+    "CONSUMED",
+    "PRODUCED",
+    "POLL_SECONDS",
+    "HANDLE_SECONDS",
+    "COMMIT_SECONDS",
+    "LAG",
+]
 
 log = logging.getLogger(__name__)
 
 RECORDS = Counter("mofi_stage_records_total", "Records handled by a Kafka stage, by outcome", ["stage", "outcome"])
 CONSUMED = Counter("mofi_stage_consumed_total", "Records a Kafka stage consumed (and committed)", ["stage"])
-PRODUCED = Counter("mofi_stage_produced_total", "Records a Kafka stage produced, by output topic (dead letters "
-                   "are counted in mofi_stage_records_total)", ["stage", "topic"])
+PRODUCED = Counter(
+    "mofi_stage_produced_total",
+    "Records a Kafka stage produced, by output topic (dead letters are counted in mofi_stage_records_total)",
+    ["stage", "topic"],
+)
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-POLL_SECONDS = Histogram("mofi_stage_poll_seconds", "Duration of consumer polls that returned records", ["stage"],
-                         buckets=_SECONDS)
+POLL_SECONDS = Histogram(
+    "mofi_stage_poll_seconds", "Duration of consumer polls that returned records", ["stage"], buckets=_SECONDS
+)
 HANDLE_SECONDS = Histogram("mofi_stage_handle_seconds", "Handler time per poll batch", ["stage"], buckets=_SECONDS)
-COMMIT_SECONDS = Histogram("mofi_stage_commit_seconds", "Producer flush plus offset commit per poll batch", ["stage"],
-                           buckets=_SECONDS)
-LAG = Gauge("mofi_stage_consumer_lag", "Records behind the partition's high-water mark after the last commit",
-            ["stage", "topic", "partition"])
+COMMIT_SECONDS = Histogram(
+    "mofi_stage_commit_seconds", "Producer flush plus offset commit per poll batch", ["stage"], buckets=_SECONDS
+)
+LAG = Gauge(
+    "mofi_stage_consumer_lag",
+    "Records behind the partition's high-water mark after the last commit",
+    ["stage", "topic", "partition"],
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ class Outcome:
     dead_letter_reason: str | None = None
 
     @classmethod
-    def dead(cls, reason: str) -> "Outcome":
+    def dead(cls, reason: str) -> Outcome:
         return cls(dead_letter_reason=reason)
 
 
@@ -92,8 +110,9 @@ class KafkaStage:
         self._stop = threading.Event()
         ensure_topics(self.kcfg, [*self.input_topics, *self.output_topics, self.kcfg.dead_letter_topic])
         self.producer = make_producer(self.kcfg)
-        self.consumer = make_consumer(self.kcfg, f"{self.kcfg.group_prefix}-{self.name}", self.input_topics,
-                                      **self.consumer_kw)
+        self.consumer = make_consumer(
+            self.kcfg, f"{self.kcfg.group_prefix}-{self.name}", self.input_topics, **self.consumer_kw
+        )
 
     def _outcomes(self, records: list[ConsumerRecord]) -> list[Outcome]:
         try:
@@ -110,8 +129,9 @@ class KafkaStage:
             (outcome,) = self.handle([record])
             return outcome
         except Exception as e:
-            log.exception("%s: record at %s/%d offset %d failed", self.name, record.topic, record.partition,
-                          record.offset)
+            log.exception(
+                "%s: record at %s/%d offset %d failed", self.name, record.topic, record.partition, record.offset
+            )
             return Outcome.dead(f"{self.name} failed on this record: {type(e).__name__}: {e}")
 
     def poll_once(self, timeout_ms: int = 500) -> int:
@@ -129,8 +149,15 @@ class KafkaStage:
         produced: dict[str, int] = {}
         for record, outcome in zip(records, outcomes):
             if outcome.dead_letter_reason is not None:
-                send_dead_letter(self.producer, self.kcfg, record.value, record.key, outcome.dead_letter_reason,
-                                 self.name, record.topic)
+                send_dead_letter(
+                    self.producer,
+                    self.kcfg,
+                    record.value,
+                    record.key,
+                    outcome.dead_letter_reason,
+                    self.name,
+                    record.topic,
+                )
                 self.counts["dead_letter"] += 1
                 RECORDS.labels(self.name, "dead_letter").inc()
                 continue

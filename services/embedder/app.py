@@ -21,7 +21,13 @@ from mofi_platform.services.common.process import configure_logging, run_stage_u
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.embedder.models import ModelHolder
 from mofi_platform.services.embedder.resources import load_holder, open_vectors
-from mofi_platform.services.embedder.service import EMBEDDER_SERVICE, SEARCH_SERVICE, EmbedderService, Limits, SearchService
+from mofi_platform.services.embedder.service import (
+    EMBEDDER_SERVICE,
+    SEARCH_SERVICE,
+    EmbedderService,
+    Limits,
+    SearchService,
+)
 from mofi_platform.services.embedder.stage import IndexerHandler, build_indexer_stage
 from mofi_platform.services.embedder.vectors import VectorStore
 
@@ -53,13 +59,21 @@ class EmbedderServer:
         self.batcher.close()
 
 
-def build_server(settings: Settings, holder: ModelHolder, vectors: VectorStore, port: int | None = None) -> EmbedderServer:
+def build_server(
+    settings: Settings, holder: ModelHolder, vectors: VectorStore, port: int | None = None
+) -> EmbedderServer:
     cfg = settings.embedder
     batcher = DynamicBatcher(holder.embed_batch, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, name="embedder")
     limits = limits_of(settings)
-    running = serve([(embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderService(holder, batcher, limits)),
-                     (embedder_pb2_grpc.add_SearchServicer_to_server, SearchService(holder, batcher, limits, vectors))],
-                    [EMBEDDER_SERVICE, SEARCH_SERVICE], cfg.port if port is None else port, settings.grpc)
+    running = serve(
+        [
+            (embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderService(holder, batcher, limits)),
+            (embedder_pb2_grpc.add_SearchServicer_to_server, SearchService(holder, batcher, limits, vectors)),
+        ],
+        [EMBEDDER_SERVICE, SEARCH_SERVICE],
+        cfg.port if port is None else port,
+        settings.grpc,
+    )
     return EmbedderServer(running, holder, batcher, vectors)
 
 
@@ -86,6 +100,11 @@ def stage_main(settings: Settings) -> None:
     configure_logging()
     cfg = settings.embedder
     store = ObjectStore(settings.s3)
-    handler = IndexerHandler(load_holder(settings), open_vectors(settings), store.get_bytes,
-                             lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels), cfg.max_image_bytes)
+    handler = IndexerHandler(
+        load_holder(settings),
+        open_vectors(settings),
+        store.get_bytes,
+        lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels),
+        cfg.max_image_bytes,
+    )
     run_stage_until_signalled(build_indexer_stage(settings, handler), settings.grpc.metrics_port)

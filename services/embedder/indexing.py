@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from PIL import Image
 from tqdm import tqdm
@@ -26,8 +26,7 @@ from mofi_platform.services.embedder.models import ModelHolder
 from mofi_platform.services.embedder.resources import load_holder, open_vectors
 from mofi_platform.services.embedder.vectors import IndexRow, VectorStore
 
-__all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images",
-           "IndexReport"]
+__all__ = ["ImageItem", "items_from_i2e", "items_from_dir", "rows_for", "build_index", "index_images", "IndexReport"]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,14 @@ def items_from_i2e(store: ObjectStore, prefix_uri: str) -> Iterator[ImageItem]:
     for shard in list_shards(store, prefix_uri):
         for s in iter_shard(store, shard):
             entities = s.meta.get("entities", [])
-            yield ImageItem(s.pair_id, s.image_bytes, [e["id"] for e in entities], [e["name"] for e in entities],
-                            s.meta.get("source", ""), s.meta.get("text", ""))
+            yield ImageItem(
+                s.pair_id,
+                s.image_bytes,
+                [e["id"] for e in entities],
+                [e["name"] for e in entities],
+                s.meta.get("source", ""),
+                s.meta.get("text", ""),
+            )
 
 
 def items_from_dir(folder: str | Path, source: str = "") -> Iterator[ImageItem]:
@@ -77,8 +82,9 @@ def _thumbnail_b64(image: Image.Image) -> str:
     return base64.b64encode(thumbnail_jpeg(image, THUMB_SIDE, quality=80)).decode()
 
 
-def rows_for(holder: ModelHolder, items: list[ImageItem], decode: Callable[[bytes], Image.Image],
-             thumbnails: bool = True) -> tuple[list[IndexRow], list[tuple[str, str]]]:
+def rows_for(
+    holder: ModelHolder, items: list[ImageItem], decode: Callable[[bytes], Image.Image], thumbnails: bool = True
+) -> tuple[list[IndexRow], list[tuple[str, str]]]:
     """Embed a batch; an undecodable image is skipped with its reason, never fatal."""
     good: list[tuple[ImageItem, Image.Image]] = []
     skipped = []
@@ -88,9 +94,19 @@ def rows_for(holder: ModelHolder, items: list[ImageItem], decode: Callable[[byte
         except InvalidInput as e:
             skipped.append((item.pair_id, e.reason))
     embedded = holder.embed_images([im for _, im in good])
-    rows = [IndexRow(item.pair_id, e.vector, item.entity_ids, item.entity_names, item.source, item.text, e.version,
-                     _thumbnail_b64(im) if thumbnails else "")
-            for (item, im), e in zip(good, embedded)]
+    rows = [
+        IndexRow(
+            item.pair_id,
+            e.vector,
+            item.entity_ids,
+            item.entity_names,
+            item.source,
+            item.text,
+            e.version,
+            _thumbnail_b64(im) if thumbnails else "",
+        )
+        for (item, im), e in zip(good, embedded)
+    ]
     return rows, skipped
 
 
@@ -105,17 +121,24 @@ def _batches(items: Iterable[ImageItem], size: int) -> Iterator[list[ImageItem]]
         yield batch
 
 
-def build_index(holder: ModelHolder, vectors: VectorStore, items: Iterable[ImageItem], *, batch_size: int = 64,
-                max_image_bytes: int = 8 * 1024 * 1024, max_pixels: int = 40_000_000, thumbnails: bool = True,
-                total: int | None = None) -> IndexReport:
+def build_index(
+    holder: ModelHolder,
+    vectors: VectorStore,
+    items: Iterable[ImageItem],
+    *,
+    batch_size: int = 64,
+    max_image_bytes: int = 8 * 1024 * 1024,
+    max_pixels: int = 40_000_000,
+    thumbnails: bool = True,
+    total: int | None = None,
+) -> IndexReport:
     """Index ``items`` into a new collection version and switch the alias to it once complete."""
     collection = vectors.new_collection(holder.dim)
     indexed, skipped = 0, []
     try:
         with tqdm(total=total, desc=f"index {collection}", unit="img", disable=None) as bar:
             for batch in _batches(items, batch_size):
-                rows, bad = rows_for(holder, batch, lambda b: decode_image(b, max_image_bytes, max_pixels),
-                                     thumbnails)
+                rows, bad = rows_for(holder, batch, lambda b: decode_image(b, max_image_bytes, max_pixels), thumbnails)
                 vectors.insert(collection, rows)
                 indexed += len(rows)
                 skipped.extend(bad)
@@ -129,16 +152,30 @@ def build_index(holder: ModelHolder, vectors: VectorStore, items: Iterable[Image
     return IndexReport(collection, indexed, skipped)
 
 
-def index_images(settings, items: Iterable[ImageItem], checkpoint: str | None = None, *, batch_size: int = 64,
-                 thumbnails: bool = True, total: int | None = None) -> IndexReport:
+def index_images(
+    settings,
+    items: Iterable[ImageItem],
+    checkpoint: str | None = None,
+    *,
+    batch_size: int = 64,
+    thumbnails: bool = True,
+    total: int | None = None,
+) -> IndexReport:
     """:func:`build_index` with the model, Milvus and image limits the settings name.
 
     ``mofi index`` and the pipeline's index step both come through here.
     """
     vectors = open_vectors(settings)
     try:
-        return build_index(load_holder(settings, checkpoint), vectors, items, batch_size=batch_size,
-                           max_image_bytes=settings.embedder.max_image_bytes, max_pixels=settings.embedder.max_pixels,
-                           thumbnails=thumbnails, total=total)
+        return build_index(
+            load_holder(settings, checkpoint),
+            vectors,
+            items,
+            batch_size=batch_size,
+            max_image_bytes=settings.embedder.max_image_bytes,
+            max_pixels=settings.embedder.max_pixels,
+            thumbnails=thumbnails,
+            total=total,
+        )
     finally:
         vectors.close()

@@ -29,5 +29,11 @@ def load_holder(settings: Settings, checkpoint: str | None = None) -> ModelHolde
 def open_vectors(settings: Settings) -> VectorStore:
     """The collections behind ``milvus.collection``; new versions get ``milvus.index_type`` and its params."""
     cfg = settings.milvus
-    return VectorStore(cfg.uri, cfg.collection, token=cfg.token, index_type=cfg.index_type,
-                       index_params=cfg.index_params_dict(), search_params=cfg.search_params_dict())
+    return VectorStore(
+        cfg.uri,
+        cfg.collection,
+        token=cfg.token,
+        index_type=cfg.index_type,
+        index_params=cfg.index_params_dict(),
+        search_params=cfg.search_params_dict(),
+    )

@@ -11,7 +11,8 @@ import logging
 import math
 import queue
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -37,8 +38,9 @@ VERSION_RETRIES = 3
 class Limits:
     """Per-request caps taken from ``settings.embedder``."""
 
-    def __init__(self, max_image_bytes: int, max_pixels: int, max_top_k: int, max_items: int = 1024,
-                 max_text_chars: int = 10_000):
+    def __init__(
+        self, max_image_bytes: int, max_pixels: int, max_top_k: int, max_items: int = 1024, max_text_chars: int = 10_000
+    ):
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
         self.max_top_k = max_top_k
@@ -83,7 +85,8 @@ def _invalid(context: grpc.ServicerContext, reason: str) -> None:
 def _response(embedded: list[Embedded]) -> embedder_pb2.EmbedResponse:
     return embedder_pb2.EmbedResponse(
         embeddings=[embedder_pb2.Embedding(values=e.vector.tolist()) for e in embedded],
-        model_version=embedded[0].version)
+        model_version=embedded[0].version,
+    )
 
 
 class EmbedderService(embedder_pb2_grpc.EmbedderServicer):
@@ -140,8 +143,11 @@ class EmbedderService(embedder_pb2_grpc.EmbedderServicer):
                 return
             request_id, fut = entry
             e = result_within_deadline(fut, context)
-            yield embedder_pb2.EmbedItemResult(request_id=request_id, model_version=e.version,
-                                               embedding=embedder_pb2.Embedding(values=e.vector.tolist()))
+            yield embedder_pb2.EmbedItemResult(
+                request_id=request_id,
+                model_version=e.version,
+                embedding=embedder_pb2.Embedding(values=e.vector.tolist()),
+            )
 
 
 class SearchService(embedder_pb2_grpc.SearchServicer):
@@ -182,6 +188,17 @@ class SearchService(embedder_pb2_grpc.SearchServicer):
         except BadQuery as e:
             _invalid(context, str(e))
         return embedder_pb2.SearchResponse(
-            collection=concrete, model_version=version or (hits[0].model_version if hits else ""),
-            hits=[embedder_pb2.SearchHit(pair_id=h.pair_id, score=h.score, entity_ids=h.entity_ids,
-                                         entity_names=h.entity_names, source=h.source, text=h.text) for h in hits])
+            collection=concrete,
+            model_version=version or (hits[0].model_version if hits else ""),
+            hits=[
+                embedder_pb2.SearchHit(
+                    pair_id=h.pair_id,
+                    score=h.score,
+                    entity_ids=h.entity_ids,
+                    entity_names=h.entity_names,
+                    source=h.source,
+                    text=h.text,
+                )
+                for h in hits
+            ],
+        )

@@ -8,7 +8,7 @@ topic with the reason.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -27,9 +27,16 @@ STAGE_NAME = "indexer"
 class IndexerHandler:
     """``handle(records) -> outcomes`` for :class:`KafkaStage`."""
 
-    def __init__(self, holder: ModelHolder, vectors: VectorStore, fetch: Callable[[str], bytes],
-                 decode: Callable[[bytes], object], max_image_bytes: int, thumbnails: bool = True,
-                 seal_every: int = 1024):
+    def __init__(
+        self,
+        holder: ModelHolder,
+        vectors: VectorStore,
+        fetch: Callable[[str], bytes],
+        decode: Callable[[bytes], object],
+        max_image_bytes: int,
+        thumbnails: bool = True,
+        seal_every: int = 1024,
+    ):
         self.holder = holder
         self.vectors = vectors
         self.fetch = fetch
@@ -45,8 +52,14 @@ class IndexerHandler:
         if not pair.pair_id:
             raise InvalidRecord("record has no pair id")
         image = pair_image_bytes(pair, self.fetch, self.max_image_bytes)
-        return ImageItem(pair.pair_id, image, [e.entity_id for e in rec.entities], [e.name for e in rec.entities],
-                         pair.source, pair.text)
+        return ImageItem(
+            pair.pair_id,
+            image,
+            [e.entity_id for e in rec.entities],
+            [e.name for e in rec.entities],
+            pair.source,
+            pair.text,
+        )
 
     def __call__(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(records)

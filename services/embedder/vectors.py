@@ -15,8 +15,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
@@ -25,9 +26,9 @@ __all__ = ["VectorStore", "IndexRow", "Hit", "UnknownCollection", "BadQuery", "T
 
 log = logging.getLogger(__name__)
 
-TEXT_MAX = 1000        # characters of alt-text kept per row (Milvus VARCHAR limits are in bytes)
-MAX_ENTITIES = 64      # entity ids/names kept per row
-THUMB_MAX = 65535      # bytes of the base64 thumbnail (Milvus VARCHAR maximum)
+TEXT_MAX = 1000  # characters of alt-text kept per row (Milvus VARCHAR limits are in bytes)
+MAX_ENTITIES = 64  # entity ids/names kept per row
+THUMB_MAX = 65535  # bytes of the base64 thumbnail (Milvus VARCHAR maximum)
 OUTPUT_FIELDS = ["entity_ids", "entity_names", "source", "text", "model_version"]
 _VERSION_SUFFIX = re.compile(r"_v(\d+)$")
 
@@ -97,8 +98,15 @@ def filter_expr(entity_id: str = "", source: str = "") -> str:
 class VectorStore:
     """Versioned image collections behind ``alias`` in one Milvus (or milvus-lite) database."""
 
-    def __init__(self, uri: str, alias: str, token: str = "", index_type: str = "FLAT",
-                 index_params: dict | None = None, search_params: dict | None = None):
+    def __init__(
+        self,
+        uri: str,
+        alias: str,
+        token: str = "",
+        index_type: str = "FLAT",
+        index_params: dict | None = None,
+        search_params: dict | None = None,
+    ):
         self.client = MilvusClient(uri, token=token) if token else MilvusClient(uri)
         self.alias = alias
         self.index_type = index_type
@@ -112,10 +120,12 @@ class VectorStore:
         s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         s.add_field("pair_id", DataType.VARCHAR, is_primary=True, max_length=64)
         s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        s.add_field("entity_ids", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_ENTITIES,
-                    max_length=128)
-        s.add_field("entity_names", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_ENTITIES,
-                    max_length=1024)
+        s.add_field(
+            "entity_ids", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_ENTITIES, max_length=128
+        )
+        s.add_field(
+            "entity_names", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_ENTITIES, max_length=1024
+        )
         s.add_field("source", DataType.VARCHAR, max_length=512)
         s.add_field("text", DataType.VARCHAR, max_length=4 * TEXT_MAX)
         s.add_field("model_version", DataType.VARCHAR, max_length=1024)
@@ -166,8 +176,9 @@ class VectorStore:
 
     def versions(self) -> list[str]:
         """This alias's versioned collections, oldest first."""
-        names = [n for n in self.client.list_collections()
-                 if n.startswith(f"{self.alias}_v") and _VERSION_SUFFIX.search(n)]
+        names = [
+            n for n in self.client.list_collections() if n.startswith(f"{self.alias}_v") and _VERSION_SUFFIX.search(n)
+        ]
         return sorted(names, key=lambda n: int(_VERSION_SUFFIX.search(n).group(1)))
 
     def current(self) -> str | None:
@@ -208,19 +219,33 @@ class VectorStore:
     def count(self, collection: str) -> int:
         return int(self.client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
-    def search(self, vector: np.ndarray, k: int, collection: str = "", entity_id: str = "", source: str = "",
-               with_thumbnails: bool = False) -> tuple[str, list[Hit]]:
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        collection: str = "",
+        entity_id: str = "",
+        source: str = "",
+        with_thumbnails: bool = False,
+    ) -> tuple[str, list[Hit]]:
         """(concrete collection, hits best first); raises UnknownCollection or BadQuery."""
         concrete = self.resolve(collection or self.alias)
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim(concrete):
-            raise BadQuery(f"query vector has {vector.shape[0]} dimensions; collection {concrete} has "
-                           f"{self.dim(concrete)}")
+            raise BadQuery(
+                f"query vector has {vector.shape[0]} dimensions; collection {concrete} has {self.dim(concrete)}"
+            )
         fields = OUTPUT_FIELDS + (["thumbnail"] if with_thumbnails else [])
 
         def run() -> list:
-            return self.client.search(concrete, data=[vector.tolist()], limit=k, filter=filter_expr(entity_id, source),
-                                      output_fields=fields, search_params={"params": self.search_params})[0]
+            return self.client.search(
+                concrete,
+                data=[vector.tolist()],
+                limit=k,
+                filter=filter_expr(entity_id, source),
+                output_fields=fields,
+                search_params={"params": self.search_params},
+            )[0]
 
         try:
             results = run()
@@ -232,12 +257,19 @@ class VectorStore:
             log.info("loading collection %s (published by another process)", concrete)
             self.client.load_collection(concrete)
             results = run()
-        hits = [Hit(pair_id=r["pair_id"], score=float(r["distance"]),
-                    entity_ids=list(r["entity"].get("entity_ids") or []),
-                    entity_names=list(r["entity"].get("entity_names") or []),
-                    source=r["entity"].get("source", ""), text=r["entity"].get("text", ""),
-                    model_version=r["entity"].get("model_version", ""),
-                    thumbnail=r["entity"].get("thumbnail", "")) for r in results]
+        hits = [
+            Hit(
+                pair_id=r["pair_id"],
+                score=float(r["distance"]),
+                entity_ids=list(r["entity"].get("entity_ids") or []),
+                entity_names=list(r["entity"].get("entity_names") or []),
+                source=r["entity"].get("source", ""),
+                text=r["entity"].get("text", ""),
+                model_version=r["entity"].get("model_version", ""),
+                thumbnail=r["entity"].get("thumbnail", ""),
+            )
+            for r in results
+        ]
         return concrete, hits
 
     def close(self) -> None:

@@ -7,8 +7,12 @@ import logging
 from mofi.settings import Settings
 from mofi.v1 import ner_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.process import (configure_logging, one_torch_thread, run_stage_until_signalled,
-                                                   serve_until_signalled)
+from mofi_platform.services.common.process import (
+    configure_logging,
+    one_torch_thread,
+    run_stage_until_signalled,
+    serve_until_signalled,
+)
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.ner.extractor import Extractor
 from mofi_platform.services.ner.service import SERVICE_NAME, EntityExtractorService
@@ -23,8 +27,12 @@ def build_server(settings: Settings, extractor: Extractor, port: int | None = No
     cfg = settings.ner
     batcher = DynamicBatcher(extractor.extract, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, name="ner")
     service = EntityExtractorService(extractor, batcher)
-    return serve([(ner_pb2_grpc.add_EntityExtractorServicer_to_server, service)], [SERVICE_NAME],
-                 cfg.port if port is None else port, settings.grpc)
+    return serve(
+        [(ner_pb2_grpc.add_EntityExtractorServicer_to_server, service)],
+        [SERVICE_NAME],
+        cfg.port if port is None else port,
+        settings.grpc,
+    )
 
 
 def serve_main(settings: Settings) -> None:

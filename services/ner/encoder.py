@@ -47,7 +47,7 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
     passes: list[list[int]] = []
     j = n
     while j > 0:
-        passes.append(order[cut[j]:j])
+        passes.append(order[cut[j] : j])
         j = cut[j]
     return passes[::-1]
 
@@ -55,8 +55,15 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)`` L2-normalised; caches texts it saw (entity descriptions)."""
 
-    def __init__(self, path: str = "", max_tokens: int = 48, cache_size: int = 200_000, pass_cost_tokens: int = 60,
-                 max_pass_tokens: int = 4096, threads: int = 1):
+    def __init__(
+        self,
+        path: str = "",
+        max_tokens: int = 48,
+        cache_size: int = 200_000,
+        pass_cost_tokens: int = 60,
+        max_pass_tokens: int = 4096,
+        threads: int = 1,
+    ):
         path = path or default_encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()

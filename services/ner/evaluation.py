@@ -11,9 +11,9 @@ the plant of "cherry"). Metrics:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -68,9 +68,13 @@ def score(rows: Sequence[EvalRow], extractions: Sequence[Extraction]) -> Metrics
         correct += sum(labels)
         for g in row.gold:
             found += any(_overlaps(m.start, m.end, g["start"], g["end"]) for m in ex.mentions)
-            linked += any(c.entity.id in g["ids"] and _overlaps(ex.mentions[c.mention_index].start,
-                                                                ex.mentions[c.mention_index].end, g["start"], g["end"])
-                          for c in ex.candidates)
+            linked += any(
+                c.entity.id in g["ids"]
+                and _overlaps(
+                    ex.mentions[c.mention_index].start, ex.mentions[c.mention_index].end, g["start"], g["end"]
+                )
+                for c in ex.candidates
+            )
     return Metrics(len(rows), gold, found / max(gold, 1), correct / max(emitted, 1), linked / max(gold, 1), emitted)
 
 

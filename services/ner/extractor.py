@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
@@ -57,25 +57,34 @@ class Extraction:
 
 
 def kb_path(settings: Settings) -> str:
-    return settings.ner.kb_path or str(Path(settings.data.build_dir) / "kb" / "kb.jsonl")  # where `mofi data build` writes it
+    return settings.ner.kb_path or str(
+        Path(settings.data.build_dir) / "kb" / "kb.jsonl"
+    )  # where `mofi data build` writes it
 
 
 class Extractor:
     """``extract(texts) -> list[Extraction]`` for already validated texts."""
 
-    def __init__(self, cfg: NerSettings, kb: KnowledgeBase, nlp=None, encoder: TextEncoder | None = None,
-                 calibration: Calibration | None = None):
+    def __init__(
+        self,
+        cfg: NerSettings,
+        kb: KnowledgeBase,
+        nlp=None,
+        encoder: TextEncoder | None = None,
+        calibration: Calibration | None = None,
+    ):
         self.cfg = cfg
         self.kb = kb
         self.nlp = nlp or load_spacy(cfg.spacy_model)
         self.finder = MentionFinder(self.nlp, kb)
         self.encoder = encoder or TextEncoder(cfg.text_encoder)
-        self.linker = Linker(kb, self.encoder, calibration or Calibration.load(), cfg.link_threshold,
-                             cfg.max_candidates)
+        self.linker = Linker(
+            kb, self.encoder, calibration or Calibration.load(), cfg.link_threshold, cfg.max_candidates
+        )
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Extractor":
+    def from_settings(cls, settings: Settings) -> Extractor:
         path = kb_path(settings)
         log.info("loading knowledge base %s", path)
         extractor = cls(settings.ner, KnowledgeBase.load(path))
@@ -97,5 +106,7 @@ class Extractor:
             mentions = [self.finder.find(doc) for doc in docs]
             need = [i for i, m in enumerate(mentions) if any(x.aliases for x in m)]
             contexts = dict(zip(need, self.encoder.encode([texts[i] for i in need])))
-            return [Extraction(text, tuple(m), tuple(self.linker.link(m, contexts[i])) if i in contexts else ())
-                    for i, (text, m) in enumerate(zip(texts, mentions))]
+            return [
+                Extraction(text, tuple(m), tuple(self.linker.link(m, contexts[i])) if i in contexts else ())
+                for i, (text, m) in enumerate(zip(texts, mentions))
+            ]

@@ -31,7 +31,16 @@ from mofi.kb import Entity, KnowledgeBase, normalize_alias
 from mofi_platform.services.ner.encoder import TextEncoder
 from mofi_platform.services.ner.mentions import Mention
 
-__all__ = ["Calibration", "Candidate", "Linker", "choose", "FEATURES", "entity_text", "type_agreement", "CALIBRATION_PATH"]
+__all__ = [
+    "Calibration",
+    "Candidate",
+    "Linker",
+    "choose",
+    "FEATURES",
+    "entity_text",
+    "type_agreement",
+    "CALIBRATION_PATH",
+]
 
 FEATURES = ("context", "prior", "rank", "type", "exact", "ambiguity", "visual", "margin", "case")
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
@@ -50,8 +59,25 @@ _LABEL_TYPES = {  # NER label -> words that an agreeing entity type or id namesp
 }
 
 
-_VISUAL_TYPES = ("animal", "artifact", "body", "food", "location", "object", "person", "plant", "shape",
-                 "substance", "landmark", "country", "city", "emoji", "food", "sky", "geo")
+_VISUAL_TYPES = (
+    "animal",
+    "artifact",
+    "body",
+    "food",
+    "location",
+    "object",
+    "person",
+    "plant",
+    "shape",
+    "substance",
+    "landmark",
+    "country",
+    "city",
+    "emoji",
+    "food",
+    "sky",
+    "geo",
+)
 
 
 def visual(entity: Entity) -> float:
@@ -86,13 +112,18 @@ class Calibration:
     bias: float
 
     @classmethod
-    def load(cls, path: str | Path = CALIBRATION_PATH) -> "Calibration":
+    def load(cls, path: str | Path = CALIBRATION_PATH) -> Calibration:
         data = json.loads(Path(path).read_text())
         return cls(tuple(float(data["weights"][f]) for f in FEATURES), float(data["bias"]))
 
     def save(self, path: str | Path, **extra) -> None:
-        Path(path).write_text(json.dumps({"features": list(FEATURES), "weights": dict(zip(FEATURES, self.weights)),
-                                          "bias": self.bias, **extra}, indent=2) + "\n")
+        Path(path).write_text(
+            json.dumps(
+                {"features": list(FEATURES), "weights": dict(zip(FEATURES, self.weights)), "bias": self.bias, **extra},
+                indent=2,
+            )
+            + "\n"
+        )
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(features @ np.asarray(self.weights) + self.bias)))
@@ -114,8 +145,9 @@ def _method(m: Mention) -> str:
 class Linker:
     """Candidates for every mention of one alt-text, with features and calibrated scores."""
 
-    def __init__(self, kb: KnowledgeBase, encoder: TextEncoder, calibration: Calibration, threshold: float,
-                 max_candidates: int):
+    def __init__(
+        self, kb: KnowledgeBase, encoder: TextEncoder, calibration: Calibration, threshold: float, max_candidates: int
+    ):
         self.kb = kb
         self.encoder = encoder
         self.calibration = calibration
@@ -134,9 +166,23 @@ class Linker:
                         continue
                     seen.add(entity.id)
                     exact = 1.0 if normalize_alias(entity.name) == alias else 0.0
-                    pending.append((i, entity, [0.0, entity.prior, 1.0 / (1 + rank), type_agreement(m.label, entity),
-                                                exact, 1.0 / len(hits), visual(entity), 0.0,
-                                                case_agreement(m.text, entity)]))
+                    pending.append(
+                        (
+                            i,
+                            entity,
+                            [
+                                0.0,
+                                entity.prior,
+                                1.0 / (1 + rank),
+                                type_agreement(m.label, entity),
+                                exact,
+                                1.0 / len(hits),
+                                visual(entity),
+                                0.0,
+                                case_agreement(m.text, entity),
+                            ],
+                        )
+                    )
         if pending:
             sims = self.encoder.encode_cached([entity_text(e) for _, e, _ in pending]) @ context
             for (i, entity, feats), sim in zip(pending, sims):
@@ -151,17 +197,20 @@ class Linker:
         """Candidates at or above the threshold, best first per mention, at most ``max_candidates`` each."""
         rows = self.features(mentions, context)
         scores = self.calibration.score(np.array([f for _, _, f in rows], dtype=np.float64).reshape(-1, len(FEATURES)))
-        return choose(mentions, [(i, e, f, float(s)) for (i, e, f), s in zip(rows, scores)], self.threshold,
-                      self.max_candidates)
+        return choose(
+            mentions, [(i, e, f, float(s)) for (i, e, f), s in zip(rows, scores)], self.threshold, self.max_candidates
+        )
 
 
-def choose(mentions: list[Mention], scored: list[tuple[int, Entity, list[float], float]], threshold: float,
-           max_candidates: int) -> list[Candidate]:
+def choose(
+    mentions: list[Mention], scored: list[tuple[int, Entity, list[float], float]], threshold: float, max_candidates: int
+) -> list[Candidate]:
     """Per mention, the best ``max_candidates`` scored (mention index, entity, features, score) at or above
     the threshold, as :class:`Candidate` (best first)."""
     out: list[Candidate] = []
     for i, m in enumerate(mentions):
         mine = sorted((t for t in scored if t[0] == i), key=lambda t: -t[3])[:max_candidates]
-        out.extend(Candidate(e, i, _method(m), tuple(f), s) for _, e, f, s in mine
-                   if s >= threshold and not math.isnan(s))
+        out.extend(
+            Candidate(e, i, _method(m), tuple(f), s) for _, e, f, s in mine if s >= threshold and not math.isnan(s)
+        )
     return out

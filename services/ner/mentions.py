@@ -59,8 +59,10 @@ def spacy_model_name(name: str) -> str:
         return medium
     if spacy.util.is_package(SMALL_MODEL):
         return SMALL_MODEL
-    raise RuntimeError(f"no spaCy pipeline installed: install {SMALL_MODEL} or en_core_web_md, "
-                       "or set ner.spacy_model (MOFI_NER_SPACY_MODEL)")
+    raise RuntimeError(
+        f"no spaCy pipeline installed: install {SMALL_MODEL} or en_core_web_md, "
+        "or set ner.spacy_model (MOFI_NER_SPACY_MODEL)"
+    )
 
 
 def load_spacy(name: str):
@@ -83,7 +85,7 @@ def _strip_determiner(text: str) -> str:
     low = text.lower()
     for det in _DETERMINERS:
         if low.startswith(det):
-            return text[len(det):]
+            return text[len(det) :]
     return text
 
 
@@ -107,7 +109,7 @@ class MentionFinder:
                 self._plural_of[plural] = alias
                 patterns.append(plural)
         for start in range(0, len(patterns), 5000):
-            self.matcher.add("ALIAS", list(nlp.tokenizer.pipe(patterns[start:start + 5000])))
+            self.matcher.add("ALIAS", list(nlp.tokenizer.pipe(patterns[start : start + 5000])))
 
     def _aliases(self, text: str) -> tuple[str, ...]:
         out = []
@@ -124,10 +126,12 @@ class MentionFinder:
         mentions: dict[tuple[int, int], Mention] = {}
         for span in alias_spans:
             ent = ner.get((span.start_char, span.end_char)) or next(
-                (e for e in ner.values() if e.start_char <= span.start_char and span.end_char <= e.end_char), None)
+                (e for e in ner.values() if e.start_char <= span.start_char and span.end_char <= e.end_char), None
+            )
             label = ent.label_ if ent is not None else ALIAS_LABEL
             mentions[(span.start_char, span.end_char)] = Mention(
-                span.text, span.start_char, span.end_char, label, self._aliases(span.text), ent is not None, True)
+                span.text, span.start_char, span.end_char, label, self._aliases(span.text), ent is not None, True
+            )
         covered = [(m.start, m.end) for m in mentions.values()]
         for (start, end), ent in ner.items():
             if any(start < e and s < end for s, e in covered):  # alias matches win overlaps

@@ -7,8 +7,8 @@ A caller's deadline bounds the wait; a call past its deadline gets DEADLINE_EXCE
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from typing import Iterable, Iterator
 
 import grpc
 
@@ -24,10 +24,17 @@ SERVICE_NAME = ner_pb2.DESCRIPTOR.services_by_name["EntityExtractor"].full_name
 
 def to_proto(extraction: Extraction) -> tuple[list[records_pb2.Mention], list[records_pb2.EntityCandidate]]:
     mentions = [records_pb2.Mention(text=m.text, start=m.start, end=m.end, label=m.label) for m in extraction.mentions]
-    candidates = [records_pb2.EntityCandidate(entity_id=c.entity.id, name=c.entity.name,
-                                              description=c.entity.description, link_score=c.score,
-                                              method=c.method, mention_index=c.mention_index)
-                  for c in extraction.candidates]
+    candidates = [
+        records_pb2.EntityCandidate(
+            entity_id=c.entity.id,
+            name=c.entity.name,
+            description=c.entity.description,
+            link_score=c.score,
+            method=c.method,
+            mention_index=c.mention_index,
+        )
+        for c in extraction.candidates
+    ]
     return mentions, candidates
 
 
@@ -59,7 +66,8 @@ class EntityExtractorService(ner_pb2_grpc.EntityExtractorServicer):
         texts = [self._validate(item, f"item {i}: ") for i, item in enumerate(request.items)]
         futures = [self.batcher.submit(t) for t in texts]  # all valid: only then occupy the model
         return ner_pb2.ExtractBatchResponse(
-            items=[self._reply(item.request_id, f, context) for item, f in zip(request.items, futures)])
+            items=[self._reply(item.request_id, f, context) for item, f in zip(request.items, futures)]
+        )
 
     def ExtractStream(self, request_iterator: Iterable[ner_pb2.ExtractRequest], context) -> Iterator:
         """Replies in request order; up to ``max_batch_items`` requests are in flight at once."""

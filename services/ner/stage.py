@@ -6,7 +6,7 @@ Delivery guarantees come from :class:`~mofi_platform.services.common.stage.Kafka
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
@@ -66,5 +66,6 @@ class NerHandler:
 
 def build_ner_stage(settings: Settings, extractor: Extractor, **consumer_kw) -> KafkaStage:
     k = settings.kafka
-    return KafkaStage(k, STAGE_NAME, [k.pairs_topic], [k.candidates_topic],
-                      NerHandler(extractor, k.candidates_topic), consumer_kw)
+    return KafkaStage(
+        k, STAGE_NAME, [k.pairs_topic], [k.candidates_topic], NerHandler(extractor, k.candidates_topic), consumer_kw
+    )

@@ -9,8 +9,12 @@ from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.process import (configure_logging, one_torch_thread, run_stage_until_signalled,
-                                                   serve_until_signalled)
+from mofi_platform.services.common.process import (
+    configure_logging,
+    one_torch_thread,
+    run_stage_until_signalled,
+    serve_until_signalled,
+)
 from mofi_platform.services.common.server import serve
 from mofi_platform.services.common.stage import KafkaStage
 from mofi_platform.services.scorer.candidates import CandidateScorer
@@ -44,16 +48,22 @@ def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None
     cfg = settings.scorer
     batcher = DynamicBatcher(scorer.score_many, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
     service = ClipScorerService(scorer, batcher, cfg.max_image_bytes, settings.data.max_pixels)
-    return serve([(scorer_pb2_grpc.add_ClipScorerServicer_to_server, service)], [SERVICE_NAME],
-                 cfg.port if port is None else port, settings.grpc)
+    return serve(
+        [(scorer_pb2_grpc.add_ClipScorerServicer_to_server, service)],
+        [SERVICE_NAME],
+        cfg.port if port is None else port,
+        settings.grpc,
+    )
 
 
-def build_stage(settings: Settings, scorer: ClipScorer,
-                store: ObjectStore | None = None) -> tuple[KafkaStage, CandidateHandler]:
+def build_stage(
+    settings: Settings, scorer: ClipScorer, store: ObjectStore | None = None
+) -> tuple[KafkaStage, CandidateHandler]:
     """The scorer's Kafka stage and its handler (whose ``counts`` say what became of each pair)."""
     store = store or ObjectStore(settings.s3)
-    core = CandidateScorer(scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes,
-                           settings.data.max_pixels)
+    core = CandidateScorer(
+        scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes, settings.data.max_pixels
+    )
     return scorer_stage(settings, core, store)
 
 

@@ -6,9 +6,9 @@ is scored with one image forward pass so the stage runs at the model's batch thr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Sequence
 
 from mofi.i2e.records import InvalidRecord, pair_image_bytes, parse_record
 from mofi.v1 import records_pb2
@@ -36,8 +36,9 @@ class Verdict:
 class CandidateScorer:
     """Scores batches of serialized ``CandidatePair`` records against a threshold."""
 
-    def __init__(self, scorer: ClipScorer, threshold: float, fetch: Callable[[str], bytes],
-                 max_image_bytes: int, max_pixels: int):
+    def __init__(
+        self, scorer: ClipScorer, threshold: float, fetch: Callable[[str], bytes], max_image_bytes: int, max_pixels: int
+    ):
         self.scorer = scorer
         self.threshold = threshold
         self.fetch = fetch

@@ -10,8 +10,8 @@ the rejected candidates and their scores, which is what threshold calibration lo
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 from mofi.i2e.layout import no_entity_prefix, no_entity_uri
 from mofi.objstore import ObjectStore
@@ -28,12 +28,14 @@ def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERe
         "scorer_model": rec.scorer_model,
         "dropped": [{"id": c.entity_id, "name": c.name, "score": round(c.clip_score, 6)} for c in rec.dropped],
     }
-    store.put_bytes(no_entity_uri(i2e_bucket, rec.pair.pair_id), json.dumps(body).encode(),
-                    content_type="application/json")
+    store.put_bytes(
+        no_entity_uri(i2e_bucket, rec.pair.pair_id), json.dumps(body).encode(), content_type="application/json"
+    )
 
 
-def record_no_entity_many(store: ObjectStore, i2e_bucket: str, recs: Sequence[records_pb2.I2ERecord],
-                          workers: int = 8) -> None:
+def record_no_entity_many(
+    store: ObjectStore, i2e_bucket: str, recs: Sequence[records_pb2.I2ERecord], workers: int = 8
+) -> None:
     """:func:`record_no_entity` for many pairs at once: the PUTs are latency-bound, so they overlap."""
     if len(recs) <= 1:
         for rec in recs:

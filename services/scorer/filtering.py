@@ -7,7 +7,7 @@ threshold (calibrated on the corpus by ``mofi clip bootstrap``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mofi.v1 import records_pb2
 from mofi_platform.services.scorer.scoring import entity_text
@@ -29,8 +29,9 @@ def candidate_texts(pair: records_pb2.CandidatePair) -> list[str]:
     return [entity_text(c.name, c.description) for c in _unique(pair.candidates)]
 
 
-def apply_threshold(pair: records_pb2.CandidatePair, scores: Sequence[float], threshold: float,
-                    scorer_model: str) -> records_pb2.I2ERecord:
+def apply_threshold(
+    pair: records_pb2.CandidatePair, scores: Sequence[float], threshold: float, scorer_model: str
+) -> records_pb2.I2ERecord:
     """The I2E record: candidates with score >= threshold in ``entities`` (best first), others in ``dropped``.
 
     ``scores`` are the cosines of :func:`candidate_texts`. A record whose ``entities`` is empty is a

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -100,7 +101,7 @@ class ClipScorer:
             return out
         with self._lock:
             texts = self._text_embeddings([t for i in todo for t in items[i][1]])
-            chunks = [todo[k:k + self.image_batch] for k in range(0, len(todo), self.image_batch)]
+            chunks = [todo[k : k + self.image_batch] for k in range(0, len(todo), self.image_batch)]
             images = np.concatenate([self.model.embed_images([items[i][0] for i in chunk]) for chunk in chunks])
         for vec, i in zip(images, todo):
             out[i] = (np.stack([texts[t] for t in items[i][1]]) @ vec).astype(np.float32)

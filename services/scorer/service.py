@@ -22,11 +22,19 @@ __all__ = ["ClipScorerService", "SERVICE_NAME"]
 
 SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ClipScorer"].full_name
 
+
 class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
     """``batcher.submit((image, texts))`` returns a Future of the cosines (see ``DynamicBatcher``)."""
 
-    def __init__(self, scorer: ClipScorer, batcher, max_image_bytes: int, max_pixels: int,
-                 max_texts: int = 256, max_batch_items: int = 256):
+    def __init__(
+        self,
+        scorer: ClipScorer,
+        batcher,
+        max_image_bytes: int,
+        max_pixels: int,
+        max_texts: int = 256,
+        max_batch_items: int = 256,
+    ):
         self.scorer = scorer
         self.batcher = batcher
         self.max_image_bytes = max_image_bytes
@@ -60,7 +68,9 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
     def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext) -> scorer_pb2.ScoreResponse:
         return self._response(self.batcher.submit(self._prepare(request, context)), context)
 
-    def ScoreBatch(self, request: scorer_pb2.ScoreBatchRequest, context: grpc.ServicerContext) -> scorer_pb2.ScoreBatchResponse:
+    def ScoreBatch(
+        self, request: scorer_pb2.ScoreBatchRequest, context: grpc.ServicerContext
+    ) -> scorer_pb2.ScoreBatchResponse:
         if len(request.items) > self.max_batch_items:
             self._invalid(context, f"{len(request.items)} items; at most {self.max_batch_items} per call")
         prepared = [self._prepare(item, context, f"item {i}: ") for i, item in enumerate(request.items)]

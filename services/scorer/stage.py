@@ -8,7 +8,7 @@ replays are harmless because that object and the writer's dedupe are keyed by pa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import Counter
@@ -61,6 +61,7 @@ class CandidateHandler:
 def scorer_stage(settings: Settings, core: CandidateScorer, store: ObjectStore) -> tuple[KafkaStage, CandidateHandler]:
     """The stage (consumer group ``<group_prefix>-scorer``) and its handler (for its counts)."""
     handler = CandidateHandler(settings, core, store)
-    stage = KafkaStage(settings.kafka, STAGE_NAME, [settings.kafka.candidates_topic], [settings.kafka.i2e_topic],
-                       handler)
+    stage = KafkaStage(
+        settings.kafka, STAGE_NAME, [settings.kafka.candidates_topic], [settings.kafka.i2e_topic], handler
+    )
     return stage, handler

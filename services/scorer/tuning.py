@@ -122,8 +122,11 @@ def _probe(eval_transform) -> torch.Tensor:
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, 128, dtype=np.float32)
     gradient = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:96, None], np.float32(96)), -1)
-    arrays = [rng.integers(0, 256, (128, 96, 3), dtype=np.uint8), gradient.astype(np.uint8),
-              np.full((64, 64, 3), 128, np.uint8)]
+    arrays = [
+        rng.integers(0, 256, (128, 96, 3), dtype=np.uint8),
+        gradient.astype(np.uint8),
+        np.full((64, 64, 3), 128, np.uint8),
+    ]
     return torch.stack([eval_transform(Image.fromarray(a)) for a in arrays])
 
 
@@ -139,13 +142,17 @@ class TrimmedTokenizer:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] == 0:
             return ids
         used = (ids != self.pad_id).any(0).nonzero()
-        return ids[:, :int(used.max()) + 1 if len(used) else 1]
+        return ids[:, : int(used.max()) + 1 if len(used) else 1]
 
 
 #: Probe texts of the lengths entity texts have: a name alone, "name: description", and one past the context.
-PROBE_TEXTS = ["tiger", "Paris: capital and largest city of France", "grinning face: a smiling face emoji",
-               "Helix Nebula: a planetary nebula in the constellation Aquarius, one of the closest to the Earth, "
-               "about 650 light-years away, with a central white dwarf and a ring of glowing gas"]
+PROBE_TEXTS = [
+    "tiger",
+    "Paris: capital and largest city of France",
+    "grinning face: a smiling face emoji",
+    "Helix Nebula: a planetary nebula in the constellation Aquarius, one of the closest to the Earth, "
+    "about 650 light-years away, with a central white dwarf and a ring of glowing gas",
+]
 
 
 @dataclass(frozen=True)
@@ -219,8 +226,12 @@ def _tune_text(model) -> dict:
     try:
         with torch.inference_mode():
             want = clip.encode_text(model.tokenizer(PROBE_TEXTS), normalize=True)
-            got = torch.cat([clip.encode_text(trimmed(texts), normalize=True)
-                             for texts in (PROBE_TEXTS[:1], PROBE_TEXTS[1:3], PROBE_TEXTS[3:])])
+            got = torch.cat(
+                [
+                    clip.encode_text(trimmed(texts), normalize=True)
+                    for texts in (PROBE_TEXTS[:1], PROBE_TEXTS[1:3], PROBE_TEXTS[3:])
+                ]
+            )
         diff = float((got - want).abs().max())
     except Exception as e:  # a text tower this code does not understand: keep it as it was
         log.warning("scorer text batches left untrimmed: %s: %s", type(e).__name__, e)

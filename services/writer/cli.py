@@ -24,8 +24,13 @@ def shards_cmd(settings) -> None:
 
 
 @i2e.command("snapshot")
-@click.option("--min-count", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Entities with fewer images are not classes.")
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Entities with fewer images are not classes.",
+)
 @click.option("--val-percent", type=click.FloatRange(0, 100, max_open=True), default=5.0, show_default=True)
 @click.option("--version", "version", default=None, help="Snapshot version (default: UTC timestamp).")
 @click.pass_obj
@@ -38,5 +43,7 @@ def snapshot_cmd(settings, min_count: int, val_percent: float, version: str | No
     if not list_shards(store, shards_prefix(settings)):
         raise click.ClickException(f"no complete shards under {shards_prefix(settings)}")
     snap = create_snapshot(store, shards_prefix(settings), uri, min_count=min_count, val_percent=val_percent)
-    click.echo(f"{uri}: version {snap.version}, {len(snap.shards)} shards, {snap.num_samples} samples, "
-               f"{len(snap.classes)} classes (min count {min_count}), val {val_percent}%")
+    click.echo(
+        f"{uri}: version {snap.version}, {len(snap.shards)} shards, {snap.num_samples} samples, "
+        f"{len(snap.classes)} classes (min count {min_count}), val {val_percent}%"
+    )

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from mofi.i2e import I2ESample, MANIFEST_SUFFIX, write_shard
+from mofi.i2e import MANIFEST_SUFFIX, I2ESample, write_shard
 from mofi.i2e.layout import partition_prefix, shard_uri
 from mofi.objstore import ObjectStore
 
@@ -56,7 +56,7 @@ class PartitionShards:
     started_at: float | None = None
 
     @classmethod
-    def recover(cls, store: ObjectStore, prefix_uri: str, topic: str, partition: int) -> "PartitionShards":
+    def recover(cls, store: ObjectStore, prefix_uri: str, topic: str, partition: int) -> PartitionShards:
         """Rebuild ``done`` and ``covered`` from this partition's manifests."""
         state = cls(prefix_uri, topic, partition)
         for uri in store.list(partition_prefix(prefix_uri, topic, partition)):
@@ -94,12 +94,17 @@ class PartitionShards:
         letters): recording it lets a replay skip them without consulting anything else.
         """
         uri = self.shard_uri()
-        manifest = write_shard(store, uri, [s for _, s in self.buffer], extra={
-            "topic": self.topic,
-            "partition": self.partition,
-            "first_offset": self.buffer[0][0],
-            "last_offset": last_offset,
-        })
+        manifest = write_shard(
+            store,
+            uri,
+            [s for _, s in self.buffer],
+            extra={
+                "topic": self.topic,
+                "partition": self.partition,
+                "first_offset": self.buffer[0][0],
+                "last_offset": last_offset,
+            },
+        )
         self.done.update(self.buffered_ids)
         self.covered = max(self.covered, last_offset)
         self.buffer.clear()

@@ -44,7 +44,7 @@ class WriterStats:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, stage: "WriterStage"):
+    def __init__(self, stage: WriterStage):
         self.stage = stage
 
     def on_partitions_revoked(self, revoked):

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image
 
-from mofi_platform.databuild.fixtures import fixture_bad_dir
 from mofi.images import WHITE, ImageRejected, decode_rgb, thumbnail_jpeg
+from mofi_platform.databuild.fixtures import fixture_bad_dir
 
 
 def _encode(im: Image.Image, fmt: str = "PNG") -> bytes:
@@ -17,14 +17,17 @@ def _encode(im: Image.Image, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("data, caps, reason, words", [
-    (b"", {}, "empty_file", "empty image"),
-    (b"x" * 50, {"max_bytes": 10}, "too_many_bytes", "50 bytes exceeds the limit of 10 bytes"),
-    (_encode(Image.new("L", (40, 30))), {"max_pixels": 1000}, "too_many_pixels", "40x30 pixels exceeds"),
-    (b"\x89PNG\r\n\x1a\nnot really", {}, "unreadable", "cannot decode image"),
-    ((fixture_bad_dir() / "truncated.jpg").read_bytes(), {}, "corrupt", "cannot decode image"),
-    ((fixture_bad_dir() / "bomb.png").read_bytes(), {}, "too_many_pixels", "cannot decode image"),
-])
+@pytest.mark.parametrize(
+    "data, caps, reason, words",
+    [
+        (b"", {}, "empty_file", "empty image"),
+        (b"x" * 50, {"max_bytes": 10}, "too_many_bytes", "50 bytes exceeds the limit of 10 bytes"),
+        (_encode(Image.new("L", (40, 30))), {"max_pixels": 1000}, "too_many_pixels", "40x30 pixels exceeds"),
+        (b"\x89PNG\r\n\x1a\nnot really", {}, "unreadable", "cannot decode image"),
+        ((fixture_bad_dir() / "truncated.jpg").read_bytes(), {}, "corrupt", "cannot decode image"),
+        ((fixture_bad_dir() / "bomb.png").read_bytes(), {}, "too_many_pixels", "cannot decode image"),
+    ],
+)
 def test_refusals_carry_a_countable_reason_and_a_message(data, caps, reason, words):
     with pytest.raises(ImageRejected, match=words) as err:
         decode_rgb(data, **{"max_pixels": 40_000_000, **caps})

@@ -72,8 +72,9 @@ def test_to_env_round_trips_every_field():
 
 
 def test_json_object_settings(tmp_path):
-    s = load_settings(env={"MOFI_MILVUS_INDEX_TYPE": "HNSW",
-                           "MOFI_MILVUS_INDEX_PARAMS": '{"M": 16, "efConstruction": 200}'})
+    s = load_settings(
+        env={"MOFI_MILVUS_INDEX_TYPE": "HNSW", "MOFI_MILVUS_INDEX_PARAMS": '{"M": 16, "efConstruction": 200}'}
+    )
     assert s.milvus.index_params_dict() == {"M": 16, "efConstruction": 200}
     assert s.milvus.search_params_dict() == {}  # empty: the index type's defaults
     cfg = tmp_path / "mofi.yaml"  # a YAML mapping is kept as its JSON text
@@ -123,13 +124,19 @@ def test_checkpoints_follow_the_models_bucket_unless_set(tmp_path):
     assert ScorerSettings().checkpoint == s.scorer.checkpoint
     m = load_settings(env={"MOFI_S3_MODELS_BUCKET": "models-x"})
     assert (m.scorer.checkpoint, m.embedder.checkpoint, m.training.checkpoint_dir) == (
-        "s3://models-x/clip/lit-bootstrap.pt", "s3://models-x/mofi/latest.pt", "s3://models-x/mofi")
+        "s3://models-x/clip/lit-bootstrap.pt",
+        "s3://models-x/mofi/latest.pt",
+        "s3://models-x/mofi",
+    )
     assert m.scorer.checkpoint == m.s3.models_uri("clip/lit-bootstrap.pt")
     cfg = tmp_path / "mofi.toml"
     cfg.write_text('[s3]\nmodels_bucket = "models-x"\n[embedder]\ncheckpoint = "/ckpt/mofi.pt"\n')
     f = load_settings(cfg, env={"MOFI_SCORER_CHECKPOINT": "s3://other/clip.pt"})
     assert (f.scorer.checkpoint, f.embedder.checkpoint, f.training.checkpoint_dir) == (
-        "s3://other/clip.pt", "/ckpt/mofi.pt", "s3://models-x/mofi")
+        "s3://other/clip.pt",
+        "/ckpt/mofi.pt",
+        "s3://models-x/mofi",
+    )
 
 
 def test_namespaced_copy_renames_topics_buckets_groups_and_moves_uris():
@@ -140,8 +147,11 @@ def test_namespaced_copy_renames_topics_buckets_groups_and_moves_uris():
     assert (s.kafka.pairs_topic, s.kafka.dead_letter_topic) == ("mofi.pairs.v1.t1", "mofi.deadletter.v1.t1")
     assert (s.kafka.candidates_topic, s.kafka.i2e_topic) == ("mofi.candidates.v1.t1", "mofi.i2e.v1.t1")
     assert s.kafka.group_prefix == "mofi-t1" and s.milvus.collection == "mofi_images_t1"
-    assert (s.s3.corpus_bucket, s.s3.i2e_bucket, s.s3.models_bucket) == ("mofi-corpus-t1", "mofi-i2e-t1",
-                                                                         "mofi-models-t1")
+    assert (s.s3.corpus_bucket, s.s3.i2e_bucket, s.s3.models_bucket) == (
+        "mofi-corpus-t1",
+        "mofi-i2e-t1",
+        "mofi-models-t1",
+    )
     assert s.scorer.checkpoint == "s3://mofi-models-t1/clip/lit-bootstrap.pt"  # derived: follows
     assert s.embedder.checkpoint == "s3://mofi-models-t1/serving/latest.pt"  # explicit in the bucket: moves
     assert s.training.checkpoint_dir == "/local/runs"
@@ -150,11 +160,11 @@ def test_namespaced_copy_renames_topics_buckets_groups_and_moves_uris():
 
 
 def test_for_local_stack_derives_endpoints_and_keeps_state_under_root(tmp_path):
-    s = Settings.for_local_stack(tmp_path, kafka_port=20001, s3_port=20002, s3_internal_port_base=20010,
-                                 broker_storage="memory")
+    s = Settings.for_local_stack(
+        tmp_path, kafka_port=20001, s3_port=20002, s3_internal_port_base=20010, broker_storage="memory"
+    )
     assert (s.kafka.bootstrap_servers, s.s3.endpoint) == ("127.0.0.1:20001", "127.0.0.1:20002")
-    assert (s.stack.data_dir, s.stack.s3_internal_port_base, s.stack.broker_storage) == (
-        str(tmp_path), 20010, "memory")
+    assert (s.stack.data_dir, s.stack.s3_internal_port_base, s.stack.broker_storage) == (str(tmp_path), 20010, "memory")
     assert s.milvus.uri == str(tmp_path / "milvus.db")
     assert (s.data.cache_dir, s.data.build_dir) == (str(tmp_path / "cache"), str(tmp_path / "data"))
     assert load_settings(env=s.to_env()) == s

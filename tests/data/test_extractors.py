@@ -1,8 +1,17 @@
 import hashlib
 
 from mofi_platform.databuild.extractors import EXTRACTORS
-from mofi_platform.databuild.kb_sources import (emoji_entities, gcompris_entities, geonames_entities, ifct_entities, merge_entities,
-                                  pycountry_entities, stellarium_entities, tuxpaint_entities, wordnet_entities)
+from mofi_platform.databuild.kb_sources import (
+    emoji_entities,
+    gcompris_entities,
+    geonames_entities,
+    ifct_entities,
+    merge_entities,
+    pycountry_entities,
+    stellarium_entities,
+    tuxpaint_entities,
+    wordnet_entities,
+)
 from mofi_platform.databuild.pairs import pair_id
 
 
@@ -42,8 +51,12 @@ def test_gcompris_reads_photos_from_rcc_with_commons_names_and_credits(dirs):
 
 def test_stellarium_words_photos_by_names_and_keeps_constellation_art_out(dirs):
     pairs = pairs_of("stellarium", dirs)
-    assert set(pairs) == {"nebulae/default/m1dumont.png", "nebulae/default/m42.png", "nebulae/default/n7293.png",
-                          "textures/lune.png"}
+    assert set(pairs) == {
+        "nebulae/default/m1dumont.png",
+        "nebulae/default/m42.png",
+        "nebulae/default/n7293.png",
+        "textures/lune.png",
+    }
     assert pairs["nebulae/default/n7293.png"].text.startswith("Helix Nebula - Helical Nebula")
     assert "NGC 7293" in pairs["nebulae/default/n7293.png"].text
     assert pairs["textures/lune.png"].text == "Moon moon texture map"

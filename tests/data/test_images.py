@@ -9,14 +9,17 @@ from mofi_platform.databuild.images import Rejected, normalize_image
 LIMITS = dict(max_pixels=40_000_000, image_size=64)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("corrupt.png", "unreadable"),
-    ("not_an_image.png", "unreadable"),
-    ("truncated.jpg", "corrupt"),
-    ("bomb.png", "too_many_pixels"),
-    ("empty.png", "empty_file"),
-    ("tiny.png", "too_small"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("corrupt.png", "unreadable"),
+        ("not_an_image.png", "unreadable"),
+        ("truncated.jpg", "corrupt"),
+        ("bomb.png", "too_many_pixels"),
+        ("empty.png", "empty_file"),
+        ("tiny.png", "too_small"),
+    ],
+)
 def test_bad_images_are_rejected_with_a_reason(name, reason):
     with pytest.raises(Rejected) as err:
         normalize_image((fixture_bad_dir() / name).read_bytes(), **LIMITS)

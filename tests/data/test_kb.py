@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from mofi_platform.databuild.fixtures import fixture_kb_path
 from mofi.kb import Entity, KnowledgeBase, index_paths, normalize_alias, write_kb
+from mofi_platform.databuild.fixtures import fixture_kb_path
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("  The Eiffel-Tower. ", "the eiffel-tower"),
-    ("Mont-Saint-Michel", "mont-saint-michel"),
-    ('"Sumatran   tiger"', "sumatran tiger"),
-    ("ＴＩＧＥＲ", "tiger"),  # NFKC folds full-width letters
-    ("...", ""),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  The Eiffel-Tower. ", "the eiffel-tower"),
+        ("Mont-Saint-Michel", "mont-saint-michel"),
+        ('"Sumatran   tiger"', "sumatran tiger"),
+        ("ＴＩＧＥＲ", "tiger"),  # NFKC folds full-width letters
+        ("...", ""),
+    ],
+)
 def test_normalize_alias(raw, expected):
     assert normalize_alias(raw) == expected
 
@@ -41,8 +44,18 @@ def test_ids_are_namespaced_and_every_alias_is_normalised():
 
 
 def test_load_tens_of_thousands_well_under_a_second(tmp_path):
-    entities = [Entity(f"t:{i}", f"thing {i}", (f"alias {i}", f"other name {i % 997}"), "a test thing", "thing", "test",
-                       prior=(i % 10) / 10) for i in range(20_000)]
+    entities = [
+        Entity(
+            f"t:{i}",
+            f"thing {i}",
+            (f"alias {i}", f"other name {i % 997}"),
+            "a test thing",
+            "thing",
+            "test",
+            prior=(i % 10) / 10,
+        )
+        for i in range(20_000)
+    ]
     path = tmp_path / "kb.jsonl"
     assert write_kb(entities, path) == 20_000
     started = time.process_time()  # CPU time: the machine's other load must not decide the test
@@ -66,8 +79,12 @@ def test_malformed_and_duplicate_records_are_errors(tmp_path):
 
 
 def _things(n: int, tag: str = "a test thing") -> list[Entity]:
-    return [Entity(f"t:{i}", f"thing {i}", (f"alias {i}", f"other name {i % 997}"), tag, "thing", "test",
-                   prior=(i % 10) / 10) for i in range(n)]
+    return [
+        Entity(
+            f"t:{i}", f"thing {i}", (f"alias {i}", f"other name {i % 997}"), tag, "thing", "test", prior=(i % 10) / 10
+        )
+        for i in range(n)
+    ]
 
 
 def test_index_file_is_written_reused_and_invalidated_by_content(tmp_path, monkeypatch):
@@ -85,8 +102,9 @@ def test_index_file_is_written_reused_and_invalidated_by_content(tmp_path, monke
         again = KnowledgeBase.load(path, index_file=True)
     assert list(again.aliases()) == list(first.aliases()) and len(again) == 3000
     assert again.lookup("Other Name 5") == first.lookup("other name 5")
-    assert again.get("t:42") == Entity("t:42", "thing 42", ("alias 42", "other name 42"), "a test thing", "thing",
-                                       "test", 0.2)
+    assert again.get("t:42") == Entity(
+        "t:42", "thing 42", ("alias 42", "other name 42"), "a test thing", "thing", "test", 0.2
+    )
     assert "t:2999" in again and "t:3000" not in again and list(again) == list(first)
 
     write_kb(_things(3000, tag="edited"), path)  # same size, same aliases, new content: the old index is stale

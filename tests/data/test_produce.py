@@ -3,11 +3,11 @@
 import hashlib
 import time
 
-from mofi_platform.databuild.fixtures import load_fixture_pairs
-from mofi_platform.databuild.produce import PAIR_SCHEMA, produce_pairs
 from mofi.kafka import ensure_topics, make_consumer, make_producer
 from mofi.objstore import ObjectStore
 from mofi.v1 import records_pb2
+from mofi_platform.databuild.fixtures import load_fixture_pairs
+from mofi_platform.databuild.produce import PAIR_SCHEMA, produce_pairs
 
 
 def consume_all(settings, expected: int, timeout_s: float = 60.0):
@@ -44,8 +44,14 @@ def test_round_trip_inline_and_by_reference(settings):
         pair = records_pb2.Pair.FromString(r.value)
         sample = by_id[pair.pair_id]
         assert r.key == pair.pair_id.encode()
-        assert (pair.schema, pair.text, pair.source, pair.licence, pair.original_path, pair.image_mime) == \
-            (PAIR_SCHEMA, sample.text, sample.source, sample.licence, sample.original_path, sample.mime)
+        assert (pair.schema, pair.text, pair.source, pair.licence, pair.original_path, pair.image_mime) == (
+            PAIR_SCHEMA,
+            sample.text,
+            sample.source,
+            sample.licence,
+            sample.original_path,
+            sample.mime,
+        )
         if pair.WhichOneof("image") == "image_ref":
             assert pair.image_ref.uri.startswith(f"s3://{settings.s3.corpus_bucket}/images/")
             data = store.get_bytes(pair.image_ref.uri)

@@ -19,8 +19,10 @@ def test_not_a_resource_file(blob):
 
 
 def test_readme_blocks_map_files_to_credits():
-    text = ("Copyright: A. Author\nLicense: CC0-1.0\nSource: https://commons.wikimedia.org/wiki/File:X_y.jpg\n"
-            "Files:\nfrance/x.webp\nfrance/z.webp\n\nCopyright: B\nLicense: Public Domain\nFiles:\nq.svg\n")
+    text = (
+        "Copyright: A. Author\nLicense: CC0-1.0\nSource: https://commons.wikimedia.org/wiki/File:X_y.jpg\n"
+        "Files:\nfrance/x.webp\nfrance/z.webp\n\nCopyright: B\nLicense: Public Domain\nFiles:\nq.svg\n"
+    )
     credits = parse_readme(text)
     assert set(credits) == {"france/x.webp", "france/z.webp", "q.svg"}
     assert credits["france/z.webp"].licence == "CC0-1.0" and credits["france/z.webp"].source.endswith("X_y.jpg")

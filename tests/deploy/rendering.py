@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]

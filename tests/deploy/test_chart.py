@@ -24,15 +24,17 @@ def pod_specs(objects):
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_FILES))
 def test_lint_strict(value_set):
-    report = helm_python.lint(CHART, load_values(value_set), strict=True, kube_version=f"v{KUBE_VERSION}",
-                              namespace="mofi")
+    report = helm_python.lint(
+        CHART, load_values(value_set), strict=True, kube_version=f"v{KUBE_VERSION}", namespace="mofi"
+    )
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert not problems, problems
 
 
 def test_lint_reports_bad_values():
-    report = helm_python.lint(CHART, {"settings": {"s3": {"secret_key": "x"}}}, strict=True,
-                              kube_version=f"v{KUBE_VERSION}")
+    report = helm_python.lint(
+        CHART, {"settings": {"s3": {"secret_key": "x"}}}, strict=True, kube_version=f"v{KUBE_VERSION}"
+    )
     assert [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
 
 
@@ -102,8 +104,11 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
     values["settings"] = {**values["settings"], "ner": {"port": 6001}, "embedder": {"port": 6003}}
     objects = render(chart, values)
     specs = pod_specs(objects)
-    expected = {"mofi-ner": (6001, "mofi.v1.EntityExtractor"), "mofi-scorer": (50052, "mofi.v1.ClipScorer"),
-                "mofi-embedder": (6003, "mofi.v1.Embedder")}
+    expected = {
+        "mofi-ner": (6001, "mofi.v1.EntityExtractor"),
+        "mofi-scorer": (50052, "mofi.v1.ClipScorer"),
+        "mofi-embedder": (6003, "mofi.v1.Embedder"),
+    }
     services = by_kind(objects, "Service")
     for name, (port, health) in expected.items():
         c = specs[name]["containers"][0]
@@ -153,7 +158,10 @@ def test_autoscaled_deployments_leave_replicas_to_the_hpa(chart):
     for name, dep in by_kind(objects, "Deployment").items():
         assert ("replicas" in dep["spec"]) == (name not in hpas), name
     assert hpas["mofi-scorer"]["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": "mofi-scorer"}
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "mofi-scorer",
+    }
     assert "mofi-writer" not in hpas
 
 
@@ -172,8 +180,13 @@ def test_pipeline_role_can_run_torchx_volcano_jobs_and_roll_only_the_embedder(ch
     rules = by_kind(objects, "Role")["mofi-pipeline"]["rules"]
 
     def allowed(group, resource, verb, name=None):
-        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-                   and (name is None or name in r.get("resourceNames", [name])) for r in rules)
+        return any(
+            group in r["apiGroups"]
+            and resource in r["resources"]
+            and verb in r["verbs"]
+            and (name is None or name in r.get("resourceNames", [name]))
+            for r in rules
+        )
 
     for verb in ("create", "get", "list", "watch", "delete"):
         assert allowed("batch.volcano.sh", "jobs", verb)
@@ -184,7 +197,9 @@ def test_pipeline_role_can_run_torchx_volcano_jobs_and_roll_only_the_embedder(ch
     assert not allowed("", "secrets", "get")
     binding = by_kind(objects, "RoleBinding")["mofi-pipeline"]
     assert {(s["name"], s["namespace"]) for s in binding["subjects"]} == {
-        ("mofi-pipeline", "mofi"), ("default-editor", "kubeflow-user-example-com")}
+        ("mofi-pipeline", "mofi"),
+        ("default-editor", "kubeflow-user-example-com"),
+    }
     assert "mofi-pipeline" in by_kind(objects, "ServiceAccount")
 
 
@@ -214,15 +229,15 @@ def test_knowledge_base_is_fetched_or_mounted(chart):
     assert {"name": "knowledge-base", "emptyDir": {}} in fetched["volumes"]
     mounted = pod_specs(render(chart, load_values("everything")))["mofi-ner"]
     assert "initContainers" not in mounted
-    assert {"name": "knowledge-base", "persistentVolumeClaim": {"claimName": "mofi-kb", "readOnly": True}} \
-        in mounted["volumes"]
+    assert {"name": "knowledge-base", "persistentVolumeClaim": {"claimName": "mofi-kb", "readOnly": True}} in mounted[
+        "volumes"
+    ]
     assert "initContainers" not in pod_specs(render(chart))["mofi-scorer"]
 
 
 def test_image_reference_and_config_checksum(chart):
     spec = pod_specs(render(chart, load_values("everything")))["mofi-embedder"]
-    assert spec["containers"][0]["image"] == (
-        "registry.example.com/ml/mofi:0.1.0@sha256:" + "0123456789abcdef" * 4)
+    assert spec["containers"][0]["image"] == ("registry.example.com/ml/mofi:0.1.0@sha256:" + "0123456789abcdef" * 4)
     assert pod_specs(render(chart))["mofi-ner"]["containers"][0]["image"] == "mofi:0.1.0"
 
     def checksum(values):
@@ -232,18 +247,28 @@ def test_image_reference_and_config_checksum(chart):
     assert checksum({}) != checksum({"settings": {"writer": {"shard_size": 64}}})
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"terminationGracePeriodSeconds": 10}, "must exceed settings.grpc.grace_s"),
-    ({"settings": {"ner": {"kb_path": "/data/kb.jsonl"}}}, "must lie inside knowledgeBase.mountPath"),
-    ({"components": {"writer": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}},
-     "minReplicas exceeds maxReplicas"),
-    ({"components": {"ner": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}}, "not both"),
-    ({"components": {"writer": {"command": "serve"}}}, "grpcHealthService"),
-    ({"components": {"writer": {"command": "serve", "grpcHealthService": "x"}}}, "settings.writer has no port"),
-    ({"metrics": {"serviceMonitor": {"enabled": True, "skipCapabilityCheck": True}},
-      "settings": {"grpc": {"metrics_port": 0}}}, "metrics_port > 0"),
-    ({"credentials": {"existingSecret": ""}}, "existingSecret"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"terminationGracePeriodSeconds": 10}, "must exceed settings.grpc.grace_s"),
+        ({"settings": {"ner": {"kb_path": "/data/kb.jsonl"}}}, "must lie inside knowledgeBase.mountPath"),
+        (
+            {"components": {"writer": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}},
+            "minReplicas exceeds maxReplicas",
+        ),
+        ({"components": {"ner": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}}, "not both"),
+        ({"components": {"writer": {"command": "serve"}}}, "grpcHealthService"),
+        ({"components": {"writer": {"command": "serve", "grpcHealthService": "x"}}}, "settings.writer has no port"),
+        (
+            {
+                "metrics": {"serviceMonitor": {"enabled": True, "skipCapabilityCheck": True}},
+                "settings": {"grpc": {"metrics_port": 0}},
+            },
+            "metrics_port > 0",
+        ),
+        ({"credentials": {"existingSecret": ""}}, "existingSecret"),
+    ],
+)
 def test_inconsistent_values_fail_with_a_clear_message(chart, values, message):
     with pytest.raises(helm_python.HelmError, match=message):
         render(chart, values)
@@ -254,7 +279,10 @@ def test_readiness_probes_ask_for_services_the_protos_define(chart):
     from mofi.v1 import embedder_pb2, ner_pb2, scorer_pb2
 
     defined = {s.full_name for m in (ner_pb2, scorer_pb2, embedder_pb2) for s in m.DESCRIPTOR.services_by_name.values()}
-    asked = {c["containers"][0]["readinessProbe"]["grpc"]["service"]
-             for c in pod_specs(render(chart)).values() if "readinessProbe" in c["containers"][0]}
+    asked = {
+        c["containers"][0]["readinessProbe"]["grpc"]["service"]
+        for c in pod_specs(render(chart)).values()
+        if "readinessProbe" in c["containers"][0]
+    }
     assert asked == {"mofi.v1.EntityExtractor", "mofi.v1.ClipScorer", "mofi.v1.Embedder"}
     assert asked <= defined

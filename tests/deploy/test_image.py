@@ -27,8 +27,9 @@ def hadolint() -> str:
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n(\s*#.*\n)*", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n(\s*#.*\n)*", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
     out = []
     for line in joined.splitlines():
         if line.strip():
@@ -141,9 +142,15 @@ def test_image_and_chart_agree(chart):
         assert workdir in {m["mountPath"] for m in container["volumeMounts"]}
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("mofi/cli.py", False), ("tests/conftest.py", True), ("services/__pycache__/x.pyc", True),
-    ("README.md", False), ("docs/deploy.md", True),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("mofi/cli.py", False),
+        ("tests/conftest.py", True),
+        ("services/__pycache__/x.pyc", True),
+        ("README.md", False),
+        ("docs/deploy.md", True),
+    ],
+)
 def test_dockerignore_matcher_follows_last_match_wins(path, expected):
     assert ignored(path, dockerignore()) is expected

@@ -23,8 +23,12 @@ def init_container(chart, tmp_path, local_stack, s3_uri):
     dep = by_kind(objects, "Deployment")["mofi-ner"]
     (init,) = dep["spec"]["template"]["spec"]["initContainers"]
     # The pod's environment: the ConfigMap plus the Secret's credentials (here the stack's).
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOFI_")}, **cm["data"],
-           "MOFI_S3_ACCESS_KEY": local_stack.s3.access_key, "MOFI_S3_SECRET_KEY": local_stack.s3.secret_key}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MOFI_")},
+        **cm["data"],
+        "MOFI_S3_ACCESS_KEY": local_stack.s3.access_key,
+        "MOFI_S3_SECRET_KEY": local_stack.s3.secret_key,
+    }
     assert init["command"][0] == "python"
     return [sys.executable, *init["command"][1:]], env
 

@@ -26,7 +26,8 @@ def test_generated_values_and_schema_are_fresh():
 def test_every_setting_is_a_chart_value_except_stack_and_credentials(chart):
     values = chart.values["settings"]
     expected = {
-        (s, f) for s, f, _, _ in iter_fields(Settings())
+        (s, f)
+        for s, f, _, _ in iter_fields(Settings())
         if s not in GEN.EXCLUDED_SECTIONS and (s, f) not in GEN.SECRET_FIELDS
     }
     assert {(s, f) for s, fields in values.items() for f in fields} == expected
@@ -72,14 +73,17 @@ def test_credentials_come_only_from_the_secret(chart):
             assert not any("value" in e and e["name"] in secret_envs for e in container["env"])
 
 
-@pytest.mark.parametrize("bad", [
-    {"settings": {"s3": {"secret_key": "plain-text"}}},
-    {"settings": {"milvus": {"token": "t"}}},
-    {"settings": {"kafka": {"bootstrap_server": "typo:9092"}}},
-    {"settings": {"kafka": {"partitions": "four"}}},
-    {"settings": {"s3": {"secure": "yes"}}},
-    {"settings": {"stack": {"kafka_port": 1}}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"settings": {"s3": {"secret_key": "plain-text"}}},
+        {"settings": {"milvus": {"token": "t"}}},
+        {"settings": {"kafka": {"bootstrap_server": "typo:9092"}}},
+        {"settings": {"kafka": {"partitions": "four"}}},
+        {"settings": {"s3": {"secure": "yes"}}},
+        {"settings": {"stack": {"kafka_port": 1}}},
+    ],
+)
 def test_schema_rejects_credentials_typos_and_wrong_types(chart, bad):
     with pytest.raises(helm_python.HelmError):
         chart.render(values=bad, name="mofi", namespace="mofi")
@@ -114,15 +118,18 @@ def test_generator_notices_a_new_setting(monkeypatch):
     assert "compression" in {f.name for f in writer.fields}
 
 
-@pytest.mark.parametrize("bad", [
-    {"settings": {"kafka": {"bootstrap_servers": ""}}},  # no local stack in a cluster: endpoints are explicit
-    {"settings": {"s3": {"endpoint": ""}}},
-    {"settings": {"kafka": {"partitions": 0}}},
-    {"settings": {"milvus": {"index_type": "IVF"}}},
-    {"settings": {"training": {"recipe": "selfsupervised"}}},
-    {"settings": {"ner": {"port": 70000}}},
-    {"settings": {"scorer": {"threshold": 1.5}}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"settings": {"kafka": {"bootstrap_servers": ""}}},  # no local stack in a cluster: endpoints are explicit
+        {"settings": {"s3": {"endpoint": ""}}},
+        {"settings": {"kafka": {"partitions": 0}}},
+        {"settings": {"milvus": {"index_type": "IVF"}}},
+        {"settings": {"training": {"recipe": "selfsupervised"}}},
+        {"settings": {"ner": {"port": 70000}}},
+        {"settings": {"scorer": {"threshold": 1.5}}},
+    ],
+)
 def test_schema_enforces_the_settings_constraints(chart, bad):
     with pytest.raises(helm_python.HelmError):
         chart.render(values=bad, name="mofi", namespace="mofi")

@@ -81,7 +81,9 @@ def test_helm_release_renders_with_the_profile_values(chart, profile):
     # skaffold fills these from the built image; any string will do for rendering.
     image_repo = config["build"]["artifacts"][0]["image"]
     assert release["setValueTemplates"] == {
-        "image.repository": f"{{{{.IMAGE_REPO_{image_repo}}}}}", "image.tag": f"{{{{.IMAGE_TAG_{image_repo}}}}}"}
+        "image.repository": f"{{{{.IMAGE_REPO_{image_repo}}}}}",
+        "image.tag": f"{{{{.IMAGE_TAG_{image_repo}}}}}",
+    }
     values = _deep_merge(values, {"image": {"repository": "registry.local/mofi", "tag": "abc123"}})
     objects = render(chart, values)
     services = by_kind(objects, "Service")
@@ -97,6 +99,5 @@ def test_helm_release_renders_with_the_profile_values(chart, profile):
 def _deep_merge(base: dict, layer: dict) -> dict:
     out = dict(base)
     for key, value in layer.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out

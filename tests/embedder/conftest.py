@@ -28,8 +28,11 @@ COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 def _checkpoint(path: Path, seed: int, version: str) -> str:
     torch.manual_seed(seed)
     model, _, _ = create_model_and_transforms(MODEL)
-    save_checkpoint(ObjectStore(S3Settings()), str(path), {"model_name": MODEL, "model": model.state_dict(),
-                                                           "version": version, "image_size": None})
+    save_checkpoint(
+        ObjectStore(S3Settings()),
+        str(path),
+        {"model_name": MODEL, "model": model.state_dict(), "version": version, "image_size": None},
+    )
     return str(path)
 
 
@@ -54,8 +57,16 @@ def image_items(n: int, source: str = "shapes") -> list[ImageItem]:
     items = []
     for i in range(n):
         colour, shape = COLOURS[i % len(COLOURS)], ("ellipse", "rectangle")[(i // len(COLOURS)) % 2]
-        items.append(ImageItem(f"{source}{i:04d}", png(colour, shape), [f"colour:{colour}"], [colour],
-                               source if i % 2 == 0 else "other", f"a {colour} {shape}"))
+        items.append(
+            ImageItem(
+                f"{source}{i:04d}",
+                png(colour, shape),
+                [f"colour:{colour}"],
+                [colour],
+                source if i % 2 == 0 else "other",
+                f"a {colour} {shape}",
+            )
+        )
     return items
 
 

@@ -18,7 +18,10 @@ def test_open_vectors_builds_the_configured_index(emb_settings, holder):
     vectors = open_vectors(emb_settings)
     try:
         assert (vectors.index_type, vectors.index_params, vectors.search_params) == (
-            "IVF_FLAT", {"nlist": 4}, {"nprobe": 4})
+            "IVF_FLAT",
+            {"nlist": 4},
+            {"nprobe": 4},
+        )
         items = image_items(12)
         report = build_index(holder, vectors, items, batch_size=6)
         index = vectors.client.describe_index(report.collection, "vector")

@@ -12,7 +12,7 @@ import textwrap
 from tests.conftest import REPO
 from tests.embedder.conftest import png
 
-CLIENT = textwrap.dedent('''
+CLIENT = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[1])
     import grpc
@@ -24,7 +24,7 @@ CLIENT = textwrap.dedent('''
     res = rpc.SearchStub(ch).Search(pb.SearchRequest(text="a red ellipse", top_k=4), timeout=30)
     print(json.dumps({"dim": len(emb.embeddings[0].values), "version": emb.model_version,
                       "hits": [h.pair_id for h in res.hits], "collection": res.collection}))
-''')
+""")
 
 
 def test_client_from_protos_embeds_and_searches(tmp_path, server, indexed, holder):
@@ -34,13 +34,28 @@ def test_client_from_protos_embeds_and_searches(tmp_path, server, indexed, holde
     out = tmp_path / "gen"
     (out / "clientgen").mkdir(parents=True)
     (out / "clientgen" / "__init__.py").write_text("")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{tmp_path / 'src'}", f"--python_out={out}",
-                    f"--grpc_python_out={out}", "clientgen/embedder.proto"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{tmp_path / 'src'}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            "clientgen/embedder.proto",
+        ],
+        check=True,
+    )
     (tmp_path / "client.py").write_text(CLIENT)
     image = tmp_path / "query.png"
     image.write_bytes(png("red"))
-    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "client.py"), str(out), f"127.0.0.1:{server.port}",
-                           str(image)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "client.py"), str(out), f"127.0.0.1:{server.port}", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["dim"] == holder.dim and got["version"] == "tiny-a"

@@ -36,10 +36,21 @@ def test_serve_reloads_on_sighup_and_stops_on_sigterm(tmp_path, checkpoints):
     live = tmp_path / "live.pt"
     shutil.copy(checkpoints["a"], live)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MOFI_EMBEDDER_CHECKPOINT": str(live), "MOFI_EMBEDDER_PORT": str(port),
-           "MOFI_MILVUS_URI": str(tmp_path / "m.db"), "MOFI_GRPC_GRACE_S": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "mofi.cli", "serve", "embedder"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "MOFI_EMBEDDER_CHECKPOINT": str(live),
+        "MOFI_EMBEDDER_PORT": str(port),
+        "MOFI_MILVUS_URI": str(tmp_path / "m.db"),
+        "MOFI_GRPC_GRACE_S": "2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mofi.cli", "serve", "embedder"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         stub = embedder_pb2_grpc.EmbedderStub(channel)

@@ -40,8 +40,11 @@ def test_concurrent_callers_share_batches_and_get_their_own_vectors(stubs, holde
 
 def test_stream_returns_results_in_order_with_versions(stubs, holder):
     embedder, _ = stubs
-    items = [pb.EmbedItem(request_id="img", image=png("green")), pb.EmbedItem(request_id="txt", text="green"),
-             pb.EmbedItem(request_id="img2", image=png("red"))]
+    items = [
+        pb.EmbedItem(request_id="img", image=png("green")),
+        pb.EmbedItem(request_id="txt", text="green"),
+        pb.EmbedItem(request_id="img2", image=png("red")),
+    ]
     results = list(embedder.EmbedStream(iter(items)))
     assert [r.request_id for r in results] == ["img", "txt", "img2"]
     assert {r.model_version for r in results} == {"tiny-a"}
@@ -51,7 +54,9 @@ def test_stream_returns_results_in_order_with_versions(stubs, holder):
 def test_health_and_reflection_names(channel):
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", EMBEDDER_SERVICE, SEARCH_SERVICE):
-        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        )
 
 
 def test_search_by_text_image_vector_and_filters(stubs, indexed):
@@ -79,41 +84,107 @@ def _huge_png() -> bytes:
 
 
 BAD_INPUTS = [
-    ("corrupt image bytes", "EmbedImages", pb.EmbedImagesRequest(images=[b"\x89PNG\r\n\x1a\nnot really"]),
-     grpc.StatusCode.INVALID_ARGUMENT, "cannot decode"),
-    ("empty image", "EmbedImages", pb.EmbedImagesRequest(images=[png("red"), b""]),
-     grpc.StatusCode.INVALID_ARGUMENT, "image 1: empty image"),
+    (
+        "corrupt image bytes",
+        "EmbedImages",
+        pb.EmbedImagesRequest(images=[b"\x89PNG\r\n\x1a\nnot really"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cannot decode",
+    ),
+    (
+        "empty image",
+        "EmbedImages",
+        pb.EmbedImagesRequest(images=[png("red"), b""]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "image 1: empty image",
+    ),
     ("no images", "EmbedImages", pb.EmbedImagesRequest(), grpc.StatusCode.INVALID_ARGUMENT, "no images"),
-    ("oversized bytes", "EmbedImages", pb.EmbedImagesRequest(images=[b"\x00" * (64 * 1024 + 1)]),
-     grpc.StatusCode.INVALID_ARGUMENT, "exceeds the limit"),
-    ("huge pixel count", "EmbedImages", pb.EmbedImagesRequest(images=[_huge_png()]),
-     grpc.StatusCode.INVALID_ARGUMENT, "pixels exceeds"),
+    (
+        "oversized bytes",
+        "EmbedImages",
+        pb.EmbedImagesRequest(images=[b"\x00" * (64 * 1024 + 1)]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "exceeds the limit",
+    ),
+    (
+        "huge pixel count",
+        "EmbedImages",
+        pb.EmbedImagesRequest(images=[_huge_png()]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "pixels exceeds",
+    ),
     ("empty text list", "EmbedTexts", pb.EmbedTextsRequest(), grpc.StatusCode.INVALID_ARGUMENT, "no texts"),
-    ("blank text", "EmbedTexts", pb.EmbedTextsRequest(texts=["ok", "   "]), grpc.StatusCode.INVALID_ARGUMENT,
-     "text 1: empty text"),
-    ("message over the size cap", "EmbedTexts", pb.EmbedTextsRequest(texts=["x" * (1024 * 1024 + 10)]),
-     grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+    (
+        "blank text",
+        "EmbedTexts",
+        pb.EmbedTextsRequest(texts=["ok", "   "]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "text 1: empty text",
+    ),
+    (
+        "message over the size cap",
+        "EmbedTexts",
+        pb.EmbedTextsRequest(texts=["x" * (1024 * 1024 + 10)]),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "",
+    ),
     ("missing query", "Search", pb.SearchRequest(top_k=3), grpc.StatusCode.INVALID_ARGUMENT, "missing query"),
-    ("wrong-dimension vector", "Search", pb.SearchRequest(vector=pb.Embedding(values=[0.1, 0.2, 0.3])),
-     grpc.StatusCode.INVALID_ARGUMENT, "3 dimensions"),
-    ("zero vector", "Search", pb.SearchRequest(vector=pb.Embedding(values=[0.0] * 4)),
-     grpc.StatusCode.INVALID_ARGUMENT, "non-zero"),
-    ("unknown collection", "Search", pb.SearchRequest(text="tiger", collection="no_such_index"),
-     grpc.StatusCode.NOT_FOUND, "no_such_index"),
-    ("negative k", "Search", pb.SearchRequest(text="tiger", top_k=-1), grpc.StatusCode.INVALID_ARGUMENT,
-     "must be positive"),
-    ("k over the maximum", "Search", pb.SearchRequest(text="tiger", top_k=51), grpc.StatusCode.INVALID_ARGUMENT,
-     "exceeds the limit of 50"),
-    ("corrupt query image", "Search", pb.SearchRequest(image=b"GIF89a broken"), grpc.StatusCode.INVALID_ARGUMENT,
-     "image query: cannot decode"),
-    ("filter injection", "Search", pb.SearchRequest(text="tiger", source='x" or source != "'),
-     grpc.StatusCode.INVALID_ARGUMENT, "quotes"),
+    (
+        "wrong-dimension vector",
+        "Search",
+        pb.SearchRequest(vector=pb.Embedding(values=[0.1, 0.2, 0.3])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "3 dimensions",
+    ),
+    (
+        "zero vector",
+        "Search",
+        pb.SearchRequest(vector=pb.Embedding(values=[0.0] * 4)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "non-zero",
+    ),
+    (
+        "unknown collection",
+        "Search",
+        pb.SearchRequest(text="tiger", collection="no_such_index"),
+        grpc.StatusCode.NOT_FOUND,
+        "no_such_index",
+    ),
+    (
+        "negative k",
+        "Search",
+        pb.SearchRequest(text="tiger", top_k=-1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "must be positive",
+    ),
+    (
+        "k over the maximum",
+        "Search",
+        pb.SearchRequest(text="tiger", top_k=51),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "exceeds the limit of 50",
+    ),
+    (
+        "corrupt query image",
+        "Search",
+        pb.SearchRequest(image=b"GIF89a broken"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "image query: cannot decode",
+    ),
+    (
+        "filter injection",
+        "Search",
+        pb.SearchRequest(text="tiger", source='x" or source != "'),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "quotes",
+    ),
 ]
 
 
 @pytest.mark.parametrize("what, method, request_, code, reason", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_gets_a_clear_status_and_the_service_keeps_serving(stubs, indexed, what, method, request_, code,
-                                                                       reason):
+def test_bad_input_gets_a_clear_status_and_the_service_keeps_serving(
+    stubs, indexed, what, method, request_, code, reason
+):
     embedder, search = stubs
     stub = search if method == "Search" else embedder
     with pytest.raises(grpc.RpcError) as err:
@@ -141,7 +212,9 @@ def test_hot_reload_swaps_versions_without_failing_calls(stubs, holder, checkpoi
     def hammer() -> None:
         while not stop.is_set():
             try:
-                versions.append(embedder.EmbedTexts(pb.EmbedTextsRequest(texts=["a", "b", "c"]), timeout=30).model_version)
+                versions.append(
+                    embedder.EmbedTexts(pb.EmbedTextsRequest(texts=["a", "b", "c"]), timeout=30).model_version
+                )
             except grpc.RpcError as e:
                 errors.append(e)
 
@@ -162,4 +235,4 @@ def test_hot_reload_swaps_versions_without_failing_calls(stubs, holder, checkpoi
     assert not errors
     assert versions[0] == "tiny-a" and versions[-1] == "tiny-b"
     first_b = versions.index("tiny-b")
-    assert set(versions[first_b + 8:]) == {"tiny-b"}  # only calls already in flight may finish on the old model
+    assert set(versions[first_b + 8 :]) == {"tiny-b"}  # only calls already in flight may finish on the old model

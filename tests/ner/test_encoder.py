@@ -32,7 +32,7 @@ def test_passes_cost_less_than_fixed_chunks_of_sorted_texts():
     order = sorted(range(64), key=lambda i: lengths[i])
     planned = _cost(lengths, plan_passes(lengths, 60, 4096), 60)
     for size in (1, 8, 16, 32, 64):
-        fixed = [order[s:s + size] for s in range(0, 64, size)]
+        fixed = [order[s : s + size] for s in range(0, 64, size)]
         assert planned < _cost(lengths, fixed, 60)
 
 

@@ -16,8 +16,13 @@ from mofi_platform.services.ner.extractor import decode_text, validate_text
 from mofi_platform.services.ner.mentions import spacy_model_name
 from tests.ner.conftest import EVALSET
 
-BAD_TEXTS = [("", "empty"), ("   \n\t ", "whitespace"), ("x" * 301, "exceeds"), ("a\x00b\x01", "binary"),
-             ("lone \ud800 surrogate", "binary")]
+BAD_TEXTS = [
+    ("", "empty"),
+    ("   \n\t ", "whitespace"),
+    ("x" * 301, "exceeds"),
+    ("a\x00b\x01", "binary"),
+    ("lone \ud800 surrogate", "binary"),
+]
 
 
 def _best(extraction, mention_text: str) -> str:
@@ -34,7 +39,7 @@ def test_reference_examples_link(extractor):
         for c in ex.candidates:
             m = ex.mentions[c.mention_index]
             assert 0.35 <= c.score <= 1.0 and c.method in {"alias", "ner+alias", "ner"}
-            assert ex.text[m.start:m.end] == m.text
+            assert ex.text[m.start : m.end] == m.text
 
 
 @pytest.mark.parametrize("text,words", BAD_TEXTS)

@@ -18,7 +18,7 @@ from mofi_platform.services.ner.app import build_server
 
 REPO = Path(__file__).resolve().parents[2]
 
-CLIENT = r'''
+CLIENT = r"""
 import json, sys
 import grpc
 import mofi
@@ -31,7 +31,7 @@ for text in ("A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy"):
     out[text] = {"request_id": reply.request_id, "mentions": [m.text for m in reply.mentions],
                  "entities": [[c.entity_id, c.name, c.link_score, c.mention_index] for c in reply.candidates]}
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +55,19 @@ def test_client_generated_from_protos_alone(server, tmp_path):
 
     protos = REPO / "protos"
     files = [str(p.relative_to(protos)) for p in (protos / "mofi/v1").glob("*.proto")]
-    assert protoc.main(["protoc", f"-I{protos}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", *files]) == 0
+    assert (
+        protoc.main(["protoc", f"-I{protos}", f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", *files]) == 0
+    )
     for pkg in (tmp_path / "mofi", tmp_path / "mofi/v1"):
         (pkg / "__init__.py").write_text("")
-    proc = subprocess.run([sys.executable, "-c", CLIENT, f"127.0.0.1:{server.port}", str(tmp_path)],
-                          cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLIENT, f"127.0.0.1:{server.port}", str(tmp_path)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     tiger = out["A Sumatran tiger."]
@@ -74,22 +81,38 @@ def test_client_generated_from_protos_alone(server, tmp_path):
 def test_batch_and_stream_match_single_calls(stub):
     texts = ["A koala.", "A fire truck.", "The letter y.", "A white kitten."]
     single = [stub.Extract(ner_pb2.ExtractRequest(text=t, request_id=str(i)), timeout=60) for i, t in enumerate(texts)]
-    batch = stub.ExtractBatch(ner_pb2.ExtractBatchRequest(
-        items=[ner_pb2.ExtractRequest(text=t, request_id=str(i)) for i, t in enumerate(texts)]), timeout=60)
-    stream = list(stub.ExtractStream(iter([ner_pb2.ExtractRequest(text=t, request_id=str(i))
-                                           for i, t in enumerate(texts)]), timeout=60))
+    batch = stub.ExtractBatch(
+        ner_pb2.ExtractBatchRequest(
+            items=[ner_pb2.ExtractRequest(text=t, request_id=str(i)) for i, t in enumerate(texts)]
+        ),
+        timeout=60,
+    )
+    stream = list(
+        stub.ExtractStream(
+            iter([ner_pb2.ExtractRequest(text=t, request_id=str(i)) for i, t in enumerate(texts)]), timeout=60
+        )
+    )
     for replies in (batch.items, stream):
         assert [r.request_id for r in replies] == ["0", "1", "2", "3"]
-        assert [[c.entity_id for c in r.candidates] for r in replies] == [[c.entity_id for c in r.candidates] for r in single]
+        assert [[c.entity_id for c in r.candidates] for r in replies] == [
+            [c.entity_id for c in r.candidates] for r in single
+        ]
     assert single[0].candidates[0].entity_id == "wn:01882714"
 
 
-@pytest.mark.parametrize("text,words", [("", "empty"), ("  \t\n", "whitespace"), ("y" * 301, "exceeds"),
-                                        ("bell\x07", "binary")])
+@pytest.mark.parametrize(
+    "text,words", [("", "empty"), ("  \t\n", "whitespace"), ("y" * 301, "exceeds"), ("bell\x07", "binary")]
+)
 def test_bad_input_is_invalid_argument(stub, text, words):
-    for call in (lambda: stub.Extract(ner_pb2.ExtractRequest(text=text), timeout=30),
-                 lambda: stub.ExtractBatch(ner_pb2.ExtractBatchRequest(
-                     items=[ner_pb2.ExtractRequest(text="A koala."), ner_pb2.ExtractRequest(text=text)]), timeout=30)):
+    for call in (
+        lambda: stub.Extract(ner_pb2.ExtractRequest(text=text), timeout=30),
+        lambda: stub.ExtractBatch(
+            ner_pb2.ExtractBatchRequest(
+                items=[ner_pb2.ExtractRequest(text="A koala."), ner_pb2.ExtractRequest(text=text)]
+            ),
+            timeout=30,
+        ),
+    ):
         with pytest.raises(grpc.RpcError) as e:
             call()
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.value.details()
@@ -106,12 +129,14 @@ def test_non_utf8_bytes_are_invalid_argument(server):
 
 def test_deadline_and_health(stub, server):
     with pytest.raises(grpc.RpcError) as e:
-        stub.ExtractBatch(ner_pb2.ExtractBatchRequest(items=[ner_pb2.ExtractRequest(text="A koala.")] * 64),
-                          timeout=0.001)
+        stub.ExtractBatch(
+            ner_pb2.ExtractBatchRequest(items=[ner_pb2.ExtractRequest(text="A koala.")] * 64), timeout=0.001
+        )
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="mofi.v1.EntityExtractor"), timeout=10)
+            health_pb2.HealthCheckRequest(service="mofi.v1.EntityExtractor"), timeout=10
+        )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
 
 

@@ -3,6 +3,7 @@ or the dead-letter topic with a reason; none is lost; outputs are keyed by pair 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,13 +19,22 @@ from mofi.stack import free_port
 from mofi.v1 import records_pb2
 from mofi_platform.services.ner.stage import build_ner_stage
 
-VALID = ["A koala.", "A fire truck.", "A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy", "A white kitten.",
-         "A pair of sunglasses.", "A rainbow lorikeet.", "A washing machine."] * 3
+VALID = [
+    "A koala.",
+    "A fire truck.",
+    "A Sumatran tiger.",
+    "Mont-Saint-Michel at dusk, Normandy",
+    "A white kitten.",
+    "A pair of sunglasses.",
+    "A rainbow lorikeet.",
+    "A washing machine.",
+] * 3
 
 
 def _pair(pair_id: str, text: str) -> bytes:
-    return records_pb2.Pair(pair_id=pair_id, text=text, source="test", schema="mofi.pair.v1",
-                            image_mime="image/png", image_bytes=b"\x89PNG").SerializeToString()
+    return records_pb2.Pair(
+        pair_id=pair_id, text=text, source="test", schema="mofi.pair.v1", image_mime="image/png", image_bytes=b"\x89PNG"
+    ).SerializeToString()
 
 
 MALFORMED = {
@@ -91,9 +101,16 @@ def test_every_record_reaches_output_or_dead_letter(settings, extractor):
         reasons[msg.key.decode()] = headers[DEAD_LETTER_REASON_HEADER].decode()
         assert msg.value == MALFORMED[msg.key.decode()]  # the original record, unchanged
     assert set(reasons) == set(MALFORMED)
-    for key, words in [("garbage", "Pair"), ("empty", "empty record"), ("no-id", "pair_id"),
-                       ("empty-text", "empty"), ("blank-text", "whitespace"), ("binary-text", "binary"),
-                       ("long-text", "exceeds"), ("non-utf8", "Pair")]:
+    for key, words in [
+        ("garbage", "Pair"),
+        ("empty", "empty record"),
+        ("no-id", "pair_id"),
+        ("empty-text", "empty"),
+        ("blank-text", "whitespace"),
+        ("binary-text", "binary"),
+        ("long-text", "exceeds"),
+        ("non-utf8", "Pair"),
+    ]:
         assert words in reasons[key], (key, reasons[key])
 
 
@@ -109,8 +126,14 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def test_stage_process_serves_metrics_and_drains_on_sigterm(settings, ner_cfg):
     """`mofi stage ner` as a real process with grpc.metrics_port set: /metrics counts what it consumed."""
     port = free_port()
-    env = {**os.environ, **settings.to_env(), "HF_HUB_OFFLINE": "1", "MOFI_NER_KB_PATH": ner_cfg.kb_path,
-           "MOFI_GRPC_METRICS_PORT": str(port), "MOFI_GRPC_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        **settings.to_env(),
+        "HF_HUB_OFFLINE": "1",
+        "MOFI_NER_KB_PATH": ner_cfg.kb_path,
+        "MOFI_GRPC_METRICS_PORT": str(port),
+        "MOFI_GRPC_HOST": "127.0.0.1",
+    }
     producer = make_producer(settings.kafka)
     texts = VALID[:5]
     for i, text in enumerate(texts):
@@ -118,16 +141,19 @@ def test_stage_process_serves_metrics_and_drains_on_sigterm(settings, ner_cfg):
     producer.send(settings.kafka.pairs_topic, key=b"garbage", value=MALFORMED["garbage"])
     producer.flush()
     producer.close()
-    proc = subprocess.Popen([sys.executable, "-m", "mofi.cli", "stage", "ner"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mofi.cli", "stage", "ner"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         text, deadline = "", time.monotonic() + 120
         while time.monotonic() < deadline and _metric(text, "mofi_stage_consumed_total", stage="ner") < 6:
             assert proc.poll() is None, proc.communicate()[0]
-            try:
+            with contextlib.suppress(OSError):
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            except OSError:
-                pass
             time.sleep(0.5)
         assert _metric(text, "mofi_stage_consumed_total", stage="ner") == 6, text
         assert _metric(text, "mofi_stage_records_total", stage="ner", outcome="emitted") == 5

@@ -41,8 +41,9 @@ def test_compiled_pipeline_steps_take_settings_from_configmap_and_credentials_fr
     dag = spec["root"]["dag"]["tasks"]
     assert {"snapshot-i2e", "train-mofi", "evaluate-mofi", "index-milvus", "condition-1"} <= set(dag)
     assert dag["index-milvus"]["dependentTasks"] == ["evaluate-mofi", "train-mofi"]
-    assert "roll-embedder" in spec["root"]["dag"]["tasks"]["condition-1"]["componentRef"]["name"] or \
-        "roll-embedder" in json.dumps(spec["components"]["comp-condition-1"])
+    assert "roll-embedder" in spec["root"]["dag"]["tasks"]["condition-1"]["componentRef"][
+        "name"
+    ] or "roll-embedder" in json.dumps(spec["components"]["comp-condition-1"])
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert len(executors) == 5
     for name, ex in executors.items():
@@ -58,8 +59,15 @@ def test_compiled_pipeline_steps_take_settings_from_configmap_and_credentials_fr
 
 def test_volcano_job_gets_credentials_from_the_secret_only(settings):
     settings.s3.secret_key = "do-not-leak"
-    job = TrainJob(scheduler="kubernetes", nnodes=2, nproc_per_node=4, image="registry/mofi:1", gpu=4,
-                   namespace="mofi", credentials_secret="creds")
+    job = TrainJob(
+        scheduler="kubernetes",
+        nnodes=2,
+        nproc_per_node=4,
+        image="registry/mofi:1",
+        gpu=4,
+        namespace="mofi",
+        credentials_secret="creds",
+    )
     app = train_app(settings, "s3://b/snapshots/v/manifest.json", "prod", {"model": "mofi-tiny-vit", "steps": 5}, job)
     runner = get_runner()
     try:
@@ -95,13 +103,30 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     samples = [s for shard in range(2) for s in make_samples(24, seed=shard)]
     for shard in range(2):
-        write_shard(store, f"{prefix}/shard-{shard:04d}.tar", samples[shard * 24:(shard + 1) * 24])
+        write_shard(store, f"{prefix}/shard-{shard:04d}.tar", samples[shard * 24 : (shard + 1) * 24])
     settings.training.checkpoint_dir = f"s3://{settings.s3.models_bucket}/mofi"
     settings.embedder.checkpoint = f"s3://{settings.s3.models_bucket}/serving/latest.pt"
-    options = json.dumps({"lr": 2e-3, "tower_lr_scale": 1.0, "warmup_steps": 2, "pretrained_towers": False,
-                          "checkpoint_every": 4, "shuffle_buffer": 16})
-    params = dict(snapshot_version="v1", min_count=2, val_percent=10.0, model_config="mofi-tiny-vit", steps=8,
-                  batch_size=4, train_options=options, benchmark=str(BENCHMARK), index_batch_size=16)
+    options = json.dumps(
+        {
+            "lr": 2e-3,
+            "tower_lr_scale": 1.0,
+            "warmup_steps": 2,
+            "pretrained_towers": False,
+            "checkpoint_every": 4,
+            "shuffle_buffer": 16,
+        }
+    )
+    params = dict(
+        snapshot_version="v1",
+        min_count=2,
+        val_percent=10.0,
+        model_config="mofi-tiny-vit",
+        steps=8,
+        batch_size=4,
+        train_options=options,
+        benchmark=str(BENCHMARK),
+        index_batch_size=16,
+    )
 
     out = run_local(settings, tmp_path / "root", roll=True, **params)
 

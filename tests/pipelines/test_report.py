@@ -18,7 +18,7 @@ from mofi_platform.pipelines.report import SearchExample, SearchHit, build_repor
 from mofi_platform.pipelines.report.ablation import load_ablation, markdown_table
 from mofi_platform.services.scorer.drops import record_no_entity
 
-MALICIOUS = "<script>alert(1)</script> a red apple & a \"pear\""
+MALICIOUS = '<script>alert(1)</script> a red apple & a "pear"'
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
@@ -35,25 +35,67 @@ def _ent(eid: str, name: str, score: float) -> dict:
 
 SHARD_SAMPLES = [
     [
-        I2ESample("p-apple", _png((200, 20, 20)), "png", {
-            "text": MALICIOUS, "source": "tuxpaint", "licence": "GPL-2+",
-            "entities": [_ent("Q89", "apple", 0.31), _ent("Q1", "fruit", 0.27)],
-            "dropped": [_ent("Q10", "pearwood", 0.12)]}),
-        I2ESample("p-cat", _png((30, 30, 30)), "png", {
-            "text": "A black cat on a mat", "source": "tuxpaint", "licence": "GPL-2+",
-            "entities": [_ent("Q146", "cat", 0.35)],
-            "dropped": [_ent("Q2", "mat", 0.18), _ent("Q3", "Black Sea", 0.05)]}),
-        I2ESample("p-banana", _png((240, 220, 20)), "png", {
-            "text": "Banana", "source": "openmoji", "licence": "CC-BY-SA-4.0",
-            "entities": [_ent("Q503", "banana", 0.29), _ent("Q1", "fruit", 0.24), _ent("Q4", "yellow", 0.22)]}),
+        I2ESample(
+            "p-apple",
+            _png((200, 20, 20)),
+            "png",
+            {
+                "text": MALICIOUS,
+                "source": "tuxpaint",
+                "licence": "GPL-2+",
+                "entities": [_ent("Q89", "apple", 0.31), _ent("Q1", "fruit", 0.27)],
+                "dropped": [_ent("Q10", "pearwood", 0.12)],
+            },
+        ),
+        I2ESample(
+            "p-cat",
+            _png((30, 30, 30)),
+            "png",
+            {
+                "text": "A black cat on a mat",
+                "source": "tuxpaint",
+                "licence": "GPL-2+",
+                "entities": [_ent("Q146", "cat", 0.35)],
+                "dropped": [_ent("Q2", "mat", 0.18), _ent("Q3", "Black Sea", 0.05)],
+            },
+        ),
+        I2ESample(
+            "p-banana",
+            _png((240, 220, 20)),
+            "png",
+            {
+                "text": "Banana",
+                "source": "openmoji",
+                "licence": "CC-BY-SA-4.0",
+                "entities": [_ent("Q503", "banana", 0.29), _ent("Q1", "fruit", 0.24), _ent("Q4", "yellow", 0.22)],
+            },
+        ),
     ],
     [
-        I2ESample("p-dog", _png((140, 90, 40)), "png", {
-            "text": "A dog", "source": "gcompris", "licence": "GPL-3+",
-            "entities": [_ent("Q144", "dog", 0.33)], "dropped": []}),
-        I2ESample("p-apple2", _png((180, 0, 0)), "png", {
-            "text": "Green and red apples", "source": "openmoji", "licence": "CC-BY-SA-4.0",
-            "entities": [_ent("Q89", "apple", 0.30)], "dropped": [_ent("Q5", "green party", 0.11)]}),
+        I2ESample(
+            "p-dog",
+            _png((140, 90, 40)),
+            "png",
+            {
+                "text": "A dog",
+                "source": "gcompris",
+                "licence": "GPL-3+",
+                "entities": [_ent("Q144", "dog", 0.33)],
+                "dropped": [],
+            },
+        ),
+        I2ESample(
+            "p-apple2",
+            _png((180, 0, 0)),
+            "png",
+            {
+                "text": "Green and red apples",
+                "source": "openmoji",
+                "licence": "CC-BY-SA-4.0",
+                "entities": [_ent("Q89", "apple", 0.30)],
+                "dropped": [_ent("Q5", "green party", 0.11)],
+            },
+        ),
     ],
 ]
 
@@ -68,9 +110,15 @@ ABLATION = {  # a benchmarks/train_ablation.py results.json
 }
 
 EVAL = {
-    "model": "mofi-tiny-vit", "version": "demo-run@step-60", "benchmark": "/tmp/bench",
-    "num_images": 104, "num_classes": 26, "map": 0.4123, "map_per_domain": {"culture": 0.3811, "nature": 0.4567},
-    "linear_probe_top1": 0.442, "zero_shot_top1": None,
+    "model": "mofi-tiny-vit",
+    "version": "demo-run@step-60",
+    "benchmark": "/tmp/bench",
+    "num_images": 104,
+    "num_classes": 26,
+    "map": 0.4123,
+    "map_per_domain": {"culture": 0.3811, "nature": 0.4567},
+    "linear_probe_top1": 0.442,
+    "zero_shot_top1": None,
 }
 
 
@@ -104,7 +152,8 @@ def _write_dataset(settings, store: ObjectStore) -> None:
     rec = records_pb2.I2ERecord(
         pair=records_pb2.Pair(pair_id="p-none", text="Tux <b>waves</b> at the Eiffel Tower", source="tuxpaint"),
         dropped=[records_pb2.EntityCandidate(entity_id="Q243", name="Eiffel Tower", clip_score=0.08)],
-        scorer_model="clip@test")
+        scorer_model="clip@test",
+    )
     record_no_entity(store, settings.s3.i2e_bucket, rec)
 
 
@@ -115,22 +164,40 @@ def test_report_from_real_shards(settings, tmp_path):
     ablation.write_text(json.dumps(ABLATION))
     metrics = [{"step": s, "loss": 5.0 / s, "class_loss": 4.0 / s, "contrastive_loss": 1.0 / s} for s in range(1, 21)]
     searches = [
-        SearchExample(query_text="a red apple", hits=[
-            SearchHit("p-apple", 0.91, ["apple", "fruit"], MALICIOUS, "tuxpaint"),
-            SearchHit("p-apple2", 0.88, ["apple"], "Green and red apples", "openmoji"),
-            SearchHit("p-gone", 0.40, ["ghost"], "not in any shard", "nowhere"),
-        ]),
-        SearchExample(query_image=_png((235, 215, 30)), hits=[
-            {"pair_id": "p-banana", "score": 0.77, "entity_names": ["banana"]},
-            SearchHit("p-dog", 0.21),
-        ]),
+        SearchExample(
+            query_text="a red apple",
+            hits=[
+                SearchHit("p-apple", 0.91, ["apple", "fruit"], MALICIOUS, "tuxpaint"),
+                SearchHit("p-apple2", 0.88, ["apple"], "Green and red apples", "openmoji"),
+                SearchHit("p-gone", 0.40, ["ghost"], "not in any shard", "nowhere"),
+            ],
+        ),
+        SearchExample(
+            query_image=_png((235, 215, 30)),
+            hits=[
+                {"pair_id": "p-banana", "score": 0.77, "entity_names": ["banana"]},
+                SearchHit("p-dog", 0.21),
+            ],
+        ),
     ]
-    summary = {"pairs streamed": 6953, "dead-lettered": 12, "I2E snapshot": "s3://mofi-i2e/snapshots/v1/manifest.json",
-               "mAP": 0.41, "wall time": "17 min"}
+    summary = {
+        "pairs streamed": 6953,
+        "dead-lettered": 12,
+        "I2E snapshot": "s3://mofi-i2e/snapshots/v1/manifest.json",
+        "mAP": 0.41,
+        "wall time": "17 min",
+    }
 
-    path = build_report(tmp_path / "report", settings=settings, summary=summary, eval_results=EVAL,
-                        run_metrics={"demo-multitask": metrics}, ablation_results=ablation, searches=searches,
-                        max_examples=12)
+    path = build_report(
+        tmp_path / "report",
+        settings=settings,
+        summary=summary,
+        eval_results=EVAL,
+        run_metrics={"demo-multitask": metrics},
+        ablation_results=ablation,
+        searches=searches,
+        max_examples=12,
+    )
 
     assert path == tmp_path / "report" / "index.html"
     raw, doc = _parse(path)
@@ -160,8 +227,9 @@ def test_report_from_real_shards(settings, tmp_path):
         assert f"{source} {n}" in text
 
     # kept and dropped entities with scores, and the no-entity pair's candidates
-    chips = [(a["class"], a.get("title")) for t, a in doc.tags
-             if t == "span" and a.get("class", "").startswith("chip ")]
+    chips = [
+        (a["class"], a.get("title")) for t, a in doc.tags if t == "span" and a.get("class", "").startswith("chip ")
+    ]
     assert ("chip keep", "Q146") in chips and ("chip drop", "Q2") in chips and ("chip drop", "Q243") in chips
     assert "cat 0.350" in text and "mat 0.180" in text and "Eiffel Tower 0.080" in text
     examples = [a["data-pair-id"] for t, a in doc.tags if a.get("class") == "card example"]
@@ -195,8 +263,15 @@ def test_report_from_real_shards(settings, tmp_path):
 
 
 def test_report_with_missing_inputs(settings, tmp_path):
-    path = build_report(tmp_path / "r", settings=settings, summary={}, eval_results=None, run_metrics={},
-                        ablation_results=tmp_path / "missing" / "results.json", searches=[])
+    path = build_report(
+        tmp_path / "r",
+        settings=settings,
+        summary={},
+        eval_results=None,
+        run_metrics={},
+        ablation_results=tmp_path / "missing" / "results.json",
+        searches=[],
+    )
     _, doc = _parse(path)
     text = " ".join(" ".join(doc.text).split())
     for section in ("summary", "i2e", "examples", "training", "ablation", "search"):
@@ -212,14 +287,25 @@ def test_report_with_missing_inputs(settings, tmp_path):
 def test_old_shards_without_dropped_lists_and_a_damaged_shard(settings, tmp_path):
     store = ObjectStore(settings.s3)
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
-    old = [I2ESample("p-old", _png((0, 90, 200)), "png",
-                     {"text": "An old record", "source": "tuxpaint", "entities": [_ent("Q7", "sky", 0.4)]})]
+    old = [
+        I2ESample(
+            "p-old",
+            _png((0, 90, 200)),
+            "png",
+            {"text": "An old record", "source": "tuxpaint", "entities": [_ent("Q7", "sky", 0.4)]},
+        )
+    ]
     write_shard(store, f"{prefix}/shard-000000.tar", old)
     write_shard(store, f"{prefix}/shard-000001.tar", [I2ESample("p-bad", _png((1, 2, 3)), "png", {"entities": []})])
     store.put_bytes(f"{prefix}/shard-000001.tar", b"not a tar")  # manifest present, tar damaged
 
-    path = build_report(tmp_path / "r", settings=settings, summary={"ok": True}, eval_results={"other": "shape"},
-                        searches=[SearchExample(query_text="sky", hits=[SearchHit("p-old", 0.5)])])
+    path = build_report(
+        tmp_path / "r",
+        settings=settings,
+        summary={"ok": True},
+        eval_results={"other": "shape"},
+        searches=[SearchExample(query_text="sky", hits=[SearchHit("p-old", 0.5)])],
+    )
     raw, doc = _parse(path)
     text = " ".join(" ".join(doc.text).split())
     assert "1 shard(s) could not be read" in text
@@ -238,8 +324,10 @@ def test_ablation_table(tmp_path):
     assert [c.cell(table.rows[0]) for c in table.columns] == ["frozen ImageNet", "0.5455", "0.5264", "n/a"]
     assert table.note == "(train s: wall-clock seconds.)"
     assert markdown_table(table.rows).splitlines()[:3] == [
-        "| row | mAP | mAP culture | zero-shot top-1 |", "|---|---|---|---|",
-        "| frozen ImageNet | 0.5455 | 0.5264 | n/a |"]
+        "| row | mAP | mAP culture | zero-shot top-1 |",
+        "|---|---|---|---|",
+        "| frozen ImageNet | 0.5455 | 0.5264 | n/a |",
+    ]
     path.write_text(json.dumps({"rows": []}))
     assert load_ablation(path).rows == []
 

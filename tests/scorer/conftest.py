@@ -7,12 +7,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_embedding_model():
+    import torch
+
     from mofi_platform.training import create_model_and_transforms, get_tokenizer
     from mofi_platform.training.inference import EmbeddingModel
-
-    import torch
 
     torch.manual_seed(0)
     model, _, eval_tf = create_model_and_transforms("mofi-tiny-vit")
     return EmbeddingModel.from_model(model, eval_tf, get_tokenizer("mofi-tiny-vit"), "tiny@test", "mofi-tiny-vit")
-

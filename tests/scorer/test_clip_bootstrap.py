@@ -14,8 +14,14 @@ from mofi_platform.training.clip_bootstrap import BootstrapConfig, BootstrapPair
 from mofi_platform.training.inference import EmbeddingModel
 from mofi_platform.training.models import create_model_and_transforms
 
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
-           "yellow": (240, 230, 20), "black": (0, 0, 0), "white": (255, 255, 255)}
+COLOURS = {
+    "red": (220, 20, 20),
+    "green": (20, 200, 20),
+    "blue": (20, 20, 220),
+    "yellow": (240, 230, 20),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+}
 
 
 def _pairs() -> list[BootstrapPair]:
@@ -62,9 +68,26 @@ def test_bootstrap_learns_projections_only_and_calibrates(tmp_path):
 def test_bootstrap_command_on_the_fixture_corpus_writes_a_loadable_checkpoint(settings, store, tmp_path):
     out = f"s3://{settings.s3.models_bucket}/clip/lit-bootstrap.pt"
     report = tmp_path / "calibration.json"
-    res = CliRunner().invoke(main, ["clip", "bootstrap", "--fixture", "--model", "mofi-effnet-lite0-minilm",
-                                    "--image-size", "64", "--epochs", "30", "--out", out, "--report", str(report)],
-                             env=settings.to_env(), catch_exceptions=False)
+    res = CliRunner().invoke(
+        main,
+        [
+            "clip",
+            "bootstrap",
+            "--fixture",
+            "--model",
+            "mofi-effnet-lite0-minilm",
+            "--image-size",
+            "64",
+            "--epochs",
+            "30",
+            "--out",
+            out,
+            "--report",
+            str(report),
+        ],
+        env=settings.to_env(),
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(report.read_text())
     assert rep["pairs"] == 30 and rep["checkpoint"] == out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -66,8 +65,12 @@ def test_score_and_score_batch_match_the_model(running, tiny_embedding_model):
     resp = stub.Score(scorer_pb2.ScoreRequest(image=png(1), texts=TEXTS), timeout=30)
     assert resp.model_version == "tiny@test"
     np.testing.assert_allclose(resp.scores, _direct(tiny_embedding_model, png(1), TEXTS), atol=1e-5)
-    batch = stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=[
-        scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[: i + 1]) for i in range(3)]), timeout=30)
+    batch = stub.ScoreBatch(
+        scorer_pb2.ScoreBatchRequest(
+            items=[scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[: i + 1]) for i in range(3)]
+        ),
+        timeout=30,
+    )
     assert [len(r.scores) for r in batch.items] == [1, 2, 3]
     for i, r in enumerate(batch.items):
         np.testing.assert_allclose(r.scores, _direct(tiny_embedding_model, png(i), TEXTS[: i + 1]), atol=1e-5)
@@ -77,8 +80,11 @@ def test_concurrent_requests_share_forward_passes(running, tiny_embedding_model)
     stub, _, model = running
     model.batches.clear()
     with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(lambda i: stub.Score(scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[:1]),
-                                                     timeout=30), range(32)))
+        results = list(
+            pool.map(
+                lambda i: stub.Score(scorer_pb2.ScoreRequest(image=png(i), texts=TEXTS[:1]), timeout=30), range(32)
+            )
+        )
     for i, r in enumerate(results):
         np.testing.assert_allclose(r.scores, _direct(tiny_embedding_model, png(i), TEXTS[:1]), atol=1e-5)
     assert sum(model.batches) == 32
@@ -86,13 +92,16 @@ def test_concurrent_requests_share_forward_passes(running, tiny_embedding_model)
     assert max(model.batches) <= 8  # never above max_batch
 
 
-@pytest.mark.parametrize("request_, reason", [
-    (scorer_pb2.ScoreRequest(image=b"not an image", texts=TEXTS), ""),
-    (scorer_pb2.ScoreRequest(image=png(1), texts=[]), "no texts"),
-    (scorer_pb2.ScoreRequest(image=b"", texts=TEXTS), ""),
-    (scorer_pb2.ScoreRequest(image=png(1, size=(1200, 1000)), texts=TEXTS), ""),
-    (scorer_pb2.ScoreRequest(image=b"\x89PNG" + b"0" * 300_000, texts=TEXTS), ""),
-])
+@pytest.mark.parametrize(
+    "request_, reason",
+    [
+        (scorer_pb2.ScoreRequest(image=b"not an image", texts=TEXTS), ""),
+        (scorer_pb2.ScoreRequest(image=png(1), texts=[]), "no texts"),
+        (scorer_pb2.ScoreRequest(image=b"", texts=TEXTS), ""),
+        (scorer_pb2.ScoreRequest(image=png(1, size=(1200, 1000)), texts=TEXTS), ""),
+        (scorer_pb2.ScoreRequest(image=b"\x89PNG" + b"0" * 300_000, texts=TEXTS), ""),
+    ],
+)
 def test_bad_requests_are_invalid_argument_with_a_reason(running, request_, reason):
     stub, _, _ = running
     with pytest.raises(grpc.RpcError) as err:
@@ -129,7 +138,9 @@ def test_calls_without_a_deadline_are_answered(running, tiny_embedding_model):
     stub, _, _ = running
     resp = stub.Score(scorer_pb2.ScoreRequest(image=png(3), texts=TEXTS))
     np.testing.assert_allclose(resp.scores, _direct(tiny_embedding_model, png(3), TEXTS), atol=1e-5)
-    batch = stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=[scorer_pb2.ScoreRequest(image=png(4), texts=TEXTS[:2])]))
+    batch = stub.ScoreBatch(
+        scorer_pb2.ScoreBatchRequest(items=[scorer_pb2.ScoreRequest(image=png(4), texts=TEXTS[:2])])
+    )
     np.testing.assert_allclose(batch.items[0].scores, _direct(tiny_embedding_model, png(4), TEXTS[:2]), atol=1e-5)
 
 
@@ -141,8 +152,9 @@ class _Context:
         return self.remaining
 
 
-@pytest.mark.parametrize("remaining, timeout", [(2.5, 2.5), (0.0, 0.0), (None, None), (NO_DEADLINE_S * 10, None),
-                                                (9.2e18, None)])
+@pytest.mark.parametrize(
+    "remaining, timeout", [(2.5, 2.5), (0.0, 0.0), (None, None), (NO_DEADLINE_S * 10, None), (9.2e18, None)]
+)
 def test_wait_timeout(remaining, timeout):
     assert wait_timeout(_Context(remaining)) == timeout
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mofi_platform.services.scorer import tuning
 from mofi.v1 import records_pb2
+from mofi_platform.services.scorer import tuning
 from mofi_platform.services.scorer.candidates import CandidateScorer
 from mofi_platform.services.scorer.filtering import candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer
@@ -40,7 +40,8 @@ def _conv_model(name: str):
 def _images() -> list[Image.Image]:
     rng = np.random.default_rng(3)
     return [Image.fromarray(rng.integers(0, 256, (48 + 8 * i, 40, 3), dtype=np.uint8)) for i in range(5)] + [
-        Image.new("RGB", (90, 30), (200, 40, 10))]
+        Image.new("RGB", (90, 30), (200, 40, 10))
+    ]
 
 
 @pytest.fixture(scope="module", params=["mofi-lit-effnet-minilm", "mofi-effnet-lite0-minilm"])
@@ -73,8 +74,9 @@ def test_tuned_tower_gives_the_same_embeddings_and_verdicts(conv_model):
         assert w.kind is g.kind
         assert [e.entity_id for e in w.record.entities] == [e.entity_id for e in g.record.entities]
         assert [e.entity_id for e in w.record.dropped] == [e.entity_id for e in g.record.dropped]
-        np.testing.assert_allclose([e.clip_score for e in g.record.entities], [e.clip_score for e in w.record.entities],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            [e.clip_score for e in g.record.entities], [e.clip_score for e in w.record.entities], atol=1e-5
+        )
 
 
 def test_a_fold_that_changes_embeddings_is_not_used(monkeypatch):
@@ -106,7 +108,7 @@ def test_a_transformer_tower_is_left_alone(tiny_embedding_model):
 
 def test_trimmed_tokenizer_cuts_only_columns_that_are_padding_in_every_text():
     ids = torch.tensor([[101, 7, 102, 0, 0, 0], [101, 8, 9, 10, 102, 0]])
-    trimmed = TrimmedTokenizer(lambda texts: ids[:len(texts)], pad_id=0)
+    trimmed = TrimmedTokenizer(lambda texts: ids[: len(texts)], pad_id=0)
     assert trimmed(["a", "b"]).tolist() == [[101, 7, 102, 0, 0], [101, 8, 9, 10, 102]]
     assert trimmed(["a"]).tolist() == [[101, 7, 102]]
     assert TrimmedTokenizer(lambda texts: torch.zeros(2, 4, dtype=torch.long), 0)(["", ""]).shape == (2, 1)

@@ -31,9 +31,12 @@ def _png(w: int, h: int) -> bytes:
 def test_decode_image_accepts_and_rejects():
     assert decode_image(_png(4, 3), 10_000, 100).size == (4, 3)
     assert decode_image(_png(4, 3), 10_000, 100).mode == "RGB"
-    for data, max_bytes, max_pixels, words in [(b"", 100, 100, "empty"), (_png(4, 3), 10, 100, "bytes"),
-                                               (_png(40, 30), 10_000, 100, "pixels"),
-                                               (b"\x89PNG not really", 100, 100, "cannot decode")]:
+    for data, max_bytes, max_pixels, words in [
+        (b"", 100, 100, "empty"),
+        (_png(4, 3), 10, 100, "bytes"),
+        (_png(40, 30), 10_000, 100, "pixels"),
+        (b"\x89PNG not really", 100, 100, "cannot decode"),
+    ]:
         with pytest.raises(InvalidInput, match=words):
             decode_image(data, max_bytes, max_pixels)
 
@@ -72,8 +75,12 @@ def _handlers(release: threading.Event):
 @pytest.fixture()
 def echo_server():
     release = threading.Event()
-    running = serve([(lambda svc, server: server.add_generic_rpc_handlers((svc,)), _handlers(release))],
-                    [SERVICE], 0, GrpcSettings(max_message_bytes=1024))
+    running = serve(
+        [(lambda svc, server: server.add_generic_rpc_handlers((svc,)), _handlers(release))],
+        [SERVICE],
+        0,
+        GrpcSettings(max_message_bytes=1024),
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     yield running, channel, release
     release.set()
@@ -87,15 +94,20 @@ def test_server_health_reflection_errors_limits_and_drain(echo_server):
     assert echo(b"hi", timeout=5) == b"hi"
     status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
     assert status.status == health_pb2.HealthCheckResponse.SERVING
-    reply = next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    reply = next(
+        reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+    )
     assert SERVICE in {s.name for s in reply.list_services_response.service}
 
     with pytest.raises(grpc.RpcError) as e:
         echo(b"bad", timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "bad is not allowed" in e.value.details()
-    assert REGISTRY.get_sample_value("mofi_grpc_errors_total",
-                                     {"method": f"/{SERVICE}/Echo", "code": "INVALID_ARGUMENT"}) >= 1
+    assert (
+        REGISTRY.get_sample_value("mofi_grpc_errors_total", {"method": f"/{SERVICE}/Echo", "code": "INVALID_ARGUMENT"})
+        >= 1
+    )
     with pytest.raises(grpc.RpcError) as e:
         echo(b"x" * 4096, timeout=5)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

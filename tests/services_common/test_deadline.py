@@ -28,8 +28,9 @@ def waiting_server():
         return result_within_deadline(fut, context)
 
     server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "test.Wait", {"Wait": grpc.unary_unary_rpc_method_handler(wait)}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("test.Wait", {"Wait": grpc.unary_unary_rpc_method_handler(wait)}),)
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

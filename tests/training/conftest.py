@@ -54,8 +54,13 @@ def make_samples(n: int, seed: int = 0) -> list[I2ESample]:
         entities = [{"id": shape, "name": SHAPES[shape][0], "description": SHAPES[shape][1], "score": 0.4}]
         if i % 3 == 0:
             entities.append({"id": colour, "name": COLOURS[colour][0], "description": COLOURS[colour][1], "score": 0.3})
-        meta = {"text": f"a {COLOURS[colour][0]} {SHAPES[shape][0]} on a plain background", "source": "test",
-                "licence": "CC0-1.0", "entities": entities, "scorer_model": "test"}
+        meta = {
+            "text": f"a {COLOURS[colour][0]} {SHAPES[shape][0]} on a plain background",
+            "source": "test",
+            "licence": "CC0-1.0",
+            "entities": entities,
+            "scorer_model": "test",
+        }
         out.append(I2ESample(pair_id=f"p{seed:02d}{i:04d}", image_bytes=draw(shape, colour, rng), ext="png", meta=meta))
     return out
 

@@ -8,7 +8,14 @@ from mofi_platform.training.components import train
 
 
 def test_component_runs_mofi_train_under_torchrun():
-    app = train("--snapshot", "s3://b/snapshots/v/manifest.json", "--run-name", "r", j="1x2", env={"MOFI_S3_ENDPOINT": "minio:9000"})
+    app = train(
+        "--snapshot",
+        "s3://b/snapshots/v/manifest.json",
+        "--run-name",
+        "r",
+        j="1x2",
+        env={"MOFI_S3_ENDPOINT": "minio:9000"},
+    )
     role = app.roles[0]
     cmd = " ".join(role.args)
     assert role.name == "train" and "torchrun" in cmd and "--nproc_per_node 2" in cmd
@@ -17,8 +24,16 @@ def test_component_runs_mofi_train_under_torchrun():
 
 
 def test_kubernetes_dryrun_is_a_volcano_job_per_node():
-    app = train("--snapshot", "s3://b/s/manifest.json", "--run-name", "prod", image="registry/mofi:1", j="2x4", gpu=4,
-                max_retries=2)
+    app = train(
+        "--snapshot",
+        "s3://b/s/manifest.json",
+        "--run-name",
+        "prod",
+        image="registry/mofi:1",
+        j="2x4",
+        gpu=4,
+        max_retries=2,
+    )
     runner = get_runner()
     try:
         info = runner.dryrun(app, "kubernetes", cfg={"queue": "default", "namespace": "mofi", "validate_spec": False})

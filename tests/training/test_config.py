@@ -18,12 +18,23 @@ def _parse(argv: list[str], settings: Settings) -> TrainConfig:
     return TrainConfig.from_options(ctx.params, settings)
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"model": "mofi-tiny-vit", "steps": 7, "lr": 2e-3, "pretrained_towers": False, "publish_uri": "", "recipe":
-     "supervised", "cosface_scale": 16.0, "checkpoint_dir": "/tmp/x"},
-    {"recipe": "multitask", "class_weight": 0.7, "cosface_margin": 0.35, "tower_lr_scale": 1.0, "image_size": 96},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "model": "mofi-tiny-vit",
+            "steps": 7,
+            "lr": 2e-3,
+            "pretrained_towers": False,
+            "publish_uri": "",
+            "recipe": "supervised",
+            "cosface_scale": 16.0,
+            "checkpoint_dir": "/tmp/x",
+        },
+        {"recipe": "multitask", "class_weight": 0.7, "cosface_margin": 0.35, "tower_lr_scale": 1.0, "image_size": 96},
+    ],
+)
 def test_argv_round_trips_through_mofi_train(options):
     settings = Settings()
     settings.training.checkpoint_every = 7  # settings-backed defaults come from the settings given
@@ -48,6 +59,10 @@ def test_options_are_flat_and_cover_the_config():
 def test_defaults_are_the_settings_defaults():
     defaults, training = TrainConfig(), Settings().training
     assert (defaults.model, defaults.loss.recipe, defaults.checkpoint_dir, defaults.checkpoint_every) == (
-        training.model, training.recipe, training.checkpoint_dir, training.checkpoint_every)
+        training.model,
+        training.recipe,
+        training.checkpoint_dir,
+        training.checkpoint_every,
+    )
     assert defaults.max_pixels == Settings().data.max_pixels
     assert defaults.loss == LossConfig(training.recipe)

@@ -6,8 +6,8 @@ from collections import Counter
 
 from torch.utils.data import DataLoader
 
-from mofi_platform import training
 from mofi.i2e import Snapshot
+from mofi_platform import training
 from mofi_platform.training.data import Collate, I2EStream, StreamConfig, entity_text, make_loader
 
 

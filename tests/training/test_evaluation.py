@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import average_precision_score
 
-from mofi_platform import training
 from mofi.cli import main
-from tests.training.conftest import COLOURS, SHAPES, draw
+from mofi.objstore import ObjectStore
+from mofi.settings import S3Settings
+from mofi_platform import training
 from mofi_platform.training.checkpoint import save_checkpoint
 from mofi_platform.training.evaluation import (
     average_precisions,
@@ -21,8 +22,7 @@ from mofi_platform.training.evaluation import (
     retrieval_map,
     zero_shot_accuracy,
 )
-from mofi.objstore import ObjectStore
-from mofi.settings import S3Settings
+from tests.training.conftest import COLOURS, SHAPES, draw
 
 
 def test_every_image_queries_the_whole_set_itself_included():
@@ -71,9 +71,15 @@ def shapes_benchmark(tmp_path):
     for shape in SHAPES:
         for colour in COLOURS:
             for k in range(2):
-                (root / f"{shape.split(':')[1]}_{colour.split(':')[1]}{k}.png").write_bytes(draw(shape, colour, rng, 64))
-    (root / "domains.json").write_text(json.dumps({"circle": "round", "square": "angular", "triangle": "angular", "cross": "angular"}))
-    (root / "classes.json").write_text(json.dumps({"circle": {"name": "circle", "description": SHAPES["wn:circle"][1]}}))
+                (root / f"{shape.split(':')[1]}_{colour.split(':')[1]}{k}.png").write_bytes(
+                    draw(shape, colour, rng, 64)
+                )
+    (root / "domains.json").write_text(
+        json.dumps({"circle": "round", "square": "angular", "triangle": "angular", "cross": "angular"})
+    )
+    (root / "classes.json").write_text(
+        json.dumps({"circle": {"name": "circle", "description": SHAPES["wn:circle"][1]}})
+    )
     (root / "README.txt").write_text("not an image")
     return root
 
@@ -88,16 +94,38 @@ def test_benchmark_layout(shapes_benchmark):
 def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(shapes_benchmark, tmp_path):
     model, _, _ = training.create_model_and_transforms("mofi-tiny-vit")
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(ObjectStore(S3Settings()), str(ckpt), {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": "tiny-0"})
+    save_checkpoint(
+        ObjectStore(S3Settings()),
+        str(ckpt),
+        {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": "tiny-0"},
+    )
     run_dir = tmp_path / "runs" / "multitask"
     run_dir.mkdir(parents=True)
-    (run_dir / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "loss": 5 - s / 10, "class_loss": 4 - s / 10, "contrastive_loss": 2.0}) + "\n" for s in range(1, 30)))
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "loss": 5 - s / 10, "class_loss": 4 - s / 10, "contrastive_loss": 2.0}) + "\n"
+            for s in range(1, 30)
+        )
+    )
     out = tmp_path / "results.json"
     png = tmp_path / "curves.png"
     runner = CliRunner()
-    res = runner.invoke(main, ["eval", "--benchmark", str(shapes_benchmark), "--checkpoint", str(ckpt), "--out", str(out),
-                               "--run-dir", str(run_dir), "--curves", str(png)])
+    res = runner.invoke(
+        main,
+        [
+            "eval",
+            "--benchmark",
+            str(shapes_benchmark),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--run-dir",
+            str(run_dir),
+            "--curves",
+            str(png),
+        ],
+    )
     assert res.exit_code == 0, res.output
     results = json.loads(out.read_text())
     assert results["version"] == "tiny-0" and results["num_images"] == 16
@@ -107,7 +135,13 @@ def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(shapes_benchmark, t
 
     res = runner.invoke(main, ["eval", "--benchmark", str(shapes_benchmark), "--baseline", "imagenet-effnet-lite0"])
     assert res.exit_code == 0, res.output
-    base = json.loads(res.output[res.output.index("{"):])
-    chance = np.mean([average_precisions(np.random.default_rng(s).normal(size=(16, 8)), load_benchmark(shapes_benchmark).labels).mean()
-                      for s in range(20)])
+    base = json.loads(res.output[res.output.index("{") :])
+    chance = np.mean(
+        [
+            average_precisions(
+                np.random.default_rng(s).normal(size=(16, 8)), load_benchmark(shapes_benchmark).labels
+            ).mean()
+            for s in range(20)
+        ]
+    )
     assert base["zero_shot_top1"] is None and base["map"] > chance + 0.15  # ImageNet features see shapes

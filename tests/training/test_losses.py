@@ -100,7 +100,9 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
         mine = slice(rank * LOCAL, (rank + 1) * LOCAL)
         img_r = img[mine].clone().requires_grad_()
         txt_r = txt[mine].clone().requires_grad_()
-        loss = MofiLoss(LossConfig("contrastive"), rank=rank, world_size=WORLD)(img_r, txt_r, torch.tensor(SCALE))["loss"]
+        loss = MofiLoss(LossConfig("contrastive"), rank=rank, world_size=WORLD)(img_r, txt_r, torch.tensor(SCALE))[
+            "loss"
+        ]
         loss.backward()
         torch.save({"loss": loss.detach(), "img_grad": img_r.grad, "txt_grad": txt_r.grad}, f"{out_dir}/rank{rank}.pt")
     finally:

@@ -12,12 +12,12 @@ from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
 from timm.layers import BatchNormAct2d
 
+from mofi.objstore import ObjectStore
+from mofi.settings import S3Settings
 from mofi_platform import training
 from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, step_checkpoint_uri
 from mofi_platform.training.inference import EmbeddingModel
 from mofi_platform.training.models import map_efficientnet_lite0_weights, model_spec
-from mofi.objstore import ObjectStore
-from mofi.settings import S3Settings
 
 TINY = "mofi-tiny-vit"
 
@@ -51,7 +51,10 @@ def test_packaged_efficientnet_weights_classify_a_real_photo():
     net.load_state_dict(map_efficientnet_lite0_weights(net.state_dict()), strict=True)
     spec = model_spec("mofi-effnet-lite0-minilm")
     img = Image.fromarray(load_sample_image("flower.jpg")).resize((224, 224))
-    x = (torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1) - torch.tensor(spec.mean)[:, None, None]) / torch.tensor(spec.std)[:, None, None]
+    x = (
+        torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
+        - torch.tensor(spec.mean)[:, None, None]
+    ) / torch.tensor(spec.std)[:, None, None]
     with torch.no_grad():
         top = int(net(x[None]).argmax())
     assert "daisy" in ImageNetInfo().index_to_description(top)
@@ -92,8 +95,10 @@ def test_lit_config_builds_and_keeps_its_frozen_towers_fixed_in_a_train_mode_for
     assert out["image_features"].shape == out["text_features"].shape == (4, 256)
     assert lit.visual.head.training and not trunk.training and not transformer.training
     (out["image_features"].sum() + out["text_features"].sum()).backward()
-    assert {n for n, p in lit.named_parameters() if p.grad is not None} == {"visual.head.proj.weight",
-                                                                           "text.proj.weight"}
+    assert {n for n, p in lit.named_parameters() if p.grad is not None} == {
+        "visual.head.proj.weight",
+        "text.proj.weight",
+    }
     after = trunk.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm running statistics changed"
 
@@ -101,8 +106,11 @@ def test_lit_config_builds_and_keeps_its_frozen_towers_fixed_in_a_train_mode_for
     with torch.no_grad():
         assert torch.allclose(trunk(images), ref.visual.trunk(images), atol=1e-5)
         mask = (tokens != 0).long()
-        assert torch.allclose(transformer(input_ids=tokens, attention_mask=mask).last_hidden_state,
-                              ref.text.transformer(input_ids=tokens, attention_mask=mask).last_hidden_state, atol=1e-5)
+        assert torch.allclose(
+            transformer(input_ids=tokens, attention_mask=mask).last_hidden_state,
+            ref.text.transformer(input_ids=tokens, attention_mask=mask).last_hidden_state,
+            atol=1e-5,
+        )
 
 
 def test_embedding_model_roundtrips_through_a_checkpoint(tmp_path):
@@ -119,9 +127,19 @@ def test_embedding_model_roundtrips_through_a_checkpoint(tmp_path):
     run_dir = str(tmp_path / "run")
     assert latest_checkpoint(store, run_dir) is None
     for step in (5, 10):
-        save_checkpoint(store, step_checkpoint_uri(run_dir, step),
-                        {"model_name": TINY, "model": model.state_dict(), "version": f"v-{step}", "step": step,
-                         "classes": [{"index": i, "id": f"x:{i}", "name": str(i), "description": "", "count": 1} for i in range(3)]})
+        save_checkpoint(
+            store,
+            step_checkpoint_uri(run_dir, step),
+            {
+                "model_name": TINY,
+                "model": model.state_dict(),
+                "version": f"v-{step}",
+                "step": step,
+                "classes": [
+                    {"index": i, "id": f"x:{i}", "name": str(i), "description": "", "count": 1} for i in range(3)
+                ],
+            },
+        )
     step, uri = latest_checkpoint(store, run_dir)
     assert step == 10 and load_checkpoint(store, uri)["step"] == 10
     loaded = EmbeddingModel.load(uri)

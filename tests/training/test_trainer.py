@@ -24,9 +24,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(settings, uri: str, **kw) -> TrainConfig:
-    base = dict(snapshot=uri, run_name="run", model="mofi-tiny-vit", recipe="multitask", steps=30, batch_size=8,
-                lr=2e-3, tower_lr_scale=1.0, warmup_steps=2, pretrained_towers=False, checkpoint_every=10, shuffle_buffer=16,
-                checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi")
+    base = dict(
+        snapshot=uri,
+        run_name="run",
+        model="mofi-tiny-vit",
+        recipe="multitask",
+        steps=30,
+        batch_size=8,
+        lr=2e-3,
+        tower_lr_scale=1.0,
+        warmup_steps=2,
+        pretrained_towers=False,
+        checkpoint_every=10,
+        shuffle_buffer=16,
+        checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi",
+    )
     return TrainConfig.from_options({**base, **kw})
 
 
@@ -43,7 +55,9 @@ def test_single_process_training_learns_checkpoints_and_resumes(i2e_snapshot):
     ckpt = load_checkpoint(store, result.checkpoint)
     assert ckpt["step"] == 30 and ckpt["config"]["recipe"] == "multitask"
     assert {"optimizer", "scheduler", "model", "classes", "version"} <= set(ckpt)
-    assert [c["id"] for c in ckpt["classes"]][:1] and len(ckpt["classes"]) == ckpt["model"]["entity_head.weight"].shape[0]
+    assert [c["id"] for c in ckpt["classes"]][:1] and len(ckpt["classes"]) == ckpt["model"]["entity_head.weight"].shape[
+        0
+    ]
     emb = EmbeddingModel.load(cfg.publish_uri, settings.s3)
     assert emb.version == "run-step30" and emb.embed_texts(["circle"]).shape == (1, 32)
 
@@ -71,8 +85,12 @@ def test_torchx_two_process_ddp_run_is_killed_resumes_and_finishes(i2e_snapshot,
     store = ObjectStore(settings.s3)
     cfg = _config(settings, uri, steps=60, checkpoint_every=20, batch_size=4)
     args = config_argv(cfg)
-    env = {**settings.to_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **settings.to_env(),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     app = train_component(*args, j="1x2", env=env)
     runner = get_runner()
     try:
@@ -112,7 +130,9 @@ def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
     assert res.exit_code == 1 and "unknown recipe 'clip'" in res.output
     res = runner.invoke(main, ["train", "--snapshot", missing, "--run-name", "r", "--model", "resnet"], env=env)
     assert res.exit_code == 1 and "unknown MOFI model 'resnet'" in res.output
-    res = runner.invoke(main, ["eval", "--benchmark", str(REPO / "training"), "--checkpoint", "/nonexistent.pt"], env=env)
+    res = runner.invoke(
+        main, ["eval", "--benchmark", str(REPO / "training"), "--checkpoint", "/nonexistent.pt"], env=env
+    )
     assert res.exit_code == 1 and "no {class}_{name}" in res.output
 
 
@@ -120,7 +140,9 @@ def test_supervised_recipe_trains_only_the_image_path():
     from mofi_platform.training.trainer import build_model
 
     for name in ("mofi-tiny-vit", "mofi-effnet-lite0-minilm"):
-        cfg = TrainConfig.from_options(dict(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False))
+        cfg = TrainConfig.from_options(
+            dict(snapshot="s", run_name="r", model=name, recipe="supervised", pretrained_towers=False)
+        )
         model, _ = build_model(cfg, 3)
         trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"visual", "entity_head"}, (name, trainable)

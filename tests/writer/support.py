@@ -35,20 +35,33 @@ def png(i: int, size: tuple[int, int] = (40, 30)) -> bytes:
     return buf.getvalue()
 
 
-ENTITIES = [("wn:02129604", "tiger", "large feline of forests in most of Asia"),
-            ("geo:2988507", "Paris", "capital and largest city of France"),
-            ("wn:03141065", "sailboat", "a small sailing vessel"),
-            ("emoji:1F600", "grinning face", "a smiling face emoji")]
+ENTITIES = [
+    ("wn:02129604", "tiger", "large feline of forests in most of Asia"),
+    ("geo:2988507", "Paris", "capital and largest city of France"),
+    ("wn:03141065", "sailboat", "a small sailing vessel"),
+    ("emoji:1F600", "grinning face", "a smiling face emoji"),
+]
 
 
 def candidate_pair(i: int, n_candidates: int = 2) -> records_pb2.CandidatePair:
     path = f"synthetic/{i:04d}.png"
     pid = pair_id("synthetic", path)
-    pair = records_pb2.Pair(pair_id=pid, text=f"photo {i} of a tiger in Paris", source="synthetic", licence="CC0",
-                            original_path=path, image_mime="image/png", image_bytes=png(i), schema="mofi.pair.v1")
-    cands = [records_pb2.EntityCandidate(entity_id=eid, name=name, description=desc, link_score=0.8,
-                                         method="alias", mention_index=0)
-             for eid, name, desc in (ENTITIES[(i + k) % len(ENTITIES)] for k in range(n_candidates))]
+    pair = records_pb2.Pair(
+        pair_id=pid,
+        text=f"photo {i} of a tiger in Paris",
+        source="synthetic",
+        licence="CC0",
+        original_path=path,
+        image_mime="image/png",
+        image_bytes=png(i),
+        schema="mofi.pair.v1",
+    )
+    cands = [
+        records_pb2.EntityCandidate(
+            entity_id=eid, name=name, description=desc, link_score=0.8, method="alias", mention_index=0
+        )
+        for eid, name, desc in (ENTITIES[(i + k) % len(ENTITIES)] for k in range(n_candidates))
+    ]
     return records_pb2.CandidatePair(pair=pair, candidates=cands)
 
 
@@ -58,17 +71,28 @@ def bad_candidate_records() -> dict[bytes, bytes]:
     broken.pair.image_bytes = b"\x89PNG\r\n\x1a\n truncated"
     no_image = candidate_pair(9001)
     no_image.pair.ClearField("image_bytes")
-    return {b"garbage": b"\x08\xff\xff\xff", broken.pair.pair_id.encode(): broken.SerializeToString(),
-            no_image.pair.pair_id.encode(): no_image.SerializeToString()}
+    return {
+        b"garbage": b"\x08\xff\xff\xff",
+        broken.pair.pair_id.encode(): broken.SerializeToString(),
+        no_image.pair.pair_id.encode(): no_image.SerializeToString(),
+    }
 
 
 def stage_process(settings: Settings, name: str, log: Path) -> subprocess.Popen:
     """``services.<name>.app:stage_main`` in its own process, configured through MOFI_* variables."""
     env = {**os.environ, **settings.to_env(), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    code = (f"from mofi.settings import load_settings; from mofi_platform.services.{name}.app import stage_main; "
-            "stage_main(load_settings())")
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    code = (
+        f"from mofi.settings import load_settings; from mofi_platform.services.{name}.app import stage_main; "
+        "stage_main(load_settings())"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -94,8 +118,13 @@ class Accounting:
 
 
 def dead_letters(settings: Settings, timeout_ms: int = 3000) -> dict[str, str]:
-    c = KafkaConsumer(settings.kafka.dead_letter_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
-                      auto_offset_reset="earliest", consumer_timeout_ms=timeout_ms, enable_auto_commit=False)
+    c = KafkaConsumer(
+        settings.kafka.dead_letter_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=timeout_ms,
+        enable_auto_commit=False,
+    )
     out = {m.key.decode(errors="replace"): dict(m.headers)[DEAD_LETTER_REASON_HEADER].decode() for m in c}
     c.close()
     return out
@@ -104,12 +133,16 @@ def dead_letters(settings: Settings, timeout_ms: int = 3000) -> dict[str, str]:
 def account(settings: Settings, store: ObjectStore) -> Accounting:
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     ids = [s.pair_id for uri in list_shards(store, prefix) for s in iter_shard(store, uri, verify=True)]
-    return Accounting(ids, dead_letters(settings), {d["pair_id"] for d in iter_no_entity(store, settings.s3.i2e_bucket)})
+    return Accounting(
+        ids, dead_letters(settings), {d["pair_id"] for d in iter_no_entity(store, settings.s3.i2e_bucket)}
+    )
 
 
 def visible_pairs(settings: Settings, store: ObjectStore) -> list[str]:
     """Pair ids in complete shards (from manifests, with multiplicity) plus no-entity drops: cheap to poll."""
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     ids = [p for uri in list_shards(store, prefix) for p in read_manifest(store, uri)["pair_ids"]]
-    drops = [uri.rsplit("/", 1)[1].removesuffix(".json") for uri in store.list(no_entity_prefix(settings.s3.i2e_bucket))]
+    drops = [
+        uri.rsplit("/", 1)[1].removesuffix(".json") for uri in store.list(no_entity_prefix(settings.s3.i2e_bucket))
+    ]
     return ids + drops

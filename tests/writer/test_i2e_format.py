@@ -32,8 +32,12 @@ def _png(color: tuple[int, int, int]) -> bytes:
 
 def _sample(pid: str, *entities: str) -> I2ESample:
     ents = [{"id": e, "name": e.split(":")[1], "description": f"about {e}", "score": 0.3} for e in entities]
-    return I2ESample(pid, _png((len(pid) * 20 % 255, 10, 10)), "png",
-                     {"text": f"alt {pid}", "source": "test", "licence": "CC0", "entities": ents, "scorer_model": "m"})
+    return I2ESample(
+        pid,
+        _png((len(pid) * 20 % 255, 10, 10)),
+        "png",
+        {"text": f"alt {pid}", "source": "test", "licence": "CC0", "entities": ents, "scorer_model": "m"},
+    )
 
 
 def test_roundtrip_members_and_manifest(settings, store):
@@ -69,12 +73,15 @@ def test_verify_detects_a_changed_tar(settings, store):
         list(iter_shard(store, uri, verify=True))
 
 
-@pytest.mark.parametrize("bad, why", [
-    (I2ESample("../p", b"x", "png", {}), "safe tar member"),
-    (I2ESample("p", b"x", "gif", {}), "extension"),
-    (I2ESample("p", b"", "png", {}), "empty image"),
-    (I2ESample("p", b"x", "png", {"entities": [{"id": "a"}]}), "lacks"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (I2ESample("../p", b"x", "png", {}), "safe tar member"),
+        (I2ESample("p", b"x", "gif", {}), "extension"),
+        (I2ESample("p", b"", "png", {}), "empty image"),
+        (I2ESample("p", b"x", "png", {"entities": [{"id": "a"}]}), "lacks"),
+    ],
+)
 def test_bad_samples_are_rejected_with_reason(tmp_path, store, bad, why):
     with pytest.raises(I2EFormatError, match=why):
         write_shard(store, str(tmp_path / "s.tar"), [bad])

@@ -22,18 +22,42 @@ def _png(i: int) -> bytes:
 
 
 def i2e_record(pid: str, i: int = 0, entities: int = 1, dropped: int = 0) -> records_pb2.I2ERecord:
-    pair = records_pb2.Pair(pair_id=pid, text=f"photo {pid}", source="test", licence="CC0",
-                            original_path=f"x/{pid}.png", image_mime="image/png", image_bytes=_png(i))
-    ents = [records_pb2.EntityCandidate(entity_id=f"wn:{k}", name=f"thing {k}", description=f"a thing {k}",
-                                        clip_score=0.3 + k / 100, link_score=0.9) for k in range(entities)]
-    drops = [records_pb2.EntityCandidate(entity_id=f"geo:{k}", name=f"place {k}", description=f"a place {k}",
-                                         clip_score=0.1 - k / 100, link_score=0.7) for k in range(dropped)]
+    pair = records_pb2.Pair(
+        pair_id=pid,
+        text=f"photo {pid}",
+        source="test",
+        licence="CC0",
+        original_path=f"x/{pid}.png",
+        image_mime="image/png",
+        image_bytes=_png(i),
+    )
+    ents = [
+        records_pb2.EntityCandidate(
+            entity_id=f"wn:{k}", name=f"thing {k}", description=f"a thing {k}", clip_score=0.3 + k / 100, link_score=0.9
+        )
+        for k in range(entities)
+    ]
+    drops = [
+        records_pb2.EntityCandidate(
+            entity_id=f"geo:{k}",
+            name=f"place {k}",
+            description=f"a place {k}",
+            clip_score=0.1 - k / 100,
+            link_score=0.7,
+        )
+        for k in range(dropped)
+    ]
     return records_pb2.I2ERecord(pair=pair, entities=ents, dropped=drops, scorer_model="tiny@test")
 
 
 def _dead_letters(settings) -> list[tuple[bytes, str]]:
-    c = KafkaConsumer(settings.kafka.dead_letter_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
-                      auto_offset_reset="earliest", consumer_timeout_ms=2000, enable_auto_commit=False)
+    c = KafkaConsumer(
+        settings.kafka.dead_letter_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        enable_auto_commit=False,
+    )
     out = [(m.key, dict(m.headers)[DEAD_LETTER_REASON_HEADER].decode()) for m in c]
     c.close()
     return out
@@ -46,7 +70,9 @@ def test_writer_shards_valid_records_once_and_dead_letters_the_rest(settings, st
     prod = make_producer(settings.kafka)
     ids = [f"pair{i:02d}" for i in range(10)]
     for i, pid in enumerate(ids):
-        prod.send(settings.kafka.i2e_topic, key=pid.encode(), value=i2e_record(pid, i, dropped=i % 3).SerializeToString())
+        prod.send(
+            settings.kafka.i2e_topic, key=pid.encode(), value=i2e_record(pid, i, dropped=i % 3).SerializeToString()
+        )
     for pid in ids[:3]:  # an upstream replay: same pairs again
         prod.send(settings.kafka.i2e_topic, key=pid.encode(), value=i2e_record(pid).SerializeToString())
     prod.send(settings.kafka.i2e_topic, key=b"junk", value=b"\xff\x00not a protobuf")
@@ -69,8 +95,9 @@ def test_writer_shards_valid_records_once_and_dead_letters_the_rest(settings, st
     for s in (s for uri in shards for s in iter_shard(store, uri)):  # kept and dropped entities per image
         i = ids.index(s.pair_id)
         assert [e["id"] for e in s.meta["entities"]] == ["wn:0"]
-        assert s.meta["dropped"] == [{"id": f"geo:{k}", "name": f"place {k}", "score": round(0.1 - k / 100, 6)}
-                                     for k in range(i % 3)]
+        assert s.meta["dropped"] == [
+            {"id": f"geo:{k}", "name": f"place {k}", "score": round(0.1 - k / 100, 6)} for k in range(i % 3)
+        ]
     reasons = dict(_dead_letters(settings))
     assert "not a mofi.v1.I2ERecord" in reasons[b"junk"]
     assert "no kept entity" in reasons[b"none"]
