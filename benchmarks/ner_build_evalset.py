@@ -26,42 +26,12 @@ from pathlib import Path
 
 from mofi.kb import Entity, normalize_alias, write_kb
 from mofi.settings import load_settings
+from mofi_platform.databuild.kb_sources import WORDNET_LEXNAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALSET = ROOT / "tests/ner/evalset.jsonl"
 KB_OUT = ROOT / "tests/ner/kb.jsonl"
 TEST_TEXTS = ["A Sumatran tiger.", "Mont-Saint-Michel at dusk, Normandy", "The Eiffel Tower in Paris, France."]
-LEXFILES = [
-    "adj.all",
-    "adj.pert",
-    "adv.all",
-    "noun.Tops",
-    "noun.act",
-    "noun.animal",
-    "noun.artifact",
-    "noun.attribute",
-    "noun.body",
-    "noun.cognition",
-    "noun.communication",
-    "noun.event",
-    "noun.feeling",
-    "noun.food",
-    "noun.group",
-    "noun.location",
-    "noun.motive",
-    "noun.object",
-    "noun.person",
-    "noun.phenomenon",
-    "noun.plant",
-    "noun.possession",
-    "noun.process",
-    "noun.quantity",
-    "noun.relation",
-    "noun.shape",
-    "noun.state",
-    "noun.substance",
-    "noun.time",
-]
 # Landmarks no packaged gazetteer lists (hand-written from their public descriptions).
 EXTRA = [
     Entity(
@@ -140,7 +110,7 @@ def wordnet_entities(wn: Path, wanted: set[str]) -> list[Entity]:
                 names[0],
                 tuple(dict.fromkeys(names[1:])),
                 gloss,
-                LEXFILES[lexfile],
+                WORDNET_LEXNAMES[lexfile],
                 "wordnet",
                 round(math.log1p(cnt) / math.log1p(1000), 4),
             )

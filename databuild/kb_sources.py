@@ -21,6 +21,7 @@ from mofi.kb import Entity, normalize_alias
 from mofi_platform.databuild.gcompris_boards import iter_board_items
 
 __all__ = [
+    "WORDNET_LEXNAMES",
     "wordnet_entities",
     "geonames_entities",
     "pycountry_entities",
@@ -33,7 +34,8 @@ __all__ = [
     "MergeStats",
 ]
 
-_LEXNAMES = [
+#: WordNet's lexicographer file names, indexed by the lex_filenum of data.noun lines.
+WORDNET_LEXNAMES = [
     "adj.all",
     "adj.pert",
     "adv.all",
@@ -100,7 +102,7 @@ def wordnet_entities(root: Path) -> Iterator[Entity]:
             lemmas[0],
             tuple(dict.fromkeys(lemmas[1:])),
             definition,
-            _LEXNAMES[lexfile] if lexfile < len(_LEXNAMES) else "noun",
+            WORDNET_LEXNAMES[lexfile] if lexfile < len(WORDNET_LEXNAMES) else "noun",
             "wordnet",
             round(1.0 / ranks.get(offset, 10), 3),
         )
