@@ -8,10 +8,13 @@ the grass" vs. "a tiger on the football pitch"); cosine between the alt-text and
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+
+from mofi_platform.services.ner.entity_vectors import STORED_DTYPE, EntityVectors
 
 __all__ = ["TextEncoder", "default_encoder_path", "plan_passes"]
 
@@ -53,7 +56,9 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
 
 
 class TextEncoder:
-    """``encode(texts) -> float32 (n, dim)`` L2-normalised; caches texts it saw (entity descriptions)."""
+    """``encode(texts) -> float32 (n, dim)`` L2-normalised; ``encode_cached`` for entity texts, which come from
+    a precomputed table (:attr:`table`, see :mod:`~mofi_platform.services.ner.entity_vectors`) or are encoded
+    once and remembered."""
 
     def __init__(
         self,
@@ -65,6 +70,8 @@ class TextEncoder:
         threads: int = 1,
     ):
         path = path or default_encoder_path()
+        self.tag = f"{Path(path).name}-{max_tokens}tok"  # names the tables this encoder's vectors go in
+        self.table: EntityVectors | None = None
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.max_tokens = max_tokens
@@ -108,14 +115,24 @@ class TextEncoder:
             return self._run(texts)
 
     def encode_cached(self, texts: list[str]) -> np.ndarray:
-        """Like :meth:`encode`, remembering results: entity texts repeat across alt-texts."""
+        """Like :meth:`encode` for entity texts: from :attr:`table` where it holds them, else encoded and
+        remembered (entity texts repeat across alt-texts). Rounded to the table's precision either way."""
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            missing = [t for t in dict.fromkeys(texts) if t not in found]
+            if missing and self.table is not None:
+                rows = self.table.rows(missing)
+                stored = [(t, r) for t, r in zip(missing, rows) if r is not None]
+                if stored:
+                    vectors = self.table.vectors[[r for _, r in stored]].astype(np.float32)
+                    found.update(zip((t for t, _ in stored), vectors))
+                    missing = [t for t, r in zip(missing, rows) if r is None]
             if missing:
-                if len(self._cache) + len(missing) > self._cache_size:
-                    self._cache.clear()
-                for text, vec in zip(missing, self._run(missing)):
-                    self._cache[text] = vec
+                found.update(zip(missing, self._run(missing).astype(STORED_DTYPE).astype(np.float32)))
+            new = [t for t in found if t not in self._cache]
+            if len(self._cache) + len(new) > self._cache_size:
+                self._cache.clear()
+            self._cache.update((t, found[t]) for t in new)
             if not texts:
                 return np.zeros((0, self.dim), np.float32)
-            return np.stack([self._cache[t] for t in texts])
+            return np.stack([found[t] for t in texts])

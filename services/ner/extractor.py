@@ -16,6 +16,7 @@ from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.ner.encoder import TextEncoder
+from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
 from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
 from mofi_platform.services.ner.mentions import Mention, MentionFinder, load_spacy
 
@@ -88,8 +89,23 @@ class Extractor:
         path = kb_path(settings)
         log.info("loading knowledge base %s", path)
         extractor = cls(settings.ner, KnowledgeBase.load(path))
+        extractor.load_vectors(path)
         log.info("spaCy pipeline %s", extractor.spacy_pipeline)
         return extractor
+
+    def load_vectors(self, kb_file: str | Path) -> bool:
+        """Use the entity-vector table beside the knowledge base, if one was built for this encoder."""
+        table_path = vectors_path(kb_file, self.encoder.tag)
+        self.encoder.table = EntityVectors.load(table_path)
+        if self.encoder.table is None:
+            log.warning(
+                "no entity-vector table at %s: entity texts are encoded on demand, several times slower "
+                "(build it once with `mofi ner vectors`)",
+                table_path,
+            )
+            return False
+        log.info("entity vectors: %d texts from %s", len(self.encoder.table), table_path)
+        return True
 
     @property
     def spacy_pipeline(self) -> str:
