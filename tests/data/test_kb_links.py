@@ -167,3 +167,25 @@ def test_a_full_size_linked_kb_loads_well_under_a_second_from_its_index(tmp_path
     hits = kb.lookup("nick 124991")
     assert time.process_time() - started < 1.0
     assert [e.id for e in hits] == ["t:124990"] and kb.canonical("t:124991") == "t:124990"
+
+
+def test_snapshot_classes_are_canonical_ids_when_the_kb_is_given(settings, store):
+    from mofi.i2e import I2ESample, Snapshot, create_snapshot, snapshot_uri, write_shard
+
+    kb = KnowledgeBase.load(fixture_kb_path())
+    png = next((fixture_kb_path().parent / "corpus").glob("*.png")).read_bytes()
+
+    def sample(pid: str, *ids: str) -> I2ESample:
+        ents = [{"id": i, "name": kb.get(i).name, "description": kb.get(i).description, "score": 0.3} for i in ids]
+        meta = {"text": pid, "source": "test", "licence": "CC0", "entities": ents, "scorer_model": "m"}
+        return I2ESample(pid, png, "png", meta)
+
+    prefix = f"s3://{settings.s3.i2e_bucket}/shards"
+    write_shard(store, f"{prefix}/a.tar", [sample("p1", "emoji:1f1eb-1f1f7"), sample("p2", "country:FR")])
+    write_shard(store, f"{prefix}/b.tar", [sample("p3", "tuxpaint:animals/mammals/cats/tiger", "emoji:1f1eb-1f1f7")])
+    uri = snapshot_uri(settings.s3.i2e_bucket, "canon")
+    snap = create_snapshot(store, prefix, uri, min_count=1, val_percent=0, kb=kb)
+    assert [(c.id, c.name, c.count) for c in snap.classes] == [("country:FR", "France", 3), ("wn:02129604", "tiger", 1)]
+    assert Snapshot.load(store, uri).class_index()["emoji:1f1eb-1f1f7"] == 0
+    plain = create_snapshot(store, prefix, snapshot_uri(settings.s3.i2e_bucket, "plain"), min_count=1, val_percent=0)
+    assert len(plain.classes) == 3 and not plain.same_as  # without the KB: the ids as stored
