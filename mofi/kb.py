@@ -11,6 +11,13 @@ returns it; for files of :data:`INDEX_MIN_BYTES` and more it also writes that in
 ids, line spans) as ``<file>.idx`` (or, where the KB's folder is read-only, under the temp folder) and
 later loads read it back instead of parsing the JSONL. The index records the JSONL's SHA-256, so an
 edited or replaced KB is never served from a stale index.
+
+Why same-as links: one concept must be one entity everywhere downstream (one training class), but the
+sources name it several times ("tiger" is an emoji, a WordNet synset and a Tux Paint stamp). An entity
+with ``same_as`` set is an alias of the canonical entity it names: ``get`` still returns it by its own
+id, :meth:`KnowledgeBase.canonical` maps its id to the canonical one, and ``lookup`` returns canonical
+entities only (an alias entity's names find its canonical entity), so mention linking yields canonical
+ids without knowing about the links. Files without the field load as before.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: JSONL files at least this large get an index file (smaller ones index in milliseconds).
 INDEX_MIN_BYTES = 1 << 20
-_INDEX_FORMAT = 1
+_INDEX_FORMAT = 2  # 2: alias rows resolve to canonical rows; "links" holds them
 
 #: ASCII characters of Unicode category P* (what the general path strips), plus whitespace.
 _ASCII_STRIP = "".join(c for c in map(chr, range(128)) if unicodedata.category(c).startswith("P")) + " "
@@ -66,6 +73,7 @@ class Entity:
     type: str
     source: str
     prior: float = 0.0
+    same_as: str = ""  # the canonical entity's id when this entity is an alias of it
 
     @classmethod
     def from_dict(cls, d: dict) -> Entity:
@@ -77,11 +85,14 @@ class Entity:
             str(d.get("type", "")),
             str(d.get("source", "")),
             float(d.get("prior", 0.0)),
+            str(d.get("same_as") or ""),
         )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["aliases"] = list(self.aliases)
+        if not self.same_as:
+            del d["same_as"]  # canonical entities' lines stay as they were
         return d
 
 
@@ -92,30 +103,51 @@ def _entity_at(path: str | Path, n: int, line: bytes | str) -> Entity:
         raise ValueError(f"{path}:{n}: not an entity record ({e})") from None
 
 
+def _links(ids: Sequence[str], same_as: Sequence[str], pos: dict[str, int]) -> dict[int, int]:
+    """Row -> canonical row for every entity whose ``same_as`` names another entity (chains followed;
+    a link to an id the KB lacks is ignored, a cycle is an error)."""
+    direct = {row: pos[target] for row, target in enumerate(same_as) if target and target in pos and target != ids[row]}
+    links: dict[int, int] = {}
+    for row, target in direct.items():
+        seen = {row}
+        while target in direct:
+            if target in seen:
+                raise ValueError(f"same_as cycle through entity id {ids[row]!r}")
+            seen.add(target)
+            target = direct[target]
+        links[row] = target
+    return links
+
+
 def _build_index(
-    ids: Sequence[str], forms: Iterable[Sequence[str]], priors: Sequence[float]
+    ids: Sequence[str], forms: Iterable[Sequence[str]], priors: Sequence[float], links: dict[int, int]
 ) -> tuple[dict[str, int], array, array]:
-    """Alias -> code: a row number (one entity), or ``~k`` for the k-th multi-entity alias, whose rows
-    (by descending prior, then id) are ``flat[offsets[k]:offsets[k + 1]]``."""
+    """Alias -> code: a canonical row number (one entity), or ``~k`` for the k-th multi-entity alias, whose
+    canonical rows (by descending prior, then id) are ``flat[offsets[k]:offsets[k + 1]]``. An alias
+    entity's names index its canonical entity."""
     index: dict[str, int] = {}
     multi: list[list[int]] = []
     for row, names in enumerate(forms):
+        row = links.get(row, row)
         for alias in {normalize_alias(a) for a in names}:
             if not alias:
                 continue
             code = index.get(alias)
             if code is None:
                 index[alias] = row
+            elif code == row:
+                continue
             elif code >= 0:
                 index[alias] = ~len(multi)
                 multi.append([code, row])
             else:
                 multi[~code].append(row)
+    groups = [sorted(set(rows), key=lambda r: (-priors[r], ids[r])) for rows in multi]
     flat = array("q")
-    for rows in multi:
-        flat.extend(sorted(rows, key=lambda r: (-priors[r], ids[r])))
+    for rows in groups:
+        flat.extend(rows)
     offsets = array("q", [0])
-    offsets.extend(accumulate(len(rows) for rows in multi))
+    offsets.extend(accumulate(len(rows) for rows in groups))
     return index, offsets, flat
 
 
@@ -147,7 +179,7 @@ def _private(folder: Path) -> bool:
 
 
 class KnowledgeBase:
-    """Entities by id and by normalised alias. ``lookup`` returns entities by descending prior."""
+    """Entities by id and by normalised alias. ``lookup`` returns canonical entities by descending prior."""
 
     def __init__(self, entities: Iterable[Entity]) -> None:
         rows = list(entities)
@@ -157,8 +189,9 @@ class KnowledgeBase:
         self._rows: list[Entity | None] = list(rows)  # filled lazily when loaded from an index
         self._data: bytes = b""
         self._spans = array("q")
+        self._links = _links(ids, [e.same_as for e in rows], self._pos)
         self._index, self._offsets, self._flat = _build_index(
-            ids, ((e.name, *e.aliases) for e in rows), [e.prior for e in rows]
+            ids, ((e.name, *e.aliases) for e in rows), [e.prior for e in rows], self._links
         )
 
     @classmethod
@@ -170,13 +203,14 @@ class KnowledgeBase:
         index: dict[str, int],
         offsets: array,
         flat: array,
+        links: dict[int, int],
         pos: dict[str, int] | None = None,
     ) -> KnowledgeBase:
         """Entities parsed from ``data[spans[2i]:spans[2i + 1]]`` on first use."""
         kb = cls.__new__(cls)
         kb._pos, kb._ids, kb._rows = pos, ids, [None] * len(ids)
         kb._data, kb._spans = data, spans
-        kb._index, kb._offsets, kb._flat = index, offsets, flat
+        kb._index, kb._offsets, kb._flat, kb._links = index, offsets, flat, links
         return kb
 
     @classmethod
@@ -209,14 +243,16 @@ class KnowledgeBase:
             if not all(type(i) is str for i in ids):
                 raise TypeError("non-string id")
             forms = [(d["name"], *(d.get("aliases") or ())) for d in rows]
-            index, offsets, flat = _build_index(ids, forms, [float(d.get("prior", 0.0)) for d in rows])
-        except (ValueError, KeyError, TypeError, AttributeError):
+            pos = _positions(ids)
+            links = _links(ids, [str(d.get("same_as") or "") for d in rows], pos)
+            index, offsets, flat = _build_index(ids, forms, [float(d.get("prior", 0.0)) for d in rows], links)
+        except (ValueError, KeyError, TypeError, AttributeError):  # the per-entity path names the problem
             return cls([_entity_at(path, n + 1, lines[n]) for n in keep])
         spans = array("q")
         for n in keep:
             spans.append(ends[n] - len(lines[n]) - 1)
             spans.append(ends[n] - 1)
-        return cls._lazy(data, spans, ids, index, offsets, flat, _positions(ids))
+        return cls._lazy(data, spans, ids, index, offsets, flat, links, pos)
 
     @classmethod
     def _read_index(cls, candidate: Path, data: bytes, sha: str) -> KnowledgeBase | None:
@@ -228,7 +264,7 @@ class KnowledgeBase:
             spans.frombytes(saved["spans"])
             offsets.frombytes(saved["offsets"])
             flat.frombytes(saved["flat"])
-            ids, index = saved["ids"], saved["index"]
+            ids, index, links = saved["ids"], saved["index"], saved["links"]
             if len(spans) != 2 * len(ids) or not offsets or offsets[-1] != len(flat):
                 return None
         except FileNotFoundError:
@@ -236,7 +272,7 @@ class KnowledgeBase:
         except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as e:
             log.warning("ignoring unreadable knowledge-base index %s: %s", candidate, e)
             return None
-        return cls._lazy(data, spans, ids, index, offsets, flat)
+        return cls._lazy(data, spans, ids, index, offsets, flat, links)
 
     def _write_index(self, path: str | Path, sha: str) -> None:
         blob = marshal.dumps(
@@ -248,6 +284,7 @@ class KnowledgeBase:
                 "spans": self._spans.tobytes(),
                 "offsets": self._offsets.tobytes(),
                 "flat": self._flat.tobytes(),
+                "links": self._links,
             }
         )
         for n, candidate in enumerate(index_paths(path, sha)):
@@ -276,8 +313,14 @@ class KnowledgeBase:
         return entity
 
     def get(self, entity_id: str) -> Entity | None:
+        """The entity with this id, an alias entity included (``canonical`` gives its canonical id)."""
         row = self._id_positions().get(entity_id)
         return None if row is None else self._entity(row)
+
+    def canonical(self, entity_id: str) -> str:
+        """The id of the canonical entity ``entity_id`` is an alias of; itself when canonical or unknown."""
+        row = self._id_positions().get(entity_id)
+        return entity_id if row is None else self._ids[self._links.get(row, row)]
 
     def _id_positions(self) -> dict[str, int]:
         if self._pos is None:

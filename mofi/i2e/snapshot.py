@@ -3,6 +3,10 @@
 A :class:`Snapshot` holds the class table (class index <-> KB entity id, name, description, image
 count) and a deterministic train/val split by pair id; it is stored as JSON at
 :func:`mofi.i2e.layout.snapshot_uri`.
+
+Why a knowledge base may be passed: records written before the KB had same-as links carry alias ids
+(``emoji:1f405`` for the tiger); with the KB, classes are canonical ids and ``same_as`` keeps the alias
+ids seen, so a sample labelled with either id trains the one class.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from mofi.i2e.layout import snapshot_version
 from mofi.i2e.shards import entity_summary, iter_shard, list_shards, read_manifest
+from mofi.kb import KnowledgeBase
 from mofi.objstore import ObjectStore
 
 __all__ = ["EntityClass", "Snapshot", "split_of", "new_version", "create_snapshot"]
@@ -53,12 +58,16 @@ class Snapshot:
     num_samples: int
     min_count: int = 1
     shard_sha256: dict[str, str] = field(default_factory=dict)
+    same_as: dict[str, str] = field(default_factory=dict)  # alias id in the shards -> canonical class id
 
     def split_of(self, pair_id: str) -> str:
         return split_of(pair_id, self.val_percent)
 
     def class_index(self) -> dict[str, int]:
-        return {c.id: c.index for c in self.classes}
+        """Entity id -> class index, alias ids included."""
+        index = {c.id: c.index for c in self.classes}
+        index.update({alias: index[canonical] for alias, canonical in self.same_as.items() if canonical in index})
+        return index
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,13 +94,21 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def create_snapshot(
-    store: ObjectStore, i2e_prefix_uri: str, snapshot_uri: str, min_count: int, val_percent: float
+    store: ObjectStore,
+    i2e_prefix_uri: str,
+    snapshot_uri: str,
+    min_count: int,
+    val_percent: float,
+    kb: KnowledgeBase | None = None,
 ) -> Snapshot:
     """Freeze every complete shard under ``i2e_prefix_uri`` into a snapshot and save it.
 
     Classes are the entities with at least ``min_count`` images, ordered by count (then id) so the
     most frequent entity is class 0. A pair id found in more than one shard is counted once.
     The version is the folder of ``snapshot_uri`` (``.../snapshots/<version>/manifest.json``).
+    With ``kb``, entity ids count as their canonical id (named and described as the KB's canonical
+    entity); a pair that carries two ids of one concept counts twice, which only records written
+    before the links can.
     """
     if min_count < 1:
         raise ValueError("min_count must be >= 1")
@@ -101,6 +118,7 @@ def create_snapshot(
     seen: set[str] = set()
     counts: dict[str, dict[str, Any]] = {}
     sha: dict[str, str] = {}
+    same_as: dict[str, str] = {}
     for uri in shards:
         m = read_manifest(store, uri)
         sha[uri] = m["sha256"]
@@ -112,7 +130,12 @@ def create_snapshot(
         else:
             rows = m["entities"]
         for eid, row in rows.items():
-            agg = counts.setdefault(eid, {"name": row["name"], "description": row["description"], "count": 0})
+            canonical = kb.canonical(eid) if kb is not None else eid
+            entity = kb.get(canonical) if kb is not None and canonical != eid else None
+            if entity is not None:
+                same_as[eid] = canonical
+                row = {**row, "name": entity.name, "description": entity.description}
+            agg = counts.setdefault(canonical, {"name": row["name"], "description": row["description"], "count": 0})
             agg["count"] += row["count"]
     kept = sorted(
         ((r["count"], eid) for eid, r in counts.items() if r["count"] >= min_count), key=lambda t: (-t[0], t[1])
@@ -129,6 +152,7 @@ def create_snapshot(
         num_samples=len(seen),
         min_count=min_count,
         shard_sha256=sha,
+        same_as=same_as,
     )
     snap.save(store, snapshot_uri)
     return snap

@@ -1,6 +1,7 @@
-"""The NER core: validate alt-texts, find mentions, link them. One loaded instance serves both the
-gRPC service and the Kafka stage; calls are serialised (spaCy and torch are not shared across
-threads here), and a batch of texts goes through spaCy's ``pipe`` and one MiniLM pass.
+"""The NER core: validate alt-texts, blank their credits and URLs (:mod:`.cleaning`), find mentions, link
+them. One loaded instance serves both the gRPC service and the Kafka stage; calls are serialised (spaCy
+and torch are not shared across threads here), and a batch of texts goes through spaCy's ``pipe`` and
+one MiniLM pass. Mentions are found in the cleaned text, whose offsets are the original's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
 from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.ner.cleaning import clean_text
 from mofi_platform.services.ner.encoder import TextEncoder
 from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
 from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
@@ -117,11 +119,12 @@ class Extractor:
         return validate_text(text, self.cfg.max_text_chars)
 
     def extract(self, texts: Sequence[str]) -> list[Extraction]:
+        cleaned = [clean_text(t) for t in texts]  # credits and URLs blanked; offsets unchanged
         with self._lock:
-            docs = list(self.nlp.pipe(texts, batch_size=64))
+            docs = list(self.nlp.pipe(cleaned, batch_size=64))
             mentions = [self.finder.find(doc) for doc in docs]
             need = [i for i, m in enumerate(mentions) if any(x.aliases for x in m)]
-            contexts = dict(zip(need, self.encoder.encode([texts[i] for i in need])))
+            contexts = dict(zip(need, self.encoder.encode([cleaned[i] for i in need])))
             return [
                 Extraction(text, tuple(m), tuple(self.linker.link(m, contexts[i])) if i in contexts else ())
                 for i, (text, m) in enumerate(zip(texts, mentions))
