@@ -1,20 +1,25 @@
-"""End-to-end I2E construction: pairs/s through Kafka -> NER -> scorer -> writer, versus the floor.
+"""End-to-end I2E construction on the real corpus: produce -> NER -> scorer -> writer, against the floor.
 
+    make bench B=pipeline_e2e ARGS="--corpus .mofi/data/shards/ --checkpoint PATH"
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/pipeline_e2e.py --corpus URI --checkpoint URI \\
-        [--kb PATH] [--pairs 400]
+        [--kb PATH] [--pairs 0] [--runs 1] [--threshold T]
 
-The floor is the same models called in-process in one loop (NER extract -> CLIP scoring ->
-threshold -> shard writes to S3, batches of ``kafka.max_poll_records``), i.e. what the pipeline
-would do with no broker, no serialization hops and no processes. The pipeline runs on a private
-local stack (Tansu broker on SeaweedFS S3, free loopback ports) with the three stages as
-separate processes (`mofi stage ner|scorer|writer`), already started and warmed up; the clock runs
-from the first produced pair until every pair is accounted for (I2E shard, no-entity record or
-dead letter). Reported: both rates and pipeline/floor. The floor runs one torch thread, as each
-stage process does; the 1-minute load average before and after says how busy the machine was.
+The **pipeline** is the three stages as separate processes (`mofi stage ner|scorer|writer`) on a
+private local stack (Tansu broker on SeaweedFS S3, free loopback ports, 2 partitions per topic, writer
+shards of 64, 1 s flush), started and warmed on ``--warmup`` pairs that are not timed (models loaded,
+consumer groups joined; caches stay cold for the timed pairs). The clock runs from the first produced
+pair until every pair is accounted for: in an I2E shard manifest, a no-entity record or a dead letter
+(checked every ``--poll-s``; manifests are read once each).
 
-Rates on a shared machine move with everyone else's load, so CPU time is reported too: the CPU
-seconds per pair of the floor process and of each stage process over the timed window (Linux
-/proc), which is what the work costs whoever else runs.
+The **floor** is the same work with the same models and thread settings in one fresh process and one
+loop (NER extract -> CLIP scoring -> threshold -> no-entity records and I2E shards written to S3, in
+batches of ``kafka.max_poll_records``): what the pipeline costs with no broker, no serialisation hops
+and no process boundaries. Both load the entity-vector table beside the KB when there is one.
+
+Rates on a shared machine move with everyone else's load, so CPU time is reported too: CPU-seconds per
+pair of the floor process and of each pipeline process over the timed window (Linux /proc; "produce" is
+this script's own CPU while it sends), which is what the work costs whoever else runs. With ``--runs``
+above 1 the floor and the pipeline alternate which goes first. The load average is recorded.
 """
 
 from __future__ import annotations
@@ -40,12 +45,11 @@ from mofi.i2e import list_shards, read_manifest, write_shard  # noqa: E402
 from mofi.i2e.records import record_to_sample  # noqa: E402
 from mofi.kafka import ensure_topics, make_producer  # noqa: E402
 from mofi.objstore import ObjectStore  # noqa: E402
-from mofi.settings import S3Settings, Settings  # noqa: E402
+from mofi.settings import S3Settings, Settings, load_settings  # noqa: E402
 from mofi.stack import Stack, free_stack_ports  # noqa: E402
 from mofi.v1 import records_pb2  # noqa: E402
 from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
-from mofi_platform.databuild.fixtures import fixture_kb_path  # noqa: E402
-from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
+from mofi_platform.services.ner.extractor import Extractor, kb_path  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
 from mofi_platform.services.scorer.app import load_model  # noqa: E402
 from mofi_platform.services.scorer.candidates import CandidateScorer, Kind  # noqa: E402
@@ -56,6 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def corpus_pairs(corpus: str, n: int) -> list[records_pb2.Pair]:
+    """The first ``n`` pairs of the corpus (0: all) as the producer sends them."""
     out = []
     for s in iter_corpus(ObjectStore(S3Settings()), corpus):
         out.append(
@@ -90,18 +95,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def floor(
-    settings: Settings, extractor: Extractor, scorer: ClipScorer, pairs, store: ObjectStore
-) -> tuple[float, float]:
-    """The same work in one process and one loop; returns (pairs/s, CPU seconds per pair)."""
+def floor(settings: Settings, pairs, warmup) -> dict:
+    """The same work in one process and one loop: pairs/s and CPU seconds per pair."""
+    torch.set_num_threads(1)  # as the NER and scorer stage processes run
+    store = ObjectStore(settings.s3)
+    extractor = Extractor.from_settings(settings)
+    scorer = ClipScorer(load_model(settings))
     core = CandidateScorer(
         scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes, settings.data.max_pixels
     )
     batch, shard, shards = settings.kafka.max_poll_records, [], 0
     prefix = f"s3://{settings.s3.i2e_bucket}/floor"
-    start, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(0, len(pairs), batch):
-        chunk = pairs[i : i + batch]
+
+    def run(chunk) -> None:
+        nonlocal shard, shards
         extractions = extractor.extract([p.text for p in chunk])
         values = []
         for p, ex in zip(chunk, extractions):
@@ -115,9 +122,18 @@ def floor(
             if len(shard) >= settings.writer.shard_size:
                 write_shard(store, f"{prefix}/{shards:06d}.tar", shard)
                 shard, shards = [], shards + 1
+
+    run(warmup)  # as the stages are warmed
+    shard, shards = [], 0
+    start, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(pairs), batch):
+        run(pairs[i : i + batch])
     if shard:
         write_shard(store, f"{prefix}/{shards:06d}.tar", shard)
-    return len(pairs) / (time.perf_counter() - start), (time.process_time() - cpu0) / len(pairs)
+    return {
+        "pairs_per_s": len(pairs) / (time.perf_counter() - start),
+        "cpu_s_per_pair": (time.process_time() - cpu0) / len(pairs),
+    }
 
 
 class DeadLetterCount:
@@ -146,18 +162,26 @@ class DeadLetterCount:
         self._consumer.close()
 
 
-def accounted(settings: Settings, store: ObjectStore, dead: DeadLetterCount) -> int:
-    prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
-    in_shards = sum(read_manifest(store, u)["count"] for u in list_shards(store, prefix))
-    dropped = count_no_entity(store, settings.s3.i2e_bucket)
-    return in_shards + dropped + dead.n
+class Accounting:
+    """Pairs accounted for: in an I2E shard (each manifest read once), a no-entity record or a dead letter."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, dead: DeadLetterCount):
+        self.settings, self.store, self.dead = settings, store, dead
+        self._counts: dict[str, int] = {}
+
+    def __call__(self) -> int:
+        prefix = f"s3://{self.settings.s3.i2e_bucket}/{self.settings.writer.prefix}"
+        for uri in list_shards(self.store, prefix):
+            if uri not in self._counts:
+                self._counts[uri] = read_manifest(self.store, uri)["count"]
+        return sum(self._counts.values()) + count_no_entity(self.store, self.settings.s3.i2e_bucket) + self.dead.n
 
 
 STAGES = ("ner", "scorer", "writer")
 
 
-def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) -> tuple[float, dict[str, float]]:
-    """(pairs/s, CPU seconds per pair of each stage process) over the timed window."""
+def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path, poll_s: float) -> dict:
+    """pairs/s and CPU seconds per pair of each process over the timed window."""
     env = {**os.environ, **settings.to_env()}
     procs = [
         subprocess.Popen(
@@ -179,29 +203,32 @@ def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) 
         ],
     )
     dead = DeadLetterCount(settings)
+    accounted = Accounting(settings, store, dead)
     prod = make_producer(settings.kafka)
     try:
 
-        def send(batch):
+        def send(batch) -> None:
             for p in batch:
                 prod.send(settings.kafka.pairs_topic, key=p.pair_id.encode(), value=p.SerializeToString())
             prod.flush()
 
         def wait_for(total: int, timeout: float) -> None:
             deadline = time.monotonic() + timeout
-            while accounted(settings, store, dead) < total:
+            while accounted() < total:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                     raise RuntimeError(f"pipeline stalled; see {logs}")
-                time.sleep(0.2)
+                time.sleep(poll_s)
 
         send(warmup)
         wait_for(len(warmup), 600)  # stages started, models loaded, groups joined
         start, cpu0 = time.perf_counter(), [cpu_seconds(p.pid) for p in procs]
+        produce0 = time.process_time()
         send(pairs)
-        wait_for(len(warmup) + len(pairs), 1800)
+        produce_cpu = time.process_time() - produce0
+        wait_for(len(warmup) + len(pairs), 3600)
         rate = len(pairs) / (time.perf_counter() - start)
-        cpu = {name: round((cpu_seconds(p.pid) - c0) / len(pairs), 4) for name, p, c0 in zip(STAGES, procs, cpu0)}
-        return rate, cpu
+        cpu = {name: (cpu_seconds(p.pid) - c0) / len(pairs) for name, p, c0 in zip(STAGES, procs, cpu0)}
+        return {"pairs_per_s": rate, "cpu_s_per_pair": {"produce": produce_cpu / len(pairs), **cpu}}
     finally:
         prod.close()
         dead.close()
@@ -211,13 +238,27 @@ def pipeline(settings: Settings, pairs, warmup, store: ObjectStore, logs: Path) 
             p.wait(60)
 
 
+def _floor_in_fresh_process(settings: Settings, args) -> dict:
+    cmd = [sys.executable, __file__, "--corpus", args.corpus, "--checkpoint", settings.scorer.checkpoint, "--kb",
+           settings.ner.kb_path, "--pairs", str(args.pairs), "--warmup", str(args.warmup), "--_floor"]  # fmt: skip
+    env = {**os.environ, **settings.to_env()}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _round(d: dict) -> dict:
+    return {k: (_round(v) if isinstance(v, dict) else round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", required=True, help="Corpus shard prefix (local folder or s3:// URI).")
     ap.add_argument("--checkpoint", required=True, help="Scorer checkpoint (local path or s3:// URI).")
-    ap.add_argument("--kb", default=str(fixture_kb_path()), help="Knowledge base JSONL for NER.")
-    ap.add_argument("--pairs", type=int, default=400)
+    ap.add_argument("--kb", default="", help="Knowledge base JSONL for NER (default: ner.kb_path, else the built one).")
+    ap.add_argument("--pairs", type=int, default=0, help="Timed pairs (0: the whole corpus after the warm-up).")
     ap.add_argument("--warmup", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=1, help="Floor and pipeline runs, alternating which goes first.")
+    ap.add_argument("--poll-s", type=float, default=0.5, help="How often the pipeline's output is counted.")
     ap.add_argument("--threshold", type=float, default=None, help="Scorer threshold (default: settings).")
     ap.add_argument(
         "--broker-storage",
@@ -225,32 +266,48 @@ def main() -> None:
         default="s3",
         help="Broker log in the S3 server (durable, the default stack) or in memory.",
     )
+    ap.add_argument("--_floor", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch.set_num_threads(1)  # as the NER and scorer stage processes run
+    pairs = corpus_pairs(args.corpus, args.pairs + args.warmup if args.pairs else 0)
+    warmup, pairs = pairs[: args.warmup], pairs[args.warmup :]
+    if args._floor:  # the child process: settings come from the environment
+        settings = load_settings()
+        print(json.dumps(floor(settings, pairs, warmup)))
+        return
     load_before = os.getloadavg()[0]
-
-    all_pairs = corpus_pairs(args.corpus, args.pairs + args.warmup)
-    warmup, pairs = all_pairs[: args.warmup], all_pairs[args.warmup :]
     root = Path(tempfile.mkdtemp(prefix="mofi-bench-"))
     settings = stack_settings(root, args.broker_storage)
-    settings.ner.kb_path = args.kb
+    settings.ner.kb_path = args.kb or kb_path(load_settings())
     settings.scorer.checkpoint = (
         str(Path(args.checkpoint).resolve()) if "://" not in args.checkpoint else args.checkpoint
     )
     if args.threshold is not None:
         settings.scorer.threshold = args.threshold
+    floor_settings = copy.deepcopy(settings)
+    floor_settings.s3.i2e_bucket = "mofi-i2e-floor"  # keeps its no-entity records out of the pipeline's count
     stack = Stack(settings)
     stack.up()
+    rows = []
     try:
         store = ObjectStore(settings.s3)
-        extractor = Extractor.from_settings(settings)
-        scorer = ClipScorer(load_model(settings))
-        extractor.extract([p.text for p in warmup])
-        floor_settings = copy.deepcopy(settings)
-        floor_settings.s3.i2e_bucket = "mofi-i2e-floor"  # keeps its no-entity records out of the pipeline's count
-        floor_rate, floor_cpu = floor(floor_settings, extractor, scorer, pairs, store)
-        del extractor, scorer  # free the cores' memory for the stage processes
-        pipe_rate, stage_cpu = pipeline(settings, pairs, warmup, store, root)
+        for run in range(args.runs):
+            row: dict = {"run": run}
+            for arm in ("floor", "pipeline") if run % 2 == 0 else ("pipeline", "floor"):
+                if arm == "floor":
+                    floor_settings.s3.i2e_bucket = f"mofi-i2e-floor{run}"
+                    store.ensure_bucket(floor_settings.s3.i2e_bucket)
+                    row["floor"] = _floor_in_fresh_process(floor_settings, args)
+                else:
+                    run_settings = settings.namespaced(f"run{run}")  # its own topics, groups and buckets
+                    for bucket in (run_settings.s3.i2e_bucket, run_settings.s3.corpus_bucket):
+                        store.ensure_bucket(bucket)
+                    row["pipeline"] = pipeline(run_settings, pairs, warmup, store, root, args.poll_s)
+            stages = row["pipeline"]["cpu_s_per_pair"]
+            row["pipeline_cpu_s_per_pair"] = sum(stages.values())
+            row["pipeline_over_floor_cpu"] = row["pipeline_cpu_s_per_pair"] / row["floor"]["cpu_s_per_pair"]
+            row["pipeline_over_floor_rate"] = row["pipeline"]["pairs_per_s"] / row["floor"]["pairs_per_s"]
+            rows.append(_round(row))
+            print(json.dumps(rows[-1]), flush=True)
     finally:
         stack.down()
     print(
@@ -259,15 +316,10 @@ def main() -> None:
                 "pairs": len(pairs),
                 "broker_storage": args.broker_storage,
                 "corpus": args.corpus,
-                "kb": args.kb,
+                "kb": settings.ner.kb_path,
                 "threshold": settings.scorer.threshold,
-                "floor_pairs_per_s": round(floor_rate, 2),
-                "pipeline_pairs_per_s": round(pipe_rate, 2),
-                "pipeline_over_floor": round(pipe_rate / floor_rate, 3),
+                "runs": rows,
                 "cpu_count": os.cpu_count(),
-                "floor_cpu_s_per_pair": round(floor_cpu, 4),
-                "stage_cpu_s_per_pair": stage_cpu,
-                "pipeline_cpu_s_per_pair": round(sum(stage_cpu.values()), 4),
                 "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             },
             indent=1,
