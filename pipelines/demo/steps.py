@@ -75,7 +75,7 @@ class Demo:
     def data(self) -> dict:
         from mofi_platform.databuild.corpus import default_shards_prefix, list_corpus_shards
 
-        with self.runner.step("data", "Data: corpus shards, knowledge base, retrieval benchmark"):
+        with self.runner.step("data", "Data: corpus shards, knowledge base + entity vectors, retrieval benchmark"):
             if self.plan.fixture:
                 from mofi_platform.databuild.fixtures import fixture_benchmark_dir, fixture_kb_path, load_fixture_pairs
 
@@ -95,19 +95,25 @@ class Demo:
                     bool(list_corpus_shards(self.store(), corpus))
                     and Path(r["kb"]).exists()
                     and Path(r["benchmark"]).is_dir()
+                    and Path(r.get("vectors", "")).is_file()
                 ),
                 self._build_data,
             )
 
     def _build_data(self) -> dict:
         from mofi_platform.databuild.report import load_report
+        from mofi_platform.services.ner.encoder import encoder_tag
+        from mofi_platform.services.ner.entity_vectors import vectors_path
 
         self.commands.run("data", "fetch")
         self.commands.run("data", "build")
         report = load_report(self.settings.data.build_dir)
+        kb_folder = report["kb"]["uri"].rpartition("/")[0]  # where the chart's NER pods fetch them from
+        self.commands.run("ner", "vectors", "--kb", report["kb"]["path"], "--copy-to", kb_folder)
         return {
             "pairs": sum(r.get("kept", 0) for r in report.get("corpus", [])),
             "kb": report["kb"]["path"],
+            "vectors": str(vectors_path(report["kb"]["path"], encoder_tag(self.settings.ner.text_encoder))),
             "entities": report["kb"]["entities"],
             "benchmark": report["benchmark"]["dir"],
             "source": "registry packages",

@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from mofi_platform.services.ner.entity_vectors import STORED_DTYPE, EntityVectors
 
-__all__ = ["TextEncoder", "default_encoder_path", "plan_passes"]
+__all__ = ["TextEncoder", "default_encoder_path", "encoder_tag", "plan_passes"]
 
 
 def default_encoder_path() -> str:
@@ -55,6 +55,11 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
     return passes[::-1]
 
 
+def encoder_tag(path: str = "", max_tokens: int = 48) -> str:
+    """The name an encoder's entity-vector tables carry: its model folder and token limit."""
+    return f"{Path(path or default_encoder_path()).name}-{max_tokens}tok"
+
+
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)`` L2-normalised; ``encode_cached`` for entity texts, which come from
     a precomputed table (:attr:`table`, see :mod:`~mofi_platform.services.ner.entity_vectors`) or are encoded
@@ -70,7 +75,7 @@ class TextEncoder:
         threads: int = 1,
     ):
         path = path or default_encoder_path()
-        self.tag = f"{Path(path).name}-{max_tokens}tok"  # names the tables this encoder's vectors go in
+        self.tag = encoder_tag(path, max_tokens)
         self.table: EntityVectors | None = None
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()

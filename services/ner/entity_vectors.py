@@ -45,6 +45,12 @@ def vectors_path(kb_path: str | Path, encoder_tag: str) -> Path:
     return kb_path.with_name(f"{kb_path.stem}.vectors-{encoder_tag}.npz")
 
 
+def vectors_uri(kb_uri: str, encoder_tag: str) -> str:
+    """:func:`vectors_path` for an object-store URI: the table's object lies beside the KB's."""
+    folder, _, name = kb_uri.rpartition("/")
+    return f"{folder}/{vectors_path(name, encoder_tag).name}"
+
+
 class EntityVectors:
     """Entity text -> stored vector, for the texts the table holds."""
 

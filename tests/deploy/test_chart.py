@@ -225,7 +225,7 @@ def test_service_monitor_needs_the_crd_or_an_explicit_skip(chart):
 def test_knowledge_base_is_fetched_or_mounted(chart):
     fetched = pod_specs(render(chart))["mofi-ner"]
     (init,) = fetched["initContainers"]
-    assert init["command"][-2:] == ["s3://mofi-corpus/kb/kb.jsonl", "/var/lib/mofi/kb/kb.jsonl"]
+    assert init["command"][-5:] == ["ner", "fetch", "s3://mofi-corpus/kb/kb.jsonl", "--to", "/var/lib/mofi/kb/kb.jsonl"]
     assert {"name": "knowledge-base", "emptyDir": {}} in fetched["volumes"]
     mounted = pod_specs(render(chart, load_values("everything")))["mofi-ner"]
     assert "initContainers" not in mounted

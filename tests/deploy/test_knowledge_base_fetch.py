@@ -1,4 +1,5 @@
-"""The NER pods' init container really fetches the knowledge base, run as rendered against the real S3 stack."""
+"""The NER pods' init container really fetches the knowledge base and its entity vectors, run as rendered against
+the real S3 stack."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 import subprocess
 import sys
 import uuid
+
+from mofi_platform.services.ner.encoder import encoder_tag
+from mofi_platform.services.ner.entity_vectors import vectors_path
 
 from .rendering import by_kind, render
 
@@ -33,15 +37,32 @@ def init_container(chart, tmp_path, local_stack, s3_uri):
     return [sys.executable, *init["command"][1:]], env
 
 
-def test_init_container_copies_the_kb_into_the_mount(chart, tmp_path, local_stack, store):
+KB = b'{"id": "wn:02129604", "name": "tiger", "aliases": ["tiger"], "description": "large feline"}\n'
+
+
+def test_init_container_copies_the_kb_and_its_vectors_into_the_mount(chart, tmp_path, local_stack, store):
     bucket = f"kb-{uuid.uuid4().hex[:8]}"
-    kb = b'{"id": "wn:02129604", "name": "tiger", "aliases": ["tiger"], "description": "large feline"}\n'
-    store.put_bytes(f"s3://{bucket}/kb/kb.jsonl", kb)
+    table = vectors_path("kb.jsonl", encoder_tag())  # the name NER looks for beside its KB
+    store.put_bytes(f"s3://{bucket}/kb/kb.jsonl", KB)
+    store.put_bytes(f"s3://{bucket}/kb/{table}", b"vector table bytes")
     (tmp_path / "kb").mkdir()
     cmd, env = init_container(chart, tmp_path, local_stack, f"s3://{bucket}/kb/kb.jsonl")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "kb" / "kb.jsonl").read_bytes() == kb
+    assert (tmp_path / "kb" / "kb.jsonl").read_bytes() == KB
+    assert (tmp_path / "kb" / table.name).read_bytes() == b"vector table bytes"
+
+
+def test_init_container_warns_without_a_vector_table(chart, tmp_path, local_stack, store):
+    bucket = f"kb-{uuid.uuid4().hex[:8]}"
+    store.put_bytes(f"s3://{bucket}/kb/kb.jsonl", KB)
+    (tmp_path / "kb").mkdir()
+    cmd, env = init_container(chart, tmp_path, local_stack, f"s3://{bucket}/kb/kb.jsonl")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr  # NER can start: it encodes entity texts on first use
+    assert "no entity-vector table" in done.stderr
+    assert (tmp_path / "kb" / "kb.jsonl").read_bytes() == KB
+    assert [p.name for p in (tmp_path / "kb").iterdir()] == ["kb.jsonl"]
 
 
 def test_init_container_fails_loudly_when_the_kb_is_missing(chart, tmp_path, local_stack, store):
@@ -51,5 +72,5 @@ def test_init_container_fails_loudly_when_the_kb_is_missing(chart, tmp_path, loc
     cmd, env = init_container(chart, tmp_path, local_stack, f"s3://{bucket}/kb/absent.jsonl")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0  # the pod stays in Init:Error instead of starting NER without a KB
-    assert "NoSuchKey" in done.stderr
+    assert f"no knowledge base at s3://{bucket}/kb/absent.jsonl" in done.stderr
     assert not (tmp_path / "kb" / "kb.jsonl").exists()

@@ -87,3 +87,22 @@ def test_missing_or_unreadable_table_means_on_demand(tmp_path, extractor, caplog
 def test_command_names_a_missing_knowledge_base(tmp_path):
     res = CliRunner().invoke(main, ["ner", "vectors", "--kb", str(tmp_path / "none.jsonl")])
     assert res.exit_code != 0 and "no knowledge base" in res.output
+
+
+def test_rerun_keeps_a_complete_table_and_rebuilds_a_stale_one(built_kb, extractor, tmp_path):
+    table_file = vectors_path(built_kb, extractor.encoder.tag)
+    before = table_file.stat().st_mtime_ns
+    res = CliRunner().invoke(main, ["ner", "vectors", "--kb", str(built_kb), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.output and table_file.stat().st_mtime_ns == before
+
+    kb_file = tmp_path / "kb.jsonl"  # the same KB plus one entity the table lacks
+    shutil.copy(built_kb, kb_file)
+    shutil.copy(table_file, vectors_path(kb_file, extractor.encoder.tag))
+    with kb_file.open("a") as f:
+        f.write('{"id": "x:1", "name": "zorblax", "aliases": ["zorblax"], "description": "a made-up thing"}\n')
+    res = CliRunner().invoke(main, ["ner", "vectors", "--kb", str(kb_file), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    rebuilt = EntityVectors.load(vectors_path(kb_file, extractor.encoder.tag))
+    assert rebuilt is not None and None not in rebuilt.rows(["zorblax: a made-up thing"])
+    assert len(rebuilt) == len(EntityVectors.load(table_file)) + 1
