@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -33,16 +32,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # every CPU cycle on the timed thread
 ROOT = Path(__file__).resolve().parent.parent
 ARMS = ("in_process", "grpc")
-
-
-def corpus_texts(corpus: str, seed: int) -> list[str]:
-    from mofi.objstore import ObjectStore
-    from mofi.settings import S3Settings
-    from mofi_platform.databuild.corpus import iter_corpus
-
-    texts = [s.text for s in iter_corpus(ObjectStore(S3Settings()), corpus)]
-    random.Random(seed).shuffle(texts)
-    return texts
 
 
 def run_arm(arm: str, texts: list[str], kb: str, batch: int, table: bool) -> dict:
@@ -128,7 +117,9 @@ def main() -> None:
         from mofi_platform.services.ner.extractor import kb_path
 
         args.kb = kb_path(load_settings())
-    texts = corpus_texts(args.corpus, args.seed)
+    from _inputs import corpus_samples  # benchmarks/, the script's own folder
+
+    texts = [s.text for s in corpus_samples(args.corpus, args.seed)]
     if args._arm:  # a child process: its own slice
         mine = texts[args._slice * args.texts : (args._slice + 1) * args.texts]
         print(json.dumps(run_arm(args._arm, mine, args.kb, args.batch, not args.no_table)))

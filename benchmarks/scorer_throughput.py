@@ -1,10 +1,12 @@
 """Scorer images/s: the model in-process at several batch sizes, and the gRPC service under concurrency.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scorer_throughput.py --checkpoint URI [--images 128]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scorer_throughput.py --corpus URI --checkpoint URI [--images 128]
 
-The checkpoint is any scorer checkpoint (``mofi clip bootstrap`` writes one). Each 256x256 JPEG is
-scored against 3 candidate texts (their embeddings are cached after the first image, as in the
-stage). gRPC: ``--clients`` threads send single-image ``Score`` calls; the dynamic batcher merges them.
+The checkpoint is any scorer checkpoint (``mofi clip bootstrap`` writes one). Inputs are corpus
+images (real formats and sizes, seeded shuffle), each scored against three texts: its own alt-text
+and those of the next two images (so each text recurs three times and the text cache sees about the
+hit rate of real candidates). Images are decoded by the service's guarded decoder in both paths.
+gRPC: ``--clients`` threads send single-image ``Score`` calls; the dynamic batcher merges them.
 
 The model is loaded as the service loads it: one torch thread (``--threads``) and the image tower
 tuned (``mofi_platform.services.scorer.tuning``; ``--no-tune`` measures it as saved). Other processes on the
@@ -14,7 +16,6 @@ machine change the numbers a lot: the load average before and after is part of t
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import threading
@@ -24,41 +25,35 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grpc  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from mofi.settings import GrpcSettings, load_settings  # noqa: E402
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc  # noqa: E402
+from mofi_platform.services.common.images import decode_image  # noqa: E402
 from mofi_platform.services.scorer.app import build_server, load_model  # noqa: E402
 from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
 
-from _inputs import random_jpegs  # noqa: E402  (benchmarks/, the script's own folder)
+from _inputs import corpus_samples  # noqa: E402  (benchmarks/, the script's own folder)
 
-TEXTS = [
-    "tiger: large feline of forests in most of Asia",
-    "Paris: capital and largest city of France",
-    "sailboat: a small sailing vessel",
-]
+Item = tuple[bytes, list[str]]
 
 
-def in_process(scorer: ClipScorer, images: list[bytes], batch: int) -> float:
-    """Decode + score, ``batch`` images per model call."""
-    scorer.score_many([(Image.open(io.BytesIO(images[0])).convert("RGB"), TEXTS)])  # warm-up, text cache
+def in_process(scorer: ClipScorer, items: list[Item], batch: int, max_bytes: int, max_pixels: int) -> float:
+    """Decode + score, ``batch`` images per model call, starting from an empty text cache."""
+    scorer.reload(scorer.model)  # empties the text cache
     start = time.perf_counter()
-    for i in range(0, len(images), batch):
-        chunk = [(Image.open(io.BytesIO(b)).convert("RGB"), TEXTS) for b in images[i : i + batch]]
-        scorer.score_many(chunk)
-    return len(images) / (time.perf_counter() - start)
+    for i in range(0, len(items), batch):
+        scorer.score_many([(decode_image(b, max_bytes, max_pixels), texts) for b, texts in items[i : i + batch]])
+    return len(items) / (time.perf_counter() - start)
 
 
-def over_grpc(port: int, images: list[bytes], clients: int) -> float:
+def over_grpc(port: int, items: list[Item], clients: int) -> float:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
     stub = scorer_pb2_grpc.ClipScorerStub(channel)
-    stub.Score(scorer_pb2.ScoreRequest(image=images[0], texts=TEXTS), timeout=60)
-    per = [images[i::clients] for i in range(clients)]
+    per = [items[i::clients] for i in range(clients)]
 
     def run(mine):
-        for b in mine:
-            stub.Score(scorer_pb2.ScoreRequest(image=b, texts=TEXTS), timeout=60)
+        for b, texts in mine:
+            stub.Score(scorer_pb2.ScoreRequest(image=b, texts=texts), timeout=60)
 
     threads = [threading.Thread(target=run, args=(p,)) for p in per]
     start = time.perf_counter()
@@ -68,11 +63,12 @@ def over_grpc(port: int, images: list[bytes], clients: int) -> float:
         t.join()
     elapsed = time.perf_counter() - start
     channel.close()
-    return len(images) / elapsed
+    return len(items) / elapsed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", required=True, help="Corpus shard prefix: a local folder or s3://bucket/prefix/.")
     ap.add_argument("--checkpoint", required=True, help="Scorer checkpoint: local path or s3:// URI.")
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="Torch threads (the service runs one).")
@@ -86,7 +82,10 @@ def main() -> None:
     load_before = os.getloadavg()
     model = load_model(settings, args.checkpoint, tune=not args.no_tune)
     scorer = ClipScorer(model)
-    images = random_jpegs(args.images)
+    samples = corpus_samples(args.corpus, n=args.images + 2)
+    items = [(s.image_bytes, [t.text for t in samples[i : i + 3]]) for i, s in enumerate(samples[: args.images])]
+    cfg = settings.scorer
+    scorer.score_many([(decode_image(items[-1][0], cfg.max_image_bytes, settings.data.max_pixels), ["warm-up"])])
     result = {
         "model": model.model_name,
         "version": model.version,
@@ -94,15 +93,16 @@ def main() -> None:
         "threads": args.threads,
         "tuned": not args.no_tune,
         "image_batch": scorer.image_batch,
-        "texts_per_image": len(TEXTS),
+        "texts_per_image": 3,
         "in_process_images_per_s": {},
     }
     for batch in (1, 8, 32):
-        result["in_process_images_per_s"][batch] = round(in_process(scorer, images, batch), 2)
+        rate = in_process(scorer, items, batch, cfg.max_image_bytes, settings.data.max_pixels)
+        result["in_process_images_per_s"][batch] = round(rate, 2)
     settings.grpc = GrpcSettings(max_workers=max(16, args.clients))  # one handler thread per client
     server = build_server(settings, scorer, port=0)
     try:
-        result["grpc_images_per_s"] = round(over_grpc(server.port, images, args.clients), 2)
+        result["grpc_images_per_s"] = round(over_grpc(server.port, items, args.clients), 2)
         result["grpc_clients"] = args.clients
         result["max_batch"], result["max_wait_ms"] = settings.scorer.max_batch, settings.scorer.max_wait_ms
     finally:
