@@ -6,10 +6,14 @@ the plant of "cherry"). Metrics:
 - mention recall: gold mentions overlapped by a found mention;
 - link precision: emitted candidates whose entity is acceptable for some gold mention of the text;
 - link recall: gold mentions with an acceptable entity among the emitted candidates.
+
+:class:`CrossValidation` reports them on texts the linker's calibration was not fitted on: candidates
+are extracted once with neutral weights, and each fold is rescored with weights fitted on the others.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,10 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from mofi_platform.services.ner.extractor import Extraction
+from mofi.kb import KnowledgeBase
+from mofi.settings import NerSettings
+from mofi_platform.services.ner.extractor import Extraction, Extractor
 from mofi_platform.services.ner.linking import FEATURES, Calibration, choose
 
-__all__ = ["EvalRow", "Metrics", "load_evalset", "score", "candidate_labels", "rescore"]
+__all__ = [
+    "EvalRow",
+    "Metrics",
+    "load_evalset",
+    "score",
+    "candidate_labels",
+    "rescore",
+    "fit_calibration",
+    "CrossValidation",
+]
 
 
 @dataclass(frozen=True)
@@ -86,3 +101,46 @@ def rescore(extraction: Extraction, calibration: Calibration, threshold: float, 
     scored = [(c.mention_index, c.entity, list(c.features), float(s)) for c, s in zip(extraction.candidates, scores)]
     mentions = list(extraction.mentions)
     return Extraction(extraction.text, extraction.mentions, tuple(choose(mentions, scored, threshold, max_candidates)))
+
+
+def fit_calibration(features: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Logistic-regression weights of the linking features for right (1) / wrong (0) candidates."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(features, labels)
+    return Calibration(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]))
+
+
+class CrossValidation:
+    """Every candidate of every text extracted once (neutral weights, no threshold, no cap), labelled
+    against the gold entities; fold ``k`` holds texts ``i`` with ``i % folds == k``."""
+
+    def __init__(self, cfg: NerSettings, kb: KnowledgeBase, rows: Sequence[EvalRow], folds: int = 5):
+        everything = copy.copy(cfg)
+        everything.link_threshold, everything.max_candidates = 0.0, 1000
+        extractor = Extractor(everything, kb, calibration=Calibration((0.0,) * len(FEATURES), 0.0))
+        self.spacy_pipeline = extractor.spacy_pipeline
+        self.rows = list(rows)
+        self.raw = extractor.extract([r.text for r in self.rows])
+        self.features = [
+            np.array([c.features for c in e.candidates], dtype=np.float64).reshape(-1, len(FEATURES)) for e in self.raw
+        ]
+        self.labels = [np.array(candidate_labels(r, e), dtype=int) for r, e in zip(self.rows, self.raw)]
+        self.fold = np.arange(len(self.rows)) % folds
+        self.calibrations = [self._fit([i for i in range(len(self.rows)) if self.fold[i] != k]) for k in range(folds)]
+
+    def _fit(self, texts: Sequence[int]) -> Calibration:
+        return fit_calibration(
+            np.concatenate([self.features[i] for i in texts]), np.concatenate([self.labels[i] for i in texts])
+        )
+
+    def final(self) -> Calibration:
+        """Weights fitted on every text (what gets shipped; its quality is :meth:`metrics`)."""
+        return self._fit(range(len(self.rows)))
+
+    def extractions(self, threshold: float, max_candidates: int) -> list[Extraction]:
+        """Each text linked with the weights fitted on the other folds."""
+        return [rescore(e, self.calibrations[self.fold[i]], threshold, max_candidates) for i, e in enumerate(self.raw)]
+
+    def metrics(self, threshold: float, max_candidates: int) -> Metrics:
+        return score(self.rows, self.extractions(threshold, max_candidates))

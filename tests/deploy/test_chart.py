@@ -35,7 +35,8 @@ def test_lint_reports_bad_values():
     report = helm_python.lint(
         CHART, {"settings": {"s3": {"secret_key": "x"}}}, strict=True, kube_version=f"v{KUBE_VERSION}"
     )
-    assert [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    errors = [m["error"] for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert errors and all("additional properties 'secret_key' not allowed" in e for e in errors), errors
 
 
 def test_every_object_validates_strictly_for_kubernetes_1_31(chart, tmp_path):

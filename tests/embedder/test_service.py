@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -221,13 +222,17 @@ def test_hot_reload_swaps_versions_without_failing_calls(stubs, holder, checkpoi
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
+
+    def wait_for(count: int) -> None:  # bounded: a stalled server fails the test instead of hanging it
+        deadline = time.monotonic() + 60
+        while len(versions) < count and not errors:
+            assert time.monotonic() < deadline, f"only {len(versions)} of {count} calls answered within 60 s"
+            threading.Event().wait(0.05)
+
     try:
-        while len(versions) < 10:
-            threading.Event().wait(0.05)
+        wait_for(10)
         assert holder.reload(checkpoints["b"]) == "tiny-b"
-        n = len(versions)
-        while len(versions) < n + 10:
-            threading.Event().wait(0.05)
+        wait_for(len(versions) + 10)
     finally:
         stop.set()
         for t in threads:

@@ -86,7 +86,7 @@ def test_volcano_job_gets_credentials_from_the_secret_only(settings):
 
 
 def test_train_options_are_checked_before_any_job_starts(settings):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="no_such_option"):
         train_app(settings, "s3://b/s/manifest.json", "r", {"no_such_option": 1}, TrainJob())
 
 
