@@ -14,9 +14,20 @@ from google.protobuf.message import DecodeError, Message
 from mofi.i2e.shards import I2ESample
 from mofi.v1 import records_pb2
 
-__all__ = ["InvalidRecord", "MIME_EXT", "parse_record", "pair_image_bytes", "record_to_sample"]
+__all__ = ["InvalidRecord", "MIME_EXT", "sniffed_mime", "parse_record", "pair_image_bytes", "record_to_sample"]
 
 MIME_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp"}
+
+
+def sniffed_mime(data: bytes) -> str | None:
+    """The mime type the bytes' signature shows, for the formats a pair may carry (else None)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 class InvalidRecord(ValueError):
@@ -36,7 +47,11 @@ def parse_record(value: bytes | None, message_type: type[Message] = records_pb2.
 
 
 def pair_image_bytes(pair: records_pb2.Pair, fetch: Callable[[str], bytes], max_bytes: int = 0) -> bytes:
-    """The encoded image of a pair, inline or read by reference (``max_bytes`` > 0 bounds a reference)."""
+    """The encoded image of a pair, inline or read by reference (``max_bytes`` > 0 bounds a reference).
+
+    The declared ``image_mime`` must be one of :data:`MIME_EXT` and match the bytes' signature: a
+    mismatch is a broken record (the shard would name the file wrongly), not something to guess past.
+    """
     which = pair.WhichOneof("image")
     if which == "image_ref":
         ref = pair.image_ref
@@ -50,6 +65,13 @@ def pair_image_bytes(pair: records_pb2.Pair, fetch: Callable[[str], bytes], max_
         image = pair.image_bytes if which == "image_bytes" else b""
     if not image:
         raise InvalidRecord("record has no image")
+    declared = pair.image_mime.lower()
+    if declared not in MIME_EXT:
+        raise InvalidRecord(f"unsupported image mime {pair.image_mime!r}")
+    actual = sniffed_mime(image)
+    if actual is None or MIME_EXT[actual] != MIME_EXT[declared]:
+        shown = actual or "not PNG, JPEG or WebP"
+        raise InvalidRecord(f"image declared as {pair.image_mime!r} but its bytes are {shown}")
     return image
 
 
@@ -60,10 +82,8 @@ def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) 
         raise InvalidRecord("record has no pair id")
     if not rec.entities:
         raise InvalidRecord("record has no kept entity (the scorer drops such pairs)")
-    ext = MIME_EXT.get(pair.image_mime.lower())
-    if ext is None:
-        raise InvalidRecord(f"unsupported image mime {pair.image_mime!r}")
-    image = pair_image_bytes(pair, fetch)
+    image = pair_image_bytes(pair, fetch)  # checks the mime against the bytes
+    ext = MIME_EXT[pair.image_mime.lower()]
     meta = {
         "text": pair.text,
         "source": pair.source,

@@ -52,7 +52,8 @@ def test_indexer_stage_upserts_records_and_dead_letters_bad_ones(settings, holde
         key=b"noimage",
         value=records_pb2.I2ERecord(pair=records_pb2.Pair(pair_id="noimage")).SerializeToString(),
     )
-    prod.send(settings.kafka.i2e_topic, key=b"corrupt", value=_record(image_items(1, "corrupt")[0], b"\x89PNG bad"))
+    broken_png = b"\x89PNG\r\n\x1a\n bad"  # a PNG signature, then nothing decodable
+    prod.send(settings.kafka.i2e_topic, key=b"corrupt", value=_record(image_items(1, "corrupt")[0], broken_png))
     prod.flush()
 
     handler = IndexerHandler(

@@ -64,6 +64,11 @@ def test_every_pair_ends_in_a_shard_a_dead_letter_or_the_no_entity_count(setting
     assert set(acc.dead_letters) == {k.decode() for k in bad}
     assert all(reason for reason in acc.dead_letters.values())
     assert "pixels" in acc.dead_letters[oversized.pair.pair_id]
+    assert acc.dead_letters[candidate_pair(9002).pair.pair_id] == "unsupported image mime 'image/svg+xml'"
+    assert (
+        acc.dead_letters[candidate_pair(9003).pair.pair_id]
+        == "image declared as 'image/jpeg' but its bytes are image/png"
+    )
     assert len(acc.shard_ids) + len(acc.no_entity) + len(acc.dead_letters) == len(cands) + len(bad)
     prefix = f"s3://{settings.s3.i2e_bucket}/{settings.writer.prefix}"
     for sample in (s for uri in list_shards(store, prefix) for s in iter_shard(store, uri)):

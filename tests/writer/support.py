@@ -71,10 +71,13 @@ def bad_candidate_records() -> dict[bytes, bytes]:
     broken.pair.image_bytes = b"\x89PNG\r\n\x1a\n truncated"
     no_image = candidate_pair(9001)
     no_image.pair.ClearField("image_bytes")
+    svg_named_png = candidate_pair(9002)  # declared mime disagrees with the bytes
+    svg_named_png.pair.image_mime = "image/svg+xml"
+    jpeg_named_png = candidate_pair(9003)
+    jpeg_named_png.pair.image_mime = "image/jpeg"
     return {
         b"garbage": b"\x08\xff\xff\xff",
-        broken.pair.pair_id.encode(): broken.SerializeToString(),
-        no_image.pair.pair_id.encode(): no_image.SerializeToString(),
+        **{c.pair.pair_id.encode(): c.SerializeToString() for c in (broken, no_image, svg_named_png, jpeg_named_png)},
     }
 
 
