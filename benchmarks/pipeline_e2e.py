@@ -51,8 +51,8 @@ from mofi.v1 import records_pb2  # noqa: E402
 from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
 from mofi_platform.services.ner.extractor import Extractor, kb_path  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
-from mofi_platform.services.scorer.app import load_model  # noqa: E402
-from mofi_platform.services.scorer.candidates import CandidateScorer, Kind  # noqa: E402
+from mofi_platform.services.scorer.app import candidate_scorer, load_model  # noqa: E402
+from mofi_platform.services.scorer.candidates import Kind  # noqa: E402
 from mofi_platform.services.scorer.drops import count_no_entity, record_no_entity_many  # noqa: E402
 from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
 
@@ -101,9 +101,7 @@ def floor(settings: Settings, pairs, warmup) -> dict:
     store = ObjectStore(settings.s3)
     extractor = Extractor.from_settings(settings)
     scorer = ClipScorer(load_model(settings))
-    core = CandidateScorer(
-        scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes, settings.data.max_pixels
-    )
+    core = candidate_scorer(settings, scorer, store)
     batch, shard, shards = settings.kafka.max_poll_records, [], 0
     prefix = f"s3://{settings.s3.i2e_bucket}/floor"
 

@@ -289,6 +289,9 @@ class ScorerSettings(_Section):
     max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
+    max_text_chars: int = _doc(
+        "Candidate texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000, **_COUNT
+    )
     port: int = _doc("gRPC port of the scorer service.", 50052, **_PORT)
 
 
@@ -317,6 +320,7 @@ class EmbedderSettings(_Section):
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
     max_pixels: int = _doc("Images above this pixel count are rejected.", 40_000_000, **_COUNT)
     max_top_k: int = _doc("Largest k a search may ask for.", 1000, **_COUNT)
+    max_text_chars: int = _doc("Texts (to embed or search with) longer than this are rejected.", 2000, **_COUNT)
     port: int = _doc("gRPC port of the embedder/search service.", 50053, **_PORT)
 
 

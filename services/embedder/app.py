@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def limits_of(settings: Settings) -> Limits:
     cfg = settings.embedder
-    return Limits(cfg.max_image_bytes, cfg.max_pixels, cfg.max_top_k)
+    return Limits(cfg.max_image_bytes, cfg.max_pixels, cfg.max_top_k, max_text_chars=cfg.max_text_chars)
 
 
 @dataclass

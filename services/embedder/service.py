@@ -21,6 +21,7 @@ from mofi.v1 import embedder_pb2, embedder_pb2_grpc
 from mofi_platform.services.common.deadline import result_within_deadline
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
 from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
 
@@ -39,7 +40,7 @@ class Limits:
     """Per-request caps taken from ``settings.embedder``."""
 
     def __init__(
-        self, max_image_bytes: int, max_pixels: int, max_top_k: int, max_items: int = 1024, max_text_chars: int = 10_000
+        self, max_image_bytes: int, max_pixels: int, max_top_k: int, max_items: int = 1024, max_text_chars: int = 2000
     ):
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
@@ -51,11 +52,7 @@ class Limits:
         return decode_image(data, self.max_image_bytes, self.max_pixels)
 
     def text(self, text: str) -> str:
-        if not text.strip():
-            raise InvalidInput("empty text")
-        if len(text) > self.max_text_chars:
-            raise InvalidInput(f"text of {len(text)} characters exceeds the limit of {self.max_text_chars}")
-        return text
+        return validate_text(text, self.max_text_chars)
 
 
 class _Embedding:

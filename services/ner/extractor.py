@@ -8,48 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
-from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.ner.cleaning import clean_text
 from mofi_platform.services.ner.encoder import TextEncoder
 from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
 from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
 from mofi_platform.services.ner.mentions import Mention, MentionFinder, load_spacy
 
-__all__ = ["Extraction", "Extractor", "validate_text", "decode_text", "kb_path"]
+__all__ = ["Extraction", "Extractor", "kb_path"]
 
 log = logging.getLogger(__name__)
-
-
-def decode_text(data: bytes, max_chars: int) -> str:
-    """Kafka/byte input -> validated text; non-UTF-8 bytes are InvalidInput."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidInput(f"text is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    return validate_text(text, max_chars)
-
-
-def validate_text(text: str, max_chars: int) -> str:
-    """Empty, whitespace-only, over-long and binary (control characters, lone surrogates) text is
-    InvalidInput with the reason; anything else is returned unchanged (offsets refer to it)."""
-    if not text:
-        raise InvalidInput("text is empty")
-    if len(text) > max_chars:
-        raise InvalidInput(f"text of {len(text)} characters exceeds the limit of {max_chars}")
-    if not text.strip():
-        raise InvalidInput("text is only whitespace")
-    for i, ch in enumerate(text):
-        cat = unicodedata.category(ch)
-        if cat == "Cs" or (cat == "Cc" and ch not in "\t\n\r"):
-            raise InvalidInput(f"text looks binary: control character U+{ord(ch):04X} at offset {i}")
-    return text
 
 
 @dataclass(frozen=True)

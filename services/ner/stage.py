@@ -15,7 +15,8 @@ from mofi.settings import Settings
 from mofi.v1 import records_pb2
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.stage import Emit, KafkaStage, Outcome
-from mofi_platform.services.ner.extractor import Extractor, validate_text
+from mofi_platform.services.common.texts import validate_text
+from mofi_platform.services.ner.extractor import Extractor
 from mofi_platform.services.ner.service import to_proto
 
 __all__ = ["NerHandler", "build_ner_stage", "STAGE_NAME", "parse_pair"]

@@ -24,7 +24,7 @@ from mofi_platform.services.scorer.stage import CandidateHandler, scorer_stage
 from mofi_platform.services.scorer.tuning import tune_for_cpu
 from mofi_platform.training.inference import EmbeddingModel
 
-__all__ = ["load_model", "build_server", "build_stage", "serve_main", "stage_main"]
+__all__ = ["load_model", "build_server", "candidate_scorer", "build_stage", "serve_main", "stage_main"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None
     """The running gRPC server (health, reflection, metrics) around one scorer and its batcher."""
     cfg = settings.scorer
     batcher = DynamicBatcher(scorer.score_many, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
-    service = ClipScorerService(scorer, batcher, cfg.max_image_bytes, settings.data.max_pixels)
+    service = ClipScorerService(scorer, batcher, cfg.max_image_bytes, settings.data.max_pixels, cfg.max_text_chars)
     return serve(
         [(scorer_pb2_grpc.add_ClipScorerServicer_to_server, service)],
         [SERVICE_NAME],
@@ -56,15 +56,20 @@ def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None
     )
 
 
+def candidate_scorer(settings: Settings, scorer: ClipScorer, store: ObjectStore) -> CandidateScorer:
+    """The stage's core (candidate pairs -> verdicts) under the scorer's settings."""
+    cfg = settings.scorer
+    return CandidateScorer(
+        scorer, cfg.threshold, store.get_bytes, cfg.max_image_bytes, settings.data.max_pixels, cfg.max_text_chars
+    )
+
+
 def build_stage(
     settings: Settings, scorer: ClipScorer, store: ObjectStore | None = None
 ) -> tuple[KafkaStage, CandidateHandler]:
     """The scorer's Kafka stage and its handler (whose ``counts`` say what became of each pair)."""
     store = store or ObjectStore(settings.s3)
-    core = CandidateScorer(
-        scorer, settings.scorer.threshold, store.get_bytes, settings.scorer.max_image_bytes, settings.data.max_pixels
-    )
-    return scorer_stage(settings, core, store)
+    return scorer_stage(settings, candidate_scorer(settings, scorer, store), store)
 
 
 def serve_main(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from mofi.i2e.records import InvalidRecord, pair_image_bytes, parse_record
 from mofi.v1 import records_pb2
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer
 
@@ -37,21 +38,34 @@ class CandidateScorer:
     """Scores batches of serialized ``CandidatePair`` records against a threshold."""
 
     def __init__(
-        self, scorer: ClipScorer, threshold: float, fetch: Callable[[str], bytes], max_image_bytes: int, max_pixels: int
+        self,
+        scorer: ClipScorer,
+        threshold: float,
+        fetch: Callable[[str], bytes],
+        max_image_bytes: int,
+        max_pixels: int,
+        max_text_chars: int,
     ):
         self.scorer = scorer
         self.threshold = threshold
         self.fetch = fetch
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
+        self.max_text_chars = max_text_chars
 
     def _prepare(self, value: bytes | None):
         cand = parse_record(value, records_pb2.CandidatePair)
         if not cand.pair.pair_id:
             raise InvalidRecord("record has no pair id")
+        texts = candidate_texts(cand)
+        for text in texts:
+            try:
+                validate_text(text, self.max_text_chars)
+            except InvalidInput as e:
+                raise InvalidInput(f"candidate text {text[:40]!r}: {e.reason}") from None
         data = pair_image_bytes(cand.pair, self.fetch, self.max_image_bytes)
         image = decode_image(data, self.max_image_bytes, self.max_pixels)
-        return cand, image
+        return cand, image, texts
 
     def process(self, values: Sequence[bytes | None]) -> list[Verdict]:
         """One verdict per input value, in order."""
@@ -59,11 +73,11 @@ class CandidateScorer:
         ready = []
         for i, value in enumerate(values):
             try:
-                cand, image = self._prepare(value)
+                cand, image, texts = self._prepare(value)
             except (InvalidInput, InvalidRecord) as e:
                 verdicts[i] = Verdict(Kind.DEAD_LETTER, reason=str(e))
                 continue
-            ready.append((i, cand, image, candidate_texts(cand)))
+            ready.append((i, cand, image, texts))
         scores = self.scorer.score_many([(image, texts) for _, _, image, texts in ready])
         for (i, cand, _, _), s in zip(ready, scores):
             rec = apply_threshold(cand, s, self.threshold, self.scorer.version)

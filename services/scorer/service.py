@@ -16,6 +16,7 @@ from mofi.v1 import scorer_pb2, scorer_pb2_grpc
 from mofi_platform.services.common.deadline import deadline_passed, wait_timeout
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.scorer.scoring import ClipScorer
 
 __all__ = ["ClipScorerService", "SERVICE_NAME"]
@@ -32,6 +33,7 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         batcher,
         max_image_bytes: int,
         max_pixels: int,
+        max_text_chars: int,
         max_texts: int = 256,
         max_batch_items: int = 256,
     ):
@@ -39,6 +41,7 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         self.batcher = batcher
         self.max_image_bytes = max_image_bytes
         self.max_pixels = max_pixels
+        self.max_text_chars = max_text_chars
         self.max_texts = max_texts
         self.max_batch_items = max_batch_items
 
@@ -50,6 +53,11 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
             self._invalid(context, f"{where}no texts to score")
         if len(req.texts) > self.max_texts:
             self._invalid(context, f"{where}{len(req.texts)} texts; at most {self.max_texts} per image")
+        for i, text in enumerate(req.texts):
+            try:
+                validate_text(text, self.max_text_chars)
+            except InvalidInput as e:
+                self._invalid(context, f"{where}text {i}: {e}")
         try:
             image = decode_image(req.image, self.max_image_bytes, self.max_pixels)
         except InvalidInput as e:

@@ -120,7 +120,21 @@ BAD_INPUTS = [
         "EmbedTexts",
         pb.EmbedTextsRequest(texts=["ok", "   "]),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "text 1: empty text",
+        "text 1: text is only whitespace",
+    ),
+    (
+        "text with a NUL character",
+        "EmbedTexts",
+        pb.EmbedTextsRequest(texts=["a\x00b"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "text 0: text looks binary: control character U+0000 at offset 1",
+    ),
+    (
+        "text over the length limit",
+        "EmbedTexts",
+        pb.EmbedTextsRequest(texts=["x" * 100_000]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "text 0: text of 100000 characters exceeds the limit of 2000",
     ),
     (
         "message over the size cap",

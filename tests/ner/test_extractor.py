@@ -11,8 +11,8 @@ import pytest
 import spacy
 
 from mofi_platform.services.common.errors import InvalidInput
+from mofi_platform.services.common.texts import decode_text, validate_text
 from mofi_platform.services.ner.evaluation import CrossValidation, load_evalset
-from mofi_platform.services.ner.extractor import decode_text, validate_text
 from mofi_platform.services.ner.mentions import spacy_model_name
 from tests.ner.conftest import EVALSET
 

@@ -94,7 +94,7 @@ def _other_tiny_model(version: str):
 
 
 def _verdicts(scorer: ClipScorer, values, threshold: float):
-    return CandidateScorer(scorer, threshold, lambda uri: b"", 1 << 20, 1 << 20).process(values)
+    return CandidateScorer(scorer, threshold, lambda uri: b"", 1 << 20, 1 << 20, 2000).process(values)
 
 
 def test_cached_text_embeddings_give_the_same_verdicts_as_uncached(tiny_embedding_model):

@@ -100,6 +100,10 @@ def test_concurrent_requests_share_forward_passes(running, tiny_embedding_model)
         (scorer_pb2.ScoreRequest(image=b"", texts=TEXTS), ""),
         (scorer_pb2.ScoreRequest(image=png(1, size=(1200, 1000)), texts=TEXTS), ""),
         (scorer_pb2.ScoreRequest(image=b"\x89PNG" + b"0" * 300_000, texts=TEXTS), ""),
+        # the texts go through the same policy as NER's alt-texts and the embedder's queries
+        (scorer_pb2.ScoreRequest(image=png(1), texts=["x" * 100_000]), "text 0: text of 100000 characters exceeds"),
+        (scorer_pb2.ScoreRequest(image=png(1), texts=["ok", ""]), "text 1: text is empty"),
+        (scorer_pb2.ScoreRequest(image=png(1), texts=["\x01\x02"]), "text 0: text looks binary"),
     ],
 )
 def test_bad_requests_are_invalid_argument_with_a_reason(running, request_, reason):

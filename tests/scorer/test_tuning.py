@@ -53,7 +53,8 @@ def test_tuned_tower_gives_the_same_embeddings_and_verdicts(conv_model):
     cands = [candidate_pair(i, n_candidates=3).SerializeToString() for i in range(10)]
 
     def verdicts(threshold: float):
-        return CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", 1 << 20, 1 << 20).process(cands)
+        core = CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", 1 << 20, 1 << 20, 2000)
+        return core.process(cands)
 
     before_emb = conv_model.embed_images(_images())
     texts = [e for v in cands for e in candidate_texts(records_pb2.CandidatePair.FromString(v))]

@@ -75,9 +75,14 @@ def bad_candidate_records() -> dict[bytes, bytes]:
     svg_named_png.pair.image_mime = "image/svg+xml"
     jpeg_named_png = candidate_pair(9003)
     jpeg_named_png.pair.image_mime = "image/jpeg"
+    endless = candidate_pair(9004)  # a candidate text over the scorer's length limit
+    endless.candidates[0].description = "x" * 100_000
     return {
         b"garbage": b"\x08\xff\xff\xff",
-        **{c.pair.pair_id.encode(): c.SerializeToString() for c in (broken, no_image, svg_named_png, jpeg_named_png)},
+        **{
+            c.pair.pair_id.encode(): c.SerializeToString()
+            for c in (broken, no_image, svg_named_png, jpeg_named_png, endless)
+        },
     }
 
 
