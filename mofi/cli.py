@@ -7,13 +7,14 @@ commands and they load only when invoked (``mofi --help`` stays fast and torch-f
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from importlib.metadata import entry_points
 
 import click
 
-from mofi.settings import SettingsError, env_name, iter_fields, load_settings
+from mofi.settings import CREDENTIALS, SettingsError, env_name, iter_fields, load_settings
 
 __all__ = ["main"]
 
@@ -73,11 +74,23 @@ def config() -> None:
     """Inspect the settings object."""
 
 
+MASK = "********"
+
+
 @config.command("show")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "env"]), default="table")
+@click.option("--show-secrets", is_flag=True, help="Print credentials in clear (they are masked otherwise).")
 @click.pass_obj
-def config_show(settings, fmt: str) -> None:
-    """Print every setting with its value, environment variable and meaning; derived values are marked."""
+def config_show(settings, fmt: str, show_secrets: bool) -> None:
+    """Print every setting with its value, environment variable and meaning; derived values are marked.
+
+    Credentials (S3 keys, the Milvus token) are shown as ``********`` when set, unless ``--show-secrets``.
+    """
+    if not show_secrets:
+        settings = copy.deepcopy(settings)
+        for section, name in CREDENTIALS:
+            if getattr(getattr(settings, section), name):
+                setattr(getattr(settings, section), name, MASK)
     if fmt == "json":
         click.echo(json.dumps(settings.to_dict(), indent=2))
     elif fmt == "env":

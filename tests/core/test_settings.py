@@ -192,3 +192,21 @@ def test_recipe_choices_are_the_trainers_recipes():
 
     (recipe,) = [f for f in dataclasses.fields(TrainingSettings) if f.name == "recipe"]
     assert set(constraints(recipe)["enum"]) == set(RECIPES)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "env"])
+def test_config_show_masks_credentials_unless_asked(monkeypatch, fmt):
+    from click.testing import CliRunner
+
+    from mofi.cli import main
+
+    monkeypatch.setenv("MOFI_S3_SECRET_KEY", "very-secret-s3-key")
+    monkeypatch.setenv("MOFI_MILVUS_TOKEN", "root:milvus-token-123")
+    masked = CliRunner().invoke(main, ["config", "show", "--format", fmt])
+    assert masked.exit_code == 0, masked.output
+    assert "very-secret-s3-key" not in masked.output and "milvus-token-123" not in masked.output
+    assert "********" in masked.output
+    assert "MOFI_S3_ENDPOINT" in masked.output or "endpoint" in masked.output  # the rest is still shown
+    clear = CliRunner().invoke(main, ["config", "show", "--format", fmt, "--show-secrets"])
+    assert clear.exit_code == 0, clear.output
+    assert "very-secret-s3-key" in clear.output and "milvus-token-123" in clear.output
