@@ -48,11 +48,12 @@ class ServerStatus:
     running: bool
     healthy: bool
     address: str
+    started: bool = False  # by the ``up`` that returned this status
 
     def line(self) -> str:
         state = "healthy" if self.healthy else ("running, not answering" if self.running else "stopped")
         pid = f"pid {self.pid}" if self.pid else "no pid"
-        return f"{self.name:7} {state:24} {self.address:22} {pid}"
+        return f"{self.name:7} {state:24} {self.address:22} {pid}" + ("  (started now)" if self.started else "")
 
 
 def find_binary(name: str) -> Path:
@@ -241,18 +242,38 @@ class Stack:
         raise StackError(f"{name} did not become healthy in {self.cfg.start_timeout_s:.0f}s; see {self._log(name)}")
 
     def up(self) -> list[ServerStatus]:
-        """Start both servers; refuse if either is already running from this data directory."""
-        for s in self.status():
-            if s.running:
-                raise StackError(f"{s.name} is already running (pid {s.pid}) from {self.root}; `mofi stack down` first")
+        """Start whichever server is not answering and leave healthy ones alone (restarting the broker must not
+        take the S3 server down); a server that runs but does not answer is stopped and started again. The
+        statuses say which were started. On a failed start, only what this call started is stopped."""
         if self.cfg.broker_storage not in ("s3", "memory"):
             raise StackError(f"stack.broker_storage must be 's3' or 'memory', not {self.cfg.broker_storage!r}")
-        weed, tansu = find_binary("weed"), find_binary("tansu")
+        current = {s.name: s for s in self.status()}
+        started: list[str] = []
+        try:
+            if not current["s3"].healthy:
+                self._stop("s3")
+                self._start_s3(find_binary("weed"))
+                started.append("s3")
+            if not current["kafka"].healthy:
+                self._stop("kafka")
+                tansu = find_binary("tansu")
+                self._check_ports({"Kafka": self.cfg.kafka_port})
+                if self.cfg.broker_storage == "s3":
+                    self._ensure_broker_bucket()
+                self._start_broker(tansu)
+                started.append("kafka")
+        except BaseException:
+            for name in ("kafka", "s3"):  # what this call (re)started or tried to; healthy servers stay up
+                if not current[name].healthy:
+                    self._stop(name)
+            raise
+        return [replace(s, started=s.name in started) for s in self.status()]
+
+    def _start_s3(self, weed: Path) -> None:
         base = self.cfg.s3_internal_port_base
-        ports = {"S3": self.cfg.s3_port, "Kafka": self.cfg.kafka_port}
+        ports = {"S3": self.cfg.s3_port}
         ports.update({f"object store {k}": base + off for k, off in self.S3_PORT_OFFSETS.items()})
         self._check_ports(ports)
-
         s3_dir = self.root / "s3"
         s3_dir.mkdir(parents=True, exist_ok=True)
         h = self.cfg.host
@@ -271,15 +292,7 @@ class Stack:
         ]
         argv += [f"-{k}={base + off}" for k, off in self.S3_PORT_OFFSETS.items()]
         self._spawn("s3", argv, s3_dir)
-        try:
-            self._wait("s3", self.s3_healthy)
-            if self.cfg.broker_storage == "s3":
-                self._ensure_broker_bucket()
-            self._start_broker(tansu)
-        except BaseException:
-            self.down()
-            raise
-        return self.status()
+        self._wait("s3", self.s3_healthy)
 
     def _ensure_broker_bucket(self) -> None:
         from mofi.objstore import ObjectStore

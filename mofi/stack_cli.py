@@ -22,7 +22,7 @@ def _print(statuses) -> None:
 @stack.command()
 @click.pass_obj
 def up(settings) -> None:
-    """Start both servers and wait until they answer."""
+    """Start whichever server is not answering (healthy ones are left alone) and wait until both answer."""
     try:
         _print(Stack(settings).up())
     except StackError as e:

@@ -56,12 +56,7 @@ class Demo:
         from mofi.stack import Stack
 
         with self.runner.step("stack", "Local stack: Kafka-protocol broker (Tansu) + S3 server (SeaweedFS)"):
-            stack = Stack(self.settings)
-            if stack.is_up():
-                self.echo("    already running")
-            else:
-                stack.up()
-            for s in stack.status():
+            for s in Stack(self.settings).up():  # starts only what is not answering
                 self.echo(f"    {s.line()}")
 
     def forget_i2e(self) -> None:

@@ -1,7 +1,9 @@
 """The local stack really starts, serves only on loopback, refuses misuse and stops cleanly."""
 
 import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,14 @@ def _listening_addresses(pid: int) -> set[str]:
     return out
 
 
-def test_up_status_refuse_twice_down(tmp_path):
+def test_up_status_second_up_starts_nothing_down(tmp_path):
     stack = Stack(stack_settings(tmp_path, storage="memory"))
     statuses = stack.up()
     try:
-        assert [s.healthy for s in statuses] == [True, True]
-        with pytest.raises(StackError, match="already running"):
-            stack.up()
+        assert [(s.healthy, s.started) for s in statuses] == [(True, True), (True, True)]
+        again = stack.up()
+        assert [(s.healthy, s.started) for s in again] == [(True, False), (True, False)]
+        assert [s.pid for s in again] == [s.pid for s in statuses]
         for s in stack.status():
             addrs = _listening_addresses(s.pid)
             assert addrs, f"{s.name} listens on nothing"
@@ -69,3 +72,21 @@ def test_stack_settings_reach_the_stack_by_derived_endpoints(tmp_path):
     assert settings.kafka.bootstrap_servers == settings.stack.kafka_address == f"127.0.0.1:{settings.stack.kafka_port}"
     assert settings.s3.endpoint == settings.stack.s3_address == f"127.0.0.1:{settings.stack.s3_port}"
     assert Stack(settings).root == tmp_path.resolve()
+
+
+def test_up_brings_back_a_killed_broker_and_leaves_s3_alone(tmp_path):
+    stack = Stack(stack_settings(tmp_path, storage="s3"))
+    first = {s.name: s for s in stack.up()}
+    try:
+        os.killpg(first["kafka"].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(first["kafka"].pid):
+            assert time.monotonic() < deadline, "the broker survived SIGKILL"
+            time.sleep(0.05)
+        assert [(s.name, s.healthy) for s in stack.status()] == [("s3", True), ("kafka", False)]
+        after = {s.name: s for s in stack.up()}
+        assert after["s3"].pid == first["s3"].pid and not after["s3"].started  # untouched
+        assert after["kafka"].started and after["kafka"].healthy and after["kafka"].pid != first["kafka"].pid
+        assert "(started now)" in after["kafka"].line()
+    finally:
+        stack.down()
