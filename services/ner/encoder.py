@@ -7,6 +7,7 @@ the grass" vs. "a tiger on the football pitch"); cosine between the alt-text and
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -56,8 +57,14 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
 
 
 def encoder_tag(path: str = "", max_tokens: int = 48) -> str:
-    """The name an encoder's entity-vector tables carry: its model folder and token limit."""
-    return f"{Path(path or default_encoder_path()).name}-{max_tokens}tok"
+    """The name an encoder's entity-vector tables carry: which model (a digest of its config and the sizes of
+    its weight files, so another model in a folder of the same name gets other tables) and the token limit."""
+    folder = Path(path or default_encoder_path())
+    digest = hashlib.blake2b(digest_size=4)
+    digest.update((folder / "config.json").read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"{folder.parent.name}-{digest.hexdigest()}-{max_tokens}tok"
 
 
 class TextEncoder:

@@ -106,3 +106,21 @@ def test_rerun_keeps_a_complete_table_and_rebuilds_a_stale_one(built_kb, extract
     rebuilt = EntityVectors.load(vectors_path(kb_file, extractor.encoder.tag))
     assert rebuilt is not None and None not in rebuilt.rows(["zorblax: a made-up thing"])
     assert len(rebuilt) == len(EntityVectors.load(table_file)) + 1
+
+
+def test_encoder_tag_names_the_model_not_its_folder(tmp_path):
+    from mofi_platform.services.ner.encoder import encoder_tag
+
+    def model_folder(parent: str, config: str, weights: bytes):
+        folder = tmp_path / parent / "model"  # the same leaf name, as packaged models often have
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(config)
+        (folder / "model.safetensors").write_bytes(weights)
+        return str(folder)
+
+    a = model_folder("a", '{"hidden_size": 384}', b"x" * 10)
+    assert encoder_tag(a) == encoder_tag(a) and encoder_tag(a).startswith("a-") and encoder_tag(a).endswith("-48tok")
+    assert encoder_tag(a) != encoder_tag(model_folder("b", '{"hidden_size": 768}', b"x" * 10))  # other config
+    other_weights = model_folder("c", '{"hidden_size": 384}', b"x" * 11)
+    assert encoder_tag(a).split("-")[1] != encoder_tag(other_weights).split("-")[1]
+    assert encoder_tag(a, 32) != encoder_tag(a)
