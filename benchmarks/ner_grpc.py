@@ -114,7 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.kb:
         from mofi.settings import load_settings
-        from mofi_platform.services.ner.extractor import kb_path
+        from mofi_platform.services.common.entity_vectors import kb_path
 
         args.kb = kb_path(load_settings())
     from _inputs import corpus_samples  # benchmarks/, the script's own folder

@@ -49,7 +49,8 @@ from mofi.settings import S3Settings, Settings, load_settings  # noqa: E402
 from mofi.stack import Stack, free_stack_ports  # noqa: E402
 from mofi.v1 import records_pb2  # noqa: E402
 from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
-from mofi_platform.services.ner.extractor import Extractor, kb_path  # noqa: E402
+from mofi_platform.services.common.entity_vectors import kb_path  # noqa: E402
+from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
 from mofi_platform.services.scorer.app import candidate_scorer, load_model  # noqa: E402
 from mofi_platform.services.scorer.candidates import Kind  # noqa: E402

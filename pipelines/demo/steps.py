@@ -97,8 +97,7 @@ class Demo:
 
     def _build_data(self) -> dict:
         from mofi_platform.databuild.report import load_report
-        from mofi_platform.services.ner.encoder import encoder_tag
-        from mofi_platform.services.ner.entity_vectors import vectors_path
+        from mofi_platform.services.common.entity_vectors import encoder_tag, vectors_path
 
         self.commands.run("data", "fetch")
         self.commands.run("data", "build")

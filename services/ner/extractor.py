@@ -14,14 +14,14 @@ from pathlib import Path
 
 from mofi.kb import KnowledgeBase
 from mofi.settings import NerSettings, Settings
+from mofi_platform.services.common.entity_vectors import EntityVectors, kb_path, vectors_path
 from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.ner.cleaning import clean_text
 from mofi_platform.services.ner.encoder import TextEncoder
-from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
 from mofi_platform.services.ner.linking import Calibration, Candidate, Linker
 from mofi_platform.services.ner.mentions import Mention, MentionFinder, load_spacy
 
-__all__ = ["Extraction", "Extractor", "kb_path"]
+__all__ = ["Extraction", "Extractor"]
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,6 @@ class Extraction:
     text: str
     mentions: tuple[Mention, ...]
     candidates: tuple[Candidate, ...]
-
-
-def kb_path(settings: Settings) -> str:
-    return settings.ner.kb_path or str(
-        Path(settings.data.build_dir) / "kb" / "kb.jsonl"
-    )  # where `mofi data build` writes it
 
 
 class Extractor:

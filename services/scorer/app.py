@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
+from pathlib import Path
 
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
+from mofi_platform.services.common.entity_vectors import MAX_TOKENS, EntityVectors, kb_path, settings_vectors_path
 from mofi_platform.services.common.process import (
     configure_logging,
     one_torch_thread,
@@ -18,13 +22,14 @@ from mofi_platform.services.common.process import (
 from mofi_platform.services.common.server import serve
 from mofi_platform.services.common.stage import KafkaStage
 from mofi_platform.services.scorer.candidates import CandidateScorer
-from mofi_platform.services.scorer.scoring import ClipScorer
+from mofi_platform.services.scorer.scoring import ClipScorer, entity_text
 from mofi_platform.services.scorer.service import SERVICE_NAME, ClipScorerService
 from mofi_platform.services.scorer.stage import CandidateHandler, scorer_stage
+from mofi_platform.services.scorer.text_table import projected_table
 from mofi_platform.services.scorer.tuning import tune_for_cpu
 from mofi_platform.training.inference import EmbeddingModel
 
-__all__ = ["load_model", "build_server", "candidate_scorer", "build_stage", "serve_main", "stage_main"]
+__all__ = ["load_model", "load_scorer", "build_server", "candidate_scorer", "build_stage", "serve_main", "stage_main"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,23 @@ def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None
     )
 
 
+def load_scorer(settings: Settings, model: EmbeddingModel | None = None) -> ClipScorer:
+    """The scorer around ``model`` (default: :func:`load_model`), with the entity-vector table beside the
+    knowledge base when there is one and it agrees with the model's text tower
+    (:mod:`mofi_platform.services.scorer.text_table`)."""
+    model = model or load_model(settings)
+    path = settings_vectors_path(settings)
+    table = EntityVectors.load(path) if path.is_file() else None
+    samples: list[str] = []
+    kb = Path(kb_path(settings))
+    if table is not None and kb.is_file():
+        with kb.open() as f:
+            for line in itertools.islice(f, 64):
+                e = json.loads(line)
+                samples.append(entity_text(e["name"], e.get("description", "")))
+    return ClipScorer(model, text_table=projected_table(model, table, MAX_TOKENS, samples))
+
+
 def candidate_scorer(settings: Settings, scorer: ClipScorer, store: ObjectStore) -> CandidateScorer:
     """The stage's core (candidate pairs -> verdicts) under the scorer's settings."""
     cfg = settings.scorer
@@ -75,7 +97,7 @@ def build_stage(
 def serve_main(settings: Settings) -> None:
     configure_logging()
     one_torch_thread()
-    server = build_server(settings, ClipScorer(load_model(settings)))
+    server = build_server(settings, load_scorer(settings))
     log.info("ClipScorer serving on port %s", server.port)
     serve_until_signalled(server, settings.grpc.grace_s)
 
@@ -83,6 +105,6 @@ def serve_main(settings: Settings) -> None:
 def stage_main(settings: Settings) -> None:
     configure_logging()
     one_torch_thread()
-    stage, handler = build_stage(settings, ClipScorer(load_model(settings)))
+    stage, handler = build_stage(settings, load_scorer(settings))
     run_stage_until_signalled(stage, settings.grpc.metrics_port)
     log.info("scorer stage stopped: %s", handler.counts)

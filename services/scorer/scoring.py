@@ -49,10 +49,11 @@ class ClipScorer:
     its batch, so the results are the same).
     """
 
-    def __init__(self, model: EmbeddingBackend, text_cache_size: int = 16384, image_batch: int = 8):
+    def __init__(self, model: EmbeddingBackend, text_cache_size: int = 16384, image_batch: int = 8, text_table=None):
         if image_batch < 1:
             raise ValueError("image_batch must be >= 1")
         self.model = model
+        self.text_table = text_table  # a ProjectedTable for this model (entity texts without a text pass)
         self.text_cache_size = text_cache_size
         self.image_batch = image_batch
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -63,10 +64,12 @@ class ClipScorer:
     def version(self) -> str:
         return self.model.version
 
-    def reload(self, model: EmbeddingBackend) -> None:
-        """Score with ``model`` from the next batch on; the text cache starts empty."""
+    def reload(self, model: EmbeddingBackend, text_table=None) -> None:
+        """Score with ``model`` (and ``text_table``, made for it) from the next batch on; the text cache starts
+        empty."""
         with self._lock:
             self.model = model
+            self.text_table = text_table
             self._cache.clear()
             self._cache_owner = (id(model), model.version)
 
@@ -75,8 +78,12 @@ class ClipScorer:
         if owner != self._cache_owner:  # the model was replaced or re-versioned behind our back
             self._cache.clear()
             self._cache_owner = owner
+            self.text_table = None  # it was made for the previous model
         # by length: a text batch costs as much as its longest text (see mofi_platform.services.scorer.tuning)
         missing = sorted((t for t in dict.fromkeys(texts) if t not in self._cache), key=len)
+        if missing and self.text_table is not None:
+            self._cache.update(self.text_table.lookup(missing))
+            missing = [t for t in missing if t not in self._cache]
         if missing:
             for t, v in zip(missing, self.model.embed_texts(missing)):
                 self._cache[t] = v

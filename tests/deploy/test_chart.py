@@ -233,7 +233,8 @@ def test_knowledge_base_is_fetched_or_mounted(chart):
     assert {"name": "knowledge-base", "persistentVolumeClaim": {"claimName": "mofi-kb", "readOnly": True}} in mounted[
         "volumes"
     ]
-    assert "initContainers" not in pod_specs(render(chart))["mofi-scorer"]
+    assert "initContainers" in pod_specs(render(chart))["mofi-scorer-stage"]  # the scorer reads the vector table
+    assert "initContainers" not in pod_specs(render(chart))["mofi-writer"]
 
 
 def test_image_reference_and_config_checksum(chart):

@@ -8,8 +8,7 @@ import subprocess
 import sys
 import uuid
 
-from mofi_platform.services.ner.encoder import encoder_tag
-from mofi_platform.services.ner.entity_vectors import vectors_path
+from mofi_platform.services.common.entity_vectors import encoder_tag, vectors_path
 
 from .rendering import by_kind, render
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mofi.cli import main
 from mofi.kb import KnowledgeBase
-from mofi_platform.services.ner.entity_vectors import EntityVectors, vectors_path
+from mofi_platform.services.common.entity_vectors import EntityVectors, vectors_path
 from mofi_platform.services.ner.evaluation import load_evalset
 from mofi_platform.services.ner.linking import entity_text
 from tests.ner.conftest import EVALSET, KB_PATH
@@ -109,7 +109,7 @@ def test_rerun_keeps_a_complete_table_and_rebuilds_a_stale_one(built_kb, extract
 
 
 def test_encoder_tag_names_the_model_not_its_folder(tmp_path):
-    from mofi_platform.services.ner.encoder import encoder_tag
+    from mofi_platform.services.common.entity_vectors import encoder_tag
 
     def model_folder(parent: str, config: str, weights: bytes):
         folder = tmp_path / parent / "model"  # the same leaf name, as packaged models often have

