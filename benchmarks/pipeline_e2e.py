@@ -52,10 +52,9 @@ from mofi_platform.databuild.corpus import iter_corpus  # noqa: E402
 from mofi_platform.services.common.entity_vectors import kb_path  # noqa: E402
 from mofi_platform.services.ner.extractor import Extractor  # noqa: E402
 from mofi_platform.services.ner.service import to_proto  # noqa: E402
-from mofi_platform.services.scorer.app import candidate_scorer, load_model  # noqa: E402
+from mofi_platform.services.scorer.app import candidate_scorer, load_scorer  # noqa: E402
 from mofi_platform.services.scorer.candidates import Kind  # noqa: E402
 from mofi_platform.services.scorer.drops import count_no_entity, record_no_entity_many  # noqa: E402
-from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,7 +100,7 @@ def floor(settings: Settings, pairs, warmup) -> dict:
     torch.set_num_threads(1)  # as the NER and scorer stage processes run
     store = ObjectStore(settings.s3)
     extractor = Extractor.from_settings(settings)
-    scorer = ClipScorer(load_model(settings))
+    scorer = load_scorer(settings)  # as the stage builds it (the entity-vector table included)
     core = candidate_scorer(settings, scorer, store)
     batch, shard, shards = settings.kafka.max_poll_records, [], 0
     prefix = f"s3://{settings.s3.i2e_bucket}/floor"

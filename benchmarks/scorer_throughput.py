@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from mofi.settings import GrpcSettings, load_settings  # noqa: E402
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc  # noqa: E402
 from mofi_platform.services.common.images import decode_image  # noqa: E402
-from mofi_platform.services.scorer.app import build_server, load_model  # noqa: E402
+from mofi_platform.services.scorer.app import build_server, load_model, load_scorer  # noqa: E402
 from mofi_platform.services.scorer.scoring import ClipScorer  # noqa: E402
 
 from _inputs import corpus_samples  # noqa: E402  (benchmarks/, the script's own folder)
@@ -39,7 +39,7 @@ Item = tuple[bytes, list[str]]
 
 def in_process(scorer: ClipScorer, items: list[Item], batch: int, max_bytes: int, max_pixels: int) -> float:
     """Decode + score, ``batch`` images per model call, starting from an empty text cache."""
-    scorer.reload(scorer.model)  # empties the text cache
+    scorer.reload(scorer.model, scorer.text_table)  # empties the text cache, keeps the table
     start = time.perf_counter()
     for i in range(0, len(items), batch):
         scorer.score_many([(decode_image(b, max_bytes, max_pixels), texts) for b, texts in items[i : i + batch]])
@@ -81,7 +81,7 @@ def main() -> None:
     settings = load_settings()
     load_before = os.getloadavg()
     model = load_model(settings, args.checkpoint, tune=not args.no_tune)
-    scorer = ClipScorer(model)
+    scorer = load_scorer(settings, model)  # as the service builds it
     samples = corpus_samples(args.corpus, n=args.images + 2)
     items = [(s.image_bytes, [t.text for t in samples[i : i + 3]]) for i, s in enumerate(samples[: args.images])]
     cfg = settings.scorer
