@@ -91,9 +91,11 @@ def test_train_options_are_checked_before_any_job_starts(settings):
 
 
 def test_training_job_runs_the_config_the_step_built(settings):
-    options = {"model": "mofi-tiny-vit", "steps": 5, "class_weight": 0.7, "cosface_margin": 0.3}
+    loss = {"class_weight": 0.7, "cosface_scale": 24.0, "cosface_margin": 0.3, "temperature": 0.1}
+    loss |= {"learn_temperature": False, "entity_text": "name"}
+    options = {"model": "mofi-tiny-vit", "steps": 5, **loss}
     cfg = train_config(settings, "s3://b/s/manifest.json", "r", options)
-    assert cfg.loss == LossConfig(settings.training.recipe, class_weight=0.7, cosface_margin=0.3)
+    assert cfg.loss == LossConfig(settings.training.recipe, **loss)
     assert cfg.checkpoint_dir == settings.training.checkpoint_dir
     app = train_app(settings, "s3://b/s/manifest.json", "r", options, TrainJob())
     assert "mofi.cli train " + shlex.join(config_argv(cfg)) in " ".join(app.roles[0].args)
