@@ -95,7 +95,7 @@ def train(settings: Any, **options: Any) -> None:
     "kb_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Knowledge base whose same-as links map benchmark entities to canonical ids [default: settings ner.kb_path].",
+    help="Knowledge base whose same-as links map benchmark entities to canonical ids [default: ner.kb_path if set].",
 )
 @click.option(
     "--cache",
@@ -155,7 +155,7 @@ def evaluate(
             ckpt = load_checkpoint(store, uri)
         except (OSError, KeyError, RuntimeError, S3Error) as e:
             raise click.ClickException(f"cannot load checkpoint {uri}: {e}") from None
-        kb_file = kb_file or settings.ner.kb_path or None
+        kb_file = kb_file or (settings.ner.kb_path if Path(settings.ner.kb_path or ".").is_file() else None)
         canonical = None
         if kb_file:
             from mofi.kb import KnowledgeBase
