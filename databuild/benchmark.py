@@ -4,7 +4,8 @@ Why these two domains: retrieval must find the same *entity* drawn by someone el
 by four designers whose sets are not in the corpus (Twemoji, Fluent Emoji Flat, Noto v1, Firefox OS),
 matched by code point; (b) the same constellation drawn by different sky cultures in Stellarium (the
 artworks are kept out of the corpus). Files are ``{class}_{name}.png``; ``classes.json`` (class ->
-name, description) is the zero-shot view and ``domains.json`` says which domain a class belongs to.
+name, description, and the class's knowledge-base entity id, which tells evaluation whether a class is
+one the model trained on) is the zero-shot view and ``domains.json`` says which domain a class belongs to.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mofi_platform.databuild.images import Rejected, normalize_image
+from mofi_platform.databuild.kb_sources import constellation_id, emoji_id
 
 __all__ = ["BenchmarkStats", "EMOJI_SETS", "emoji_drawings", "constellation_drawings", "write_benchmark", "Drawing"]
 
@@ -35,6 +37,7 @@ class Drawing:
     class_name: str
     description: str
     domain: str
+    entity: str  # the knowledge-base id of the class's entity (kb_sources names them alike)
 
 
 @dataclass
@@ -96,7 +99,8 @@ def emoji_drawings(dirs: Callable[[str], Path], max_classes: int) -> Iterator[Dr
         e = meta[code]
         desc = f"emoji: {e.get('category', '')} / {e.get('subcategory', '')}"
         for tag, svg in sorted(per_code[code].items()):
-            yield Drawing(f"emoji-{code}", tag, svg, True, (e.get("name") or code).lower(), desc, "emoji")
+            name = (e.get("name") or code).lower()
+            yield Drawing(f"emoji-{code}", tag, svg, True, name, desc, "emoji", emoji_id(e["unified"]))
 
 
 def _fab_rows(path: Path) -> Iterator[tuple[str, str]]:
@@ -126,6 +130,7 @@ def constellation_drawings(dirs: Callable[[str], Path]) -> Iterator[Drawing]:
                     iau[abbr],
                     f"constellation {iau[abbr]} ({abbr})",
                     "sky",
+                    constellation_id(abbr),
                 )
 
 
@@ -153,7 +158,7 @@ def write_benchmark(drawings: Iterator[Drawing], out_dir: Path, *, max_pixels: i
             stats.rejected["class_below_4_images"] += len(items)
             continue
         first = items[0][0]
-        classes[cls] = {"name": first.class_name, "description": first.description}
+        classes[cls] = {"name": first.class_name, "description": first.description, "entity": first.entity}
         domains[cls] = first.domain
         stats.classes[first.domain] += 1
         for d, data in items:

@@ -26,7 +26,9 @@ __all__ = [
     "geonames_entities",
     "pycountry_entities",
     "emoji_entities",
+    "emoji_id",
     "stellarium_entities",
+    "constellation_id",
     "ifct_entities",
     "gcompris_entities",
     "tuxpaint_entities",
@@ -165,6 +167,16 @@ def pycountry_entities(pycountry_root: Path, geonames_root: Path) -> Iterator[En
         )
 
 
+def emoji_id(unified: str) -> str:
+    """The KB id of an emoji by its emoji-datasource ``unified`` code points (``1F405`` -> ``emoji:1f405``)."""
+    return f"emoji:{unified.lower()}"
+
+
+def constellation_id(abbr: str) -> str:
+    """The KB id of a constellation by its IAU abbreviation (``Ori`` -> ``sky:con:Ori``)."""
+    return f"sky:con:{abbr}"
+
+
 def emoji_entities(datasource_root: Path, emoji_root: Path) -> Iterator[Entity]:
     """Every emoji of emoji-datasource: its name, short names and the `emoji` package alias."""
     extra = json.loads((emoji_root / "emoji/unicode_codes/emoji.json").read_text(encoding="utf-8"))
@@ -177,7 +189,7 @@ def emoji_entities(datasource_root: Path, emoji_root: Path) -> Iterator[Entity]:
         if alias:
             aliases.add(alias.strip(":").replace("_", " "))
         yield Entity(
-            f"emoji:{unified}",
+            emoji_id(unified),
             name,
             tuple(sorted(aliases - {name})),
             f"emoji: {e.get('category', '')} / {e.get('subcategory', '')}",
@@ -214,7 +226,7 @@ def stellarium_entities(root: Path) -> Iterator[Entity]:
         if len(parts) >= 2 and not line.startswith("#"):
             abbr, name = parts[0].strip(), parts[1].strip().strip('"')
             yield Entity(
-                f"sky:con:{abbr}",
+                constellation_id(abbr),
                 name,
                 (abbr,) if len(abbr) > 2 else (),
                 f"constellation {name} ({abbr})",

@@ -84,23 +84,58 @@ def train_mofi(
 
 
 def evaluate_mofi(
-    model: Input[Model], benchmark: str, min_map: float, metrics: Output[Metrics], results: Output[Artifact]
-):
-    """GPR1200-protocol retrieval mAP (overall and per domain), zero-shot and linear probe; fail below min_map."""
+    model: Input[Model],
+    benchmark: str,
+    gate: str,
+    min_gain: float,
+    min_map: float,
+    metrics: Output[Metrics],
+    results: Output[Artifact],
+) -> bool:
+    """Retrieval mAP (overall, per domain, seen/unseen classes), zero-shot and linear probe beside the frozen
+    baseline, chance and the published model; returns the quality gate's verdict (whether it passed)."""
     import json
 
     from mofi_platform.pipelines.steps import evaluate_checkpoint, step_settings
 
-    out = evaluate_checkpoint(step_settings(), model.metadata["checkpoint"], benchmark, min_map)
-    metrics.log_metric("map", out["map"])
-    for domain, value in out["map_per_domain"].items():
-        metrics.log_metric(f"map_{domain}", value)
-    metrics.log_metric("linear_probe_top1", out["linear_probe_top1"])
-    if out["zero_shot_top1"] is not None:
-        metrics.log_metric("zero_shot_top1", out["zero_shot_top1"])
+    out = evaluate_checkpoint(step_settings(), model.metadata["checkpoint"], benchmark, gate, min_gain, min_map)
+    values = {
+        "map": out["map"],
+        **{f"map_{domain}": value for domain, value in out["map_per_domain"].items()},
+        "map_seen": out.get("map_seen"),
+        "map_unseen": out.get("map_unseen"),
+        "seen_classes": len(out.get("seen_classes") or []),
+        "unseen_classes": len(out.get("unseen_classes") or []),
+        "baseline_map": out["baseline"]["map"],
+        "chance_map": out["chance"]["map"],
+        "published_map": (out.get("published") or {}).get("map"),
+        "linear_probe_top1": out["linear_probe_top1"],
+        "zero_shot_top1": out["zero_shot_top1"],
+        "class_loss_chance": (out.get("class_loss_chance") or {}).get("value"),
+        "gate_passed": float(out["gate"]["passed"]),
+    }
+    for name, value in values.items():
+        if value is not None:
+            metrics.log_metric(name, value)
     with open(results.path, "w") as f:
         json.dump(out, f, indent=2)
     print(json.dumps(out, indent=2))
+    return bool(out["gate"]["passed"])
+
+
+def gate_failed(results: Input[Artifact]):
+    """Fail the run with the quality gate's numbers (the model was neither indexed nor rolled)."""
+    import json
+
+    from mofi_platform.pipelines.steps import QualityGateFailed
+
+    with open(results.path) as f:
+        out = json.load(f)
+    gate = out["gate"]
+    raise QualityGateFailed(
+        f"{out['checkpoint']} failed the quality gate against {', '.join(gate['against']) or 'the floor'}: "
+        + "; ".join(gate["failures"])
+    )
 
 
 def index_milvus(model: Input[Model], batch_size: int, thumbnails: bool) -> NamedTuple(
@@ -127,7 +162,7 @@ def roll_embedder(model: Input[Model], deployment: str, namespace: str) -> str:
     return version
 
 
-COMPONENT_FUNCTIONS = (snapshot_i2e, train_mofi, evaluate_mofi, index_milvus, roll_embedder)
+COMPONENT_FUNCTIONS = (snapshot_i2e, train_mofi, evaluate_mofi, gate_failed, index_milvus, roll_embedder)
 
 
 def make_components(image: str) -> dict[str, dsl.component]:

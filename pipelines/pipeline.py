@@ -1,5 +1,10 @@
 """The MOFI training pipeline (KFP v2): snapshot -> train (torchx) -> evaluate -> index -> roll.
 
+Evaluation gates the rest: a model that does not beat the gate's references (``gate``: the frozen
+baseline and the published model by default, by more than ``min_gain``; ``min_map`` an absolute
+floor) is neither indexed nor rolled, and the run fails with the numbers (``gate-failed``), which
+stay in the evaluate step's Metrics.
+
 ``build_pipeline(image)`` returns the pipeline function; :data:`PIPELINE_FILE` is its compiled
 form, committed and checked fresh by the tests (``mofi pipeline compile`` rewrites it). In a
 cluster every step gets the settings from the chart's ConfigMap and credentials from its Secret
@@ -62,8 +67,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description=(
-            "MOFI on the I2E dataset: freeze a snapshot, train with torchx (Volcano), gate on retrieval mAP, "
-            "index the images into Milvus behind the search alias, optionally roll the embedder."
+            "MOFI on the I2E dataset: freeze a snapshot, train with torchx (Volcano), gate on retrieval mAP against "
+            "the frozen baseline and the published model, index the images into Milvus behind the search alias, "
+            "optionally roll the embedder."
         ),
     )
     def mofi_train(
@@ -86,6 +92,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
         queue: str = "default",
         max_retries: int = 2,
         benchmark: str = "s3://mofi-corpus/benchmark/",
+        gate: str = "baseline,published",
+        min_gain: float = 0.0,
         min_map: float = 0.0,
         index_batch_size: int = 64,
         thumbnails: bool = True,
@@ -97,7 +105,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
     ) -> NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact):
         """Args are run parameters in the Kubeflow UI.
 
-        train_options is a JSON object of further `mofi train` options.
+        train_options is a JSON object of further `mofi train` options (loss: class_weight, cosface_scale,
+        cosface_margin, temperature, learn_temperature, entity_text; see `mofi train --help`).
+        gate: comma-separated references the model must beat by more than min_gain (baseline, published,
+        chance), or none; min_map: an absolute floor.
         """
 
         def wired(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -127,17 +138,27 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
             )
         )
         train.set_display_name("train (torchx)")
-        evaluate = wired(ops["evaluate_mofi"](model=train.outputs["model"], benchmark=benchmark, min_map=min_map))
-        evaluate.set_display_name("evaluate")
-        index = wired(
-            ops["index_milvus"](model=train.outputs["model"], batch_size=index_batch_size, thumbnails=thumbnails)
-        )
-        index.set_display_name("index into Milvus").after(evaluate)
-        with dsl.If(roll == True, "roll"):  # noqa: E712  (a pipeline condition, not a Python comparison)
-            rolled = wired(
-                ops["roll_embedder"](model=train.outputs["model"], deployment=embedder_deployment, namespace=namespace)
+        evaluate = wired(
+            ops["evaluate_mofi"](
+                model=train.outputs["model"], benchmark=benchmark, gate=gate, min_gain=min_gain, min_map=min_map
             )
-            rolled.set_display_name("roll embedder").after(index)
+        )
+        evaluate.set_display_name("evaluate")
+        passed = evaluate.outputs["Output"]  # the gate's verdict
+        with dsl.If(passed == True, "gate passed"):  # noqa: E712 (a pipeline condition)
+            index = wired(
+                ops["index_milvus"](model=train.outputs["model"], batch_size=index_batch_size, thumbnails=thumbnails)
+            )
+            index.set_display_name("index into Milvus")
+            with dsl.If(roll == True, "roll"):  # noqa: E712
+                rolled = wired(
+                    ops["roll_embedder"](
+                        model=train.outputs["model"], deployment=embedder_deployment, namespace=namespace
+                    )
+                )
+                rolled.set_display_name("roll embedder").after(index)
+        with dsl.If(passed == False, "gate failed"):  # noqa: E712
+            wired(ops["gate_failed"](results=evaluate.outputs["results"])).set_display_name("quality gate failed")
         outputs = NamedTuple("Outputs", model=Model, metrics=Metrics, evaluation=Artifact)  # noqa: UP014 (as annotated)
         return outputs(
             model=train.outputs["model"], metrics=evaluate.outputs["metrics"], evaluation=evaluate.outputs["results"]

@@ -6,8 +6,15 @@ pipeline, the demo and tests, and the compiled pipeline YAML stays small and sta
 
 Steps: :func:`take_snapshot` (freeze the I2E shards) -> :func:`launch_training` (a torchx job,
 ``local_cwd`` here or ``kubernetes``/Volcano in a cluster, logs streamed, failure raised) ->
-:func:`evaluate_checkpoint` (retrieval mAP gate) -> :func:`index_checkpoint` (new Milvus collection,
-alias switch) -> :func:`roll_embedder` (publish the checkpoint; restart the embedder Deployment).
+:func:`evaluate_checkpoint` (retrieval mAP beside its references, and the quality gate's verdict) ->
+:func:`index_checkpoint` (new Milvus collection, alias switch) -> :func:`roll_embedder` (publish the
+checkpoint; restart the embedder Deployment).
+
+Why the quality gate compares against references, not a constant: an mAP means something only beside
+what the system had without the new model. By default the checkpoint must beat the frozen ImageNet
+baseline at its own input size and the model currently published for the embedder (when there is one)
+by ``min_gain``; ``min_map`` stays an absolute floor. :func:`quality_gate` gives the verdict with its
+numbers; the pipeline indexes and rolls only a model that passed, and fails the run otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ __all__ = [
     "plan_training",
     "launch_training",
     "fetch_benchmark",
+    "GATE_REFERENCES",
+    "parse_gate",
+    "quality_gate",
     "evaluate_checkpoint",
     "index_checkpoint",
     "roll_embedder",
@@ -60,7 +70,7 @@ class TrainingFailed(RuntimeError):
 
 
 class QualityGateFailed(RuntimeError):
-    """The evaluated model is below the pipeline's minimum mAP."""
+    """The evaluated model does not beat the quality gate's references (or is below its floor)."""
 
 
 @dataclass(frozen=True)
@@ -282,17 +292,106 @@ def fetch_benchmark(settings: Settings, uri: str, dest: Path) -> Path:
     return dest
 
 
-def evaluate_checkpoint(settings: Settings, checkpoint: str, benchmark: str, min_map: float = 0.0) -> dict[str, Any]:
-    """Retrieval mAP, zero-shot and linear-probe accuracy; :class:`QualityGateFailed` below ``min_map``."""
-    from mofi_platform.training.evaluation import evaluate_model, load_benchmark
+#: What the quality gate may compare against: the frozen baseline at the model's input size, the
+#: published model, the benchmark's chance level. ``none`` keeps only the ``min_map`` floor.
+GATE_REFERENCES = ("baseline", "published", "chance")
+
+
+def parse_gate(gate: str) -> list[str]:
+    """The references a gate names: comma-separated :data:`GATE_REFERENCES`, or ``none``."""
+    names = [g.strip() for g in gate.split(",") if g.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [g for g in names if g not in GATE_REFERENCES]
+    if unknown or not names:
+        raise ValueError(f"gate {gate!r}: a comma-separated list of {', '.join(GATE_REFERENCES)}, or none")
+    return names
+
+
+def quality_gate(results: dict[str, Any], against: list[str], min_gain: float, min_map: float) -> dict[str, Any]:
+    """The verdict on ``results`` (of :func:`evaluate_checkpoint`): mAP above every reference by more than
+    ``min_gain``, and at least ``min_map``. A reference without a number (no published model) is skipped."""
+    value = results["map"]
+    references = {
+        "baseline": (results.get("baseline") or {}).get("map"),
+        "published": (results.get("published") or {}).get("map"),
+        "chance": (results.get("chance") or {}).get("map"),
+    }
+    failures = [f"mAP {value:.4f} is below the floor min_map={min_map:.4f}"] if value < min_map else []
+    for name in against:
+        ref = references[name]
+        if ref is not None and not value > ref + min_gain:
+            failures.append(f"mAP {value:.4f} does not beat the {name} ({ref:.4f}) by more than {min_gain:.4f}")
+    return {
+        "against": against,
+        "min_gain": min_gain,
+        "min_map": min_map,
+        "references": {k: references[k] for k in against},
+        "passed": not failures,
+        "failures": failures,
+    }
+
+
+def _kb_canonical(settings: Settings) -> Callable[[str], str] | None:
+    """The knowledge base's canonical-id map when its file is here (benchmark entities -> training classes)."""
+    from mofi.kb import KnowledgeBase
+    from mofi_platform.services.ner.extractor import kb_path
+
+    path = Path(kb_path(settings))
+    return KnowledgeBase.load(path).canonical if path.is_file() else None
+
+
+def _published(settings: Settings, store: ObjectStore, bench, version: str) -> dict[str, Any] | None:
+    """The published embedder checkpoint's mAP on ``bench`` (None when nothing is published; no number
+    when it is the candidate itself, as on a rerun)."""
+    from mofi_platform.training.checkpoint import load_checkpoint
+    from mofi_platform.training.evaluation import evaluate_model
     from mofi_platform.training.inference import EmbeddingModel
 
-    model = EmbeddingModel.load(checkpoint, settings.s3)
+    uri = settings.embedder.checkpoint
+    if not store.exists(uri):
+        return None
+    ckpt = load_checkpoint(store, uri)
+    published = str(ckpt.get("version", uri))
+    if published == version:
+        return {"checkpoint": uri, "version": published, "map": None, "note": "the candidate itself"}
+    found = evaluate_model(bench, EmbeddingModel.from_checkpoint(ckpt))
+    return {"checkpoint": uri, "version": published, "map": found["map"], "image_size": found["image_size"]}
+
+
+def evaluate_checkpoint(
+    settings: Settings,
+    checkpoint: str,
+    benchmark: str,
+    gate: str = "baseline,published",
+    min_gain: float = 0.0,
+    min_map: float = 0.0,
+) -> dict[str, Any]:
+    """Retrieval mAP (overall, per domain, seen/unseen), zero-shot and linear probe beside the frozen baseline
+    at the checkpoint's input size, the chance level and (if the gate names it) the published model; the
+    gate's verdict is ``results["gate"]`` (:func:`quality_gate`)."""
+    from mofi_platform.training.checkpoint import load_checkpoint
+    from mofi_platform.training.evaluation import load_benchmark
+    from mofi_platform.training.references import evaluate_with_references
+
+    against = parse_gate(gate)
+    store = ObjectStore(settings.s3)
     with tempfile.TemporaryDirectory(prefix="mofi-benchmark-") as tmp:
-        results = evaluate_model(load_benchmark(fetch_benchmark(settings, benchmark, Path(tmp))), model)
+        bench = load_benchmark(fetch_benchmark(settings, benchmark, Path(tmp)))
+        results = evaluate_with_references(
+            bench,
+            load_checkpoint(store, checkpoint),
+            store,
+            settings.s3.models_uri("evaluation"),
+            _kb_canonical(settings),
+        )
+        if "published" in against:
+            results["published"] = _published(settings, store, bench, results["version"])
     results["benchmark"] = benchmark
-    if results["map"] < min_map:
-        raise QualityGateFailed(f"mAP {results['map']:.4f} of {checkpoint} is below the minimum {min_map:.4f}")
+    results["checkpoint"] = checkpoint
+    results["gate"] = quality_gate(results, against, min_gain, min_map)
+    verdict = "passed" if results["gate"]["passed"] else "FAILED: " + "; ".join(results["gate"]["failures"])
+    log.info("quality gate against %s: %s", ", ".join(against) or "the floor only", verdict)
     return results
 
 

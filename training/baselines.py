@@ -16,10 +16,13 @@ from PIL import Image
 
 from mofi_platform.training.models import map_efficientnet_lite0_weights, model_spec
 
-__all__ = ["imagenet_effnet_lite0_embedder"]
+__all__ = ["IMAGE_SIZE", "imagenet_effnet_lite0_embedder"]
+
+#: The input size the ImageNet weights were trained at (the baseline's size unless a model's is given).
+IMAGE_SIZE = 224
 
 
-def imagenet_effnet_lite0_embedder(image_size: int = 224) -> Callable[[list[Image.Image]], np.ndarray]:
+def imagenet_effnet_lite0_embedder(image_size: int = IMAGE_SIZE) -> Callable[[list[Image.Image]], np.ndarray]:
     """images -> (n, 1280) float32 L2-normalised, preprocessed exactly as the MOFI default model."""
     from open_clip.transform import PreprocessCfg, image_transform_v2
 

@@ -85,6 +85,24 @@ def train(settings: Any, **options: Any) -> None:
     help="Evaluate frozen ImageNet features instead of a checkpoint.",
 )
 @click.option(
+    "--image-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Input size of --baseline [default: 224, the ImageNet weights' size].",
+)
+@click.option(
+    "--kb",
+    "kb_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Knowledge base whose same-as links map benchmark entities to canonical ids [default: ner.kb_path if set].",
+)
+@click.option(
+    "--cache",
+    default=None,
+    help="Where the frozen baseline's benchmark embeddings are cached [default: s3://<models_bucket>/evaluation].",
+)
+@click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Also write the results JSON here."
 )
 @click.option(
@@ -99,45 +117,60 @@ def evaluate(
     benchmark: str,
     checkpoint: str | None,
     baseline: str | None,
+    image_size: int | None,
+    kb_file: str | None,
+    cache: str | None,
     out_path: str | None,
     run_dirs: tuple[str, ...],
     curves: str | None,
 ) -> None:
-    """Retrieval mAP (GPR1200 protocol, per domain), zero-shot and linear-probe accuracy; curves PNG."""
+    """Retrieval mAP (GPR1200 protocol, per domain, seen/unseen classes), zero-shot and linear-probe accuracy,
+    beside the frozen baseline at the checkpoint's input size and the benchmark's chance level; curves PNG."""
     from pathlib import Path
 
-    from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, evaluate_model, load_benchmark
+    from minio.error import S3Error
+
+    from mofi.objstore import ObjectStore
+    from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
+    from mofi_platform.training.references import chance_map
 
     try:
         bench = load_benchmark(benchmark)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    store = ObjectStore(settings.s3)
     if baseline:
-        from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
+        from mofi_platform.training.baselines import IMAGE_SIZE, imagenet_effnet_lite0_embedder
 
-        emb = embed_benchmark(bench, imagenet_effnet_lite0_embedder())
-        results = {"model": baseline, "version": baseline, **evaluate_embeddings(bench, emb)}
+        size = image_size or IMAGE_SIZE
+        emb = embed_benchmark(bench, imagenet_effnet_lite0_embedder(size))
+        results = {"model": baseline, "version": baseline, "image_size": size, **evaluate_embeddings(bench, emb)}
+        results["chance"] = chance_map(bench)
     else:
-        from minio.error import S3Error
-
-        from mofi_platform.training.inference import EmbeddingModel
+        from mofi_platform.training.checkpoint import load_checkpoint
+        from mofi_platform.training.references import evaluate_with_references
 
         uri = checkpoint or settings.embedder.checkpoint
         try:
-            model = EmbeddingModel.load(uri, settings.s3)
+            ckpt = load_checkpoint(store, uri)
         except (OSError, KeyError, RuntimeError, S3Error) as e:
             raise click.ClickException(f"cannot load checkpoint {uri}: {e}") from None
-        results = evaluate_model(bench, model)
+        kb_file = kb_file or (settings.ner.kb_path if Path(settings.ner.kb_path or ".").is_file() else None)
+        canonical = None
+        if kb_file:
+            from mofi.kb import KnowledgeBase
+
+            canonical = KnowledgeBase.load(kb_file).canonical
+        results = evaluate_with_references(bench, ckpt, store, cache or settings.s3.models_uri("evaluation"), canonical)
     if curves:
         if not run_dirs:
             raise click.UsageError("--curves needs at least one --run-dir")
-        from mofi.objstore import ObjectStore
         from mofi_platform.training.checkpointer import read_metrics
         from mofi_platform.training.curves import plot_training_curves
 
-        store = ObjectStore(settings.s3)
         runs = {d.rstrip("/").rsplit("/", 1)[-1]: read_metrics(store, d) for d in run_dirs}
-        results["curves"] = str(plot_training_curves(runs, curves))
+        chance = results.get("class_loss_chance")
+        results["curves"] = str(plot_training_curves(runs, curves, {"class_loss": chance["value"]} if chance else None))
     text = json.dumps(results, indent=2)
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)

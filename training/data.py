@@ -13,8 +13,9 @@ Within an epoch a shuffle buffer mixes samples across the shard boundaries.
 
 A sample yields the transformed image, the indices of its entities that are in the snapshot's class
 table (CosFace targets), and the text for the contrastive loss: the entity text
-``"name: description"`` of one of its entities, picked at random each time (MOFI's entity text), or
-the raw alt-text for the CLIP-style baseline. Undecodable images are skipped and logged by pair id.
+``"name: description"`` (or the name alone, ``entity_text="name"``) of one of its entities, picked at
+random each time (MOFI's entity text), or the raw alt-text for the CLIP-style baseline. Undecodable
+images are skipped and logged by pair id.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def entity_text(name: str, description: str) -> str:
 class StreamConfig:
     split: str = "train"
     text_source: str = "entity"  # "entity" | "alt_text" | "none"
+    entity_text: str = "name_description"  # of an "entity" text: "name_description" | "name"
     require_class: bool = True  # skip images with no entity in the class table
     shuffle_buffer: int = 256
     seed: int = 0
@@ -108,7 +110,8 @@ class I2EStream(IterableDataset):
             if not pool:
                 return None
             picked = rng.choice(pool)
-            text = entity_text(picked["name"], picked.get("description", ""))
+            description = picked.get("description", "") if self.cfg.entity_text == "name_description" else ""
+            text = entity_text(picked["name"], description)
         elif self.cfg.text_source == "alt_text":
             text = sample.meta.get("text", "")
             if not text:

@@ -3,7 +3,9 @@
 Benchmark layout (GPR1200's): a folder of ``{class}_{name}.{png|jpg|webp}``; the class is the text
 before the first underscore. Optional ``domains.json`` maps class -> domain (for per-domain mAP;
 without it every image is in domain "all") and optional ``classes.json`` maps class -> display
-name (or ``{"name", "description"}``) for zero-shot prompts (without it the class string is used).
+name (or ``{"name", "description", "entity"}``) for zero-shot prompts (without it the class string is
+used); ``entity`` is the class's knowledge-base id, which tells seen from unseen classes
+(:mod:`.references`).
 
 Retrieval protocol, as GPR1200 defines it: every image queries the whole set, itself included;
 embeddings are L2-normalised and ranked by cosine; the score is full (not truncated) mean average
@@ -13,10 +15,12 @@ whole set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ __all__ = [
     "zero_shot_accuracy",
     "linear_probe_accuracy",
     "ZERO_SHOT_TEMPLATES",
+    "split_map",
     "evaluate_embeddings",
     "embed_benchmark",
     "evaluate_model",
@@ -57,6 +62,16 @@ class Benchmark:
     root: Path
     images: list[BenchmarkImage]
     class_text: dict[str, str]  # class -> text used in zero-shot prompts
+    class_names: dict[str, str] = field(default_factory=dict)  # class -> display name (the class string if none)
+    class_entity: dict[str, str] = field(default_factory=dict)  # class -> KB entity id, where classes.json gives one
+
+    @cached_property
+    def digest(self) -> str:
+        """What the benchmark is, by content: a hash of its file names and bytes (images and JSON files)."""
+        h = hashlib.sha256()
+        for path in sorted([im.path for im in self.images] + list(self.root.glob("*.json"))):
+            h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()[:24]
 
     @property
     def labels(self) -> np.ndarray:
@@ -75,13 +90,18 @@ def load_benchmark(root: str | Path) -> Benchmark:
     if (root / "domains.json").exists():
         domains = json.loads((root / "domains.json").read_text())
     class_text: dict[str, str] = {}
+    class_names: dict[str, str] = {}
+    class_entity: dict[str, str] = {}
     if (root / "classes.json").exists():
         for cls, value in json.loads((root / "classes.json").read_text()).items():
             if isinstance(value, dict):
                 desc = value.get("description", "")
                 class_text[cls] = f"{value['name']}: {desc}" if desc else value["name"]
+                class_names[cls] = value["name"]
+                if value.get("entity"):
+                    class_entity[cls] = str(value["entity"])
             else:
-                class_text[cls] = str(value)
+                class_text[cls] = class_names[cls] = str(value)
     images = []
     for path in sorted(root.iterdir()):
         match = _NAME.match(path.name)
@@ -92,7 +112,15 @@ def load_benchmark(root: str | Path) -> Benchmark:
         raise ValueError(f"no {{class}}_{{name}}.png|jpg images in {root}")
     for im in images:
         class_text.setdefault(im.label, im.label)
-    return Benchmark(root, images, class_text)
+        class_names.setdefault(im.label, im.label)
+    labels = {im.label for im in images}
+    return Benchmark(
+        root,
+        images,
+        class_text,
+        {c: n for c, n in class_names.items() if c in labels},
+        {c: e for c, e in class_entity.items() if c in labels},
+    )
 
 
 def average_precisions(embeddings: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -109,12 +137,26 @@ def average_precisions(embeddings: np.ndarray, labels: Sequence[str]) -> np.ndar
 
 
 def retrieval_map(embeddings: np.ndarray, labels: Sequence[str], domains: Sequence[str]) -> dict[str, Any]:
-    aps = average_precisions(embeddings, labels)
+    return _maps(average_precisions(embeddings, labels), domains)
+
+
+def _maps(aps: np.ndarray, domains: Sequence[str]) -> dict[str, Any]:
     domains = np.asarray(domains)
     return {
         "map": float(aps.mean()),
         "map_per_domain": {d: float(aps[domains == d].mean()) for d in sorted(set(domains.tolist()))},
     }
+
+
+def split_map(aps: np.ndarray, labels: Sequence[str], seen: Mapping[str, bool]) -> dict[str, Any]:
+    """mAP over the queries of seen and of unseen classes (None for a side without classes), and the classes."""
+    labels = np.asarray(labels)
+    is_seen = np.array([seen.get(label, False) for label in labels.tolist()], dtype=bool)
+    out: dict[str, Any] = {}
+    for side, mask in (("seen", is_seen), ("unseen", ~is_seen)):
+        out[f"map_{side}"] = float(aps[mask].mean()) if mask.any() else None
+        out[f"{side}_classes"] = sorted(set(labels[mask].tolist()))
+    return out
 
 
 def zero_shot_accuracy(image_emb: np.ndarray, labels: Sequence[str], class_emb: dict[str, np.ndarray]) -> float:
@@ -160,13 +202,17 @@ def evaluate_embeddings(
     bench: Benchmark,
     image_emb: np.ndarray,
     embed_texts: Callable[[list[str]], np.ndarray] | None = None,
+    seen: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """Retrieval mAP (overall, per domain), linear probe, and zero-shot when a text tower is given."""
+    """Retrieval mAP (overall, per domain, and over seen/unseen classes when ``seen`` says which are),
+    linear probe, and zero-shot when a text tower is given."""
+    aps = average_precisions(image_emb, bench.labels)
     results: dict[str, Any] = {
         "benchmark": str(bench.root),
         "num_images": len(bench.images),
         "num_classes": len(set(bench.labels.tolist())),
-        **retrieval_map(image_emb, bench.labels, bench.domains),
+        **_maps(aps, bench.domains),
+        **(split_map(aps, bench.labels, seen) if seen is not None else {}),
         "linear_probe_top1": linear_probe_accuracy(image_emb, bench.labels),
         "zero_shot_top1": None,
     }
@@ -179,10 +225,17 @@ def evaluate_embeddings(
     return results
 
 
-def evaluate_model(bench: Benchmark, model: Any) -> dict[str, Any]:
-    """Every metric for a loaded :class:`~mofi_platform.training.inference.EmbeddingModel`, with its name and version.
+def evaluate_model(bench: Benchmark, model: Any, seen: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """Every metric for a loaded :class:`~mofi_platform.training.inference.EmbeddingModel`, with its name,
+    version and input size (``seen``: as for :func:`evaluate_embeddings`).
 
-    One function for ``mofi eval`` and the pipeline's evaluate step, so both report the same numbers.
+    One function for ``mofi eval`` and the pipeline's evaluate step (through
+    :func:`~mofi_platform.training.references.evaluate_with_references`), so both report the same numbers.
     """
     emb = embed_benchmark(bench, model.embed_images)
-    return {"model": model.model_name, "version": model.version, **evaluate_embeddings(bench, emb, model.embed_texts)}
+    return {
+        "model": model.model_name,
+        "version": model.version,
+        "image_size": model.image_size,
+        **evaluate_embeddings(bench, emb, model.embed_texts, seen=seen),
+    }

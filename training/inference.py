@@ -77,6 +77,12 @@ class EmbeddingModel:
     ) -> EmbeddingModel:
         return cls(model, eval_transform, tokenizer, version, model_name)
 
+    @property
+    def image_size(self) -> int:
+        """The input size images are resized and cropped to (the checkpoint's, else its model config's)."""
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""
         return self._embed(

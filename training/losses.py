@@ -20,11 +20,19 @@ entity) are false negatives of each other; at web scale they are rare, at our sc
 raise the loss floor.
 
 Recipes: ``supervised`` (lambda=1, no text tower), ``contrastive`` (lambda=0, no classes; CLIP on
-raw alt-text), ``multitask`` (lambda=0.5, the paper's default).
+raw alt-text), ``multitask`` (lambda=0.5, the paper's default). A recipe only sets defaults: lambda,
+CosFace s and m, the contrastive temperature (initial value, learnt or fixed) and which entity text
+the contrastive side sees (the name, or "name: description") are :class:`LossConfig` fields.
+
+Chance level of the class loss (:func:`cosface_chance_loss`): a head that scores every class alike
+(all cosines equal) gives each positive term ``softplus(s*m + ln N)`` with ``N`` negatives, i.e.
+``ln(1 + (C - P) * e^(s*m))`` for an image with ``P`` of the ``C`` classes; a class loss at that
+level means the head separates nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -32,7 +40,10 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import nn
 
-__all__ = ["RECIPES", "Recipe", "LossConfig", "cosface_loss", "MofiLoss"]
+__all__ = ["RECIPES", "Recipe", "LossConfig", "ENTITY_TEXTS", "cosface_loss", "cosface_chance_loss", "MofiLoss"]
+
+#: What the contrastive side of an entity-text recipe reads: the entity's name, or "name: description".
+ENTITY_TEXTS = ("name_description", "name")
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class LossConfig:
     """The objective's settings: the recipe picks the contrastive texts and the default lambda.
 
     ``TrainConfig`` holds one as its ``loss`` field; field help texts become ``mofi train`` options.
-    The temperature is not here: it is the model's learnt ``logit_scale``.
+    The temperature is the model's ``logit_scale`` (``ln(1 / temperature)``): ``temperature`` sets its
+    start (unset: the model config's), ``learn_temperature`` whether training changes it.
     """
 
     recipe: str = field(metadata={"help": "supervised | contrastive | multitask."})
@@ -65,6 +77,15 @@ class LossConfig:
     )
     cosface_scale: float = field(default=32.0, metadata={"help": "CosFace scale s."})
     cosface_margin: float = field(default=0.2, metadata={"help": "CosFace margin m."})
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "Initial contrastive temperature (logit scale 1/temperature); unset: the model config's."},
+    )
+    learn_temperature: bool = field(default=True, metadata={"help": "Learn the temperature (else it stays fixed)."})
+    entity_text: str = field(
+        default="name_description",
+        metadata={"help": 'Entity text of the contrastive side: name_description ("name: description") | name.'},
+    )
 
     def __post_init__(self) -> None:
         lam = self.lam  # raises ValueError naming an unknown recipe
@@ -72,6 +93,10 @@ class LossConfig:
             raise ValueError(
                 f"class weight {lam} does not fit recipe {self.recipe} (0 to 1; exactly 1 when the recipe has no texts)"
             )
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.entity_text not in ENTITY_TEXTS:
+            raise ValueError(f"unknown entity text {self.entity_text!r}; one of {', '.join(ENTITY_TEXTS)}")
 
     @property
     def spec(self) -> Recipe:
@@ -108,6 +133,16 @@ def cosface_loss(cos: torch.Tensor, targets: torch.Tensor, scale: float, margin:
         return cos.sum() * 0.0
     per_image = per_positive.sum(dim=1)[has_pos] / n_pos[has_pos]
     return per_image.mean()
+
+
+def cosface_chance_loss(num_classes: int, scale: float, margin: float, positives: int = 1) -> float:
+    """The :func:`cosface_loss` of a head whose cosines are all equal: ``ln(1 + (C - P) * e^(s*m))``.
+
+    ``C`` classes of which an image has ``P`` (the loss then does not depend on the cosine's value).
+    """
+    if num_classes <= positives:
+        return 0.0
+    return math.log1p((num_classes - positives) * math.exp(scale * margin))
 
 
 class MofiLoss(nn.Module):

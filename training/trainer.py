@@ -133,6 +133,10 @@ def build_model(cfg: TrainConfig, num_classes: int):
     model, train_transform, _ = create_model_and_transforms(
         cfg.model, pretrained_towers=cfg.pretrained_towers, num_classes=num_classes, image_size=cfg.image_size or None
     )
+    if cfg.loss.temperature is not None:
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(1.0 / cfg.loss.temperature))
+    model.logit_scale.requires_grad = cfg.loss.learn_temperature
     if not cfg.loss.uses_text:  # supervised: only the image path (tower + entity head) gets gradients
         image_path = {id(p) for p in model.visual.parameters()} | {id(p) for p in model.entity_head.parameters()}
         for p in model.parameters():
@@ -178,6 +182,7 @@ def build_loader(
         StreamConfig(
             split="train",
             text_source=cfg.loss.spec.text_source,
+            entity_text=cfg.loss.entity_text,
             require_class=cfg.loss.uses_classes,
             shuffle_buffer=cfg.shuffle_buffer,
             seed=cfg.seed + start,
@@ -221,6 +226,9 @@ def _check(cfg: TrainConfig) -> None:
     for name in ("steps", "batch_size", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.loss.temperature is not None and math.log(1.0 / cfg.loss.temperature) > MAX_LOGIT_SCALE:
+        floor = math.exp(-MAX_LOGIT_SCALE)
+        raise ValueError(f"temperature {cfg.loss.temperature} is below {floor:g}, the logit scale's clamp")
 
 
 def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:

@@ -39,7 +39,8 @@ PLANS = {
             "steps": 60,
             "batch_size": 16,
             "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 20}),
-            "min_map": 0.0,
+            # the model must beat frozen ImageNet features at its input size (not a rerun's own earlier model)
+            "gate": "baseline",
             "index_batch_size": 64,
         },
     ),
@@ -63,7 +64,9 @@ PLANS = {
                     "shuffle_buffer": 16,
                 }
             ),
-            "min_map": 0.0,
+            # a tiny ViT trained from scratch for seconds is not expected to beat frozen ImageNet
+            # features: the quick run gates against chance only (the report states the gate)
+            "gate": "chance",
             "index_batch_size": 32,
         },
     ),

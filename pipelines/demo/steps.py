@@ -32,7 +32,7 @@ __all__ = ["Demo"]
 _PIPELINE_LINES = re.compile(
     r"Executing task|finished with status|torchx job|^(\[\d+\]:)?train |^embed |^index "
     r"|snapshot s3|checkpoint s3|^indexed|\"map\"|^Error: |FAILURE|TrainingFailed"
-    r"|QualityGateFailed"
+    r"|QualityGateFailed|quality gate"
 )
 
 
@@ -313,19 +313,22 @@ class Demo:
                 server.wait(timeout=60)
             return examples
 
-    def report(self, searches: list, summary: dict) -> Path:
-        from mofi_platform.pipelines.report import build_report
+    def _run_metrics(self) -> list[dict]:
         from mofi_platform.training.checkpointer import read_metrics
+
+        return read_metrics(self.store(), self.runner.state["pipeline"]["model"]["run_dir"])
+
+    def report(self, searches: list, summary: dict, run_metrics: list[dict]) -> Path:
+        from mofi_platform.pipelines.report import build_report
 
         with self.runner.step("report", "HTML report"):
             pipe = self.runner.state["pipeline"]
-            run_dir = pipe["model"]["run_dir"]
             path = build_report(
                 self.dir / "report",
                 settings=self.settings,
                 summary=summary,
                 eval_results=pipe.get("evaluation"),
-                run_metrics={pipe["model"]["run_name"]: read_metrics(self.store(), run_dir)},
+                run_metrics={pipe["model"]["run_name"]: run_metrics},
                 ablation_results=_repo_file("benchmarks/ablation/results.json"),
                 searches=searches,
             )
@@ -345,6 +348,7 @@ class Demo:
         queries, images = self._queries(data)
         searches = self.searches(queries, images)
         evaluation = pipe.get("evaluation", {})
+        run_metrics = self._run_metrics()
         summary = {
             "mode": f"{self.plan.name} ({data['source']})",
             "pairs streamed": stream["produced"],
@@ -354,11 +358,11 @@ class Demo:
             "CLIP threshold": clip["threshold"],
             "I2E snapshot": pipe["model"]["snapshot"],
             "checkpoint": pipe["model"]["checkpoint"],
-            "retrieval mAP": round(evaluation.get("map", float("nan")), 4),
-            "mAP per domain": {k: round(v, 4) for k, v in evaluation.get("map_per_domain", {}).items()},
+            **evaluation_summary(evaluation),
+            **class_loss_summary(run_metrics, evaluation.get("class_loss_chance")),
             "wall time (this run)": f"{time.monotonic() - started:.0f} s",
         }
-        path = self.report(searches, summary)
+        path = self.report(searches, summary, run_metrics)
         self.echo(click.style("\nSummary", bold=True))
         for key, value in summary.items():
             self.echo(f"  {key:<32} {value}")
@@ -373,6 +377,48 @@ class Demo:
         texts = [c.name for c in sorted(snap.classes, key=lambda c: -c.count)[:4]]
         bench = sorted(Path(data["benchmark"]).glob("*.png"))
         return texts, bench[:: max(1, len(bench) // 2)][:2]
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def evaluation_summary(evaluation: dict) -> dict:
+    """The summary's evaluation lines: mAP beside its references, the seen/unseen split, the gate's verdict."""
+    baseline = evaluation.get("baseline") or {}
+    published = evaluation.get("published") or {}
+    gate = evaluation.get("gate") or {}
+    against = ", ".join(gate.get("against") or []) or "no reference (floor only)"
+    verdict = "passed" if gate.get("passed") else "failed: " + "; ".join(gate.get("failures") or [])
+    lines = {
+        "retrieval mAP": _r(evaluation.get("map", float("nan"))),
+        f"frozen ImageNet baseline mAP ({baseline.get('image_size', '?')} px, same input size)": _r(
+            baseline.get("map")
+        ),
+        "chance mAP (random embeddings)": _r((evaluation.get("chance") or {}).get("map")),
+        "mAP per domain": {k: round(v, 4) for k, v in evaluation.get("map_per_domain", {}).items()},
+        "mAP seen / unseen classes": (
+            f"{_r(evaluation.get('map_seen'))} ({len(evaluation.get('seen_classes') or [])} classes) / "
+            f"{_r(evaluation.get('map_unseen'))} ({len(evaluation.get('unseen_classes') or [])} classes)"
+        ),
+        "quality gate": f"against {against} (margin {gate.get('min_gain', 0.0)}): {verdict}" if gate else None,
+    }
+    if published:
+        lines[f"published model {published.get('version', '')} mAP"] = _r(published.get("map"))
+    return lines
+
+
+def class_loss_summary(metrics: list[dict], chance: dict | None) -> dict:
+    """The class loss at the end of training (mean of the last five steps) beside its chance level."""
+    tail = [m["class_loss"] for m in metrics[-5:] if "class_loss" in m]
+    if not tail or chance is None:
+        return {}
+    return {
+        "class loss, last 5 steps (chance level)": (
+            f"{sum(tail) / len(tail):.3f} ({chance['value']:.3f} for {chance['num_classes']} classes, "
+            f"s={chance['scale']:g}, m={chance['margin']:g})"
+        )
+    }
 
 
 class _TopicCounter:

@@ -44,12 +44,14 @@ __all__ = [
     "HitCard",
     "SearchSheet",
     "EvalTable",
+    "MapBar",
     "TrainingTable",
     "THUMB_PX",
     "TOP_ENTITIES",
     "as_hit",
     "collect_i2e",
     "eval_table",
+    "map_bars",
     "search_sheets",
     "thumbnail_data_uri",
     "training_table",
@@ -395,6 +397,32 @@ def eval_table(results: Any) -> EvalTable | None:
         domains=sorted({d for _, r in rows for d in (r.get("map_per_domain") or {})}),
         benchmarks=sorted({str(r.get("benchmark")) for _, r in rows if r.get("benchmark")}),
     )
+
+
+@dataclass
+class MapBar:
+    """One bar of the mAP chart: ``key`` says what it is (model, baseline, published, chance, seen, unseen)."""
+
+    key: str
+    label: str
+    value: float
+
+
+def map_bars(results: Mapping[str, Any]) -> list[MapBar]:
+    """The model's mAP beside its references, then over seen and unseen classes (what the results carry)."""
+    baseline = results.get("baseline") or {}
+    published = results.get("published") or {}
+    bars = [
+        ("model", f"{results.get('model') or 'model'} ({results.get('image_size') or '?'} px)", results.get("map")),
+        ("baseline", f"frozen ImageNet baseline ({baseline.get('image_size', '?')} px)", baseline.get("map")),
+        ("published", f"published model {published.get('version', '')}".strip(), published.get("map")),
+        ("chance", "chance (random embeddings)", (results.get("chance") or {}).get("map")),
+        ("seen", f"model, seen classes ({len(results.get('seen_classes') or [])})", results.get("map_seen")),
+        ("unseen", f"model, unseen classes ({len(results.get('unseen_classes') or [])})", results.get("map_unseen")),
+        ("baseline_seen", "baseline, seen classes", baseline.get("map_seen")),
+        ("baseline_unseen", "baseline, unseen classes", baseline.get("map_unseen")),
+    ]
+    return [MapBar(key, label, float(value)) for key, label, value in bars if isinstance(value, (int, float))]
 
 
 @dataclass

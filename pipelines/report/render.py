@@ -35,6 +35,7 @@ from mofi_platform.pipelines.report.collect import (
     as_hit,
     collect_i2e,
     eval_table,
+    map_bars,
     search_sheets,
     training_table,
 )
@@ -129,11 +130,11 @@ def _score_plot(kept: list[float], dropped: list[float], threshold: float | None
     return _png_uri(buf.getvalue())
 
 
-def _curves(runs: Mapping[str, list[dict[str, Any]]]) -> str:
+def _curves(runs: Mapping[str, list[dict[str, Any]]], chance: Mapping[str, float] | None) -> str:
     from mofi_platform.training.curves import plot_training_curves
 
     with tempfile.TemporaryDirectory() as tmp:
-        return _png_uri(plot_training_curves(dict(runs), Path(tmp) / "curves.png").read_bytes())
+        return _png_uri(plot_training_curves(dict(runs), Path(tmp) / "curves.png", chance).read_bytes())
 
 
 @dataclass
@@ -210,8 +211,16 @@ def build_report(
 
     def training() -> str:
         runs = {k: v for k, v in (run_metrics or {}).items() if v}
+        table = eval_table(eval_results)
+        chance = next(
+            (r["class_loss_chance"] for _, r in (table.rows if table else []) if r.get("class_loss_chance")), None
+        )
         return macros.training(
-            _curves(runs) if runs else None, training_table(runs) if runs else None, eval_table(eval_results)
+            _curves(runs, {"class_loss": chance["value"]} if chance else None) if runs else None,
+            training_table(runs) if runs else None,
+            table,
+            chance,
+            [(label, map_bars(r)) for label, r in table.rows] if table else [],
         )
 
     sections = [

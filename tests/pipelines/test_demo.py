@@ -94,10 +94,18 @@ def test_quick_demo_runs_every_step_and_a_rerun_resumes(settings, tmp_path):
     model = state["pipeline"]["model"]
     assert model["step"] == 12 and store.exists(model["checkpoint"])
     assert store.exists(settings.embedder.checkpoint.replace(models, f"{models}-quick"))  # published for serving
-    assert 0.0 <= state["pipeline"]["evaluation"]["map"] <= 1.0
+    evaluation = state["pipeline"]["evaluation"]
+    assert 0.0 <= evaluation["map"] <= 1.0
+    # the quick plan gates against chance only, and says so; the baseline and chance stand beside the mAP
+    assert evaluation["gate"]["against"] == ["chance"] and evaluation["gate"]["passed"]
+    assert evaluation["baseline"]["image_size"] == evaluation["image_size"]
+    assert "frozen ImageNet baseline mAP" in out and "chance mAP (random embeddings)" in out
+    assert "quality gate                     against chance (margin 0.0): passed" in out
+    assert "class loss, last 5 steps (chance level)" in out
     assert out.count("    search ") == 6  # 4 text and 2 image searches answered over gRPC
     report = (state_dir / "report" / "index.html").read_text()
     assert model["checkpoint"] in report and "Retrieval" in report and report.count("<img") > 20
+    assert 'data-bar="model"' in report and 'data-bar="baseline"' in report and 'data-bar="chance"' in report
 
     out = _demo(settings, state_dir)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from torchx.runner import get_runner
 
@@ -18,9 +19,9 @@ from mofi.i2e import write_shard
 from mofi.objstore import ObjectStore
 from mofi_platform.pipelines.local import run_local
 from mofi_platform.pipelines.pipeline import PIPELINE_FILE, compile_pipeline
-from mofi_platform.pipelines.steps import TrainJob, plan_training, train_app, train_config
+from mofi_platform.pipelines.steps import TrainJob, evaluate_checkpoint, plan_training, train_app, train_config
 from mofi_platform.services.embedder.vectors import VectorStore
-from mofi_platform.training.checkpoint import load_checkpoint
+from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
 from mofi_platform.training.config import config_argv
 from mofi_platform.training.losses import LossConfig
 from tests.training.conftest import make_samples
@@ -39,13 +40,17 @@ def test_compiled_pipeline_steps_take_settings_from_configmap_and_credentials_fr
     docs = list(yaml.safe_load_all(PIPELINE_FILE.read_text()))
     spec, platform = docs[0], docs[1]
     dag = spec["root"]["dag"]["tasks"]
-    assert {"snapshot-i2e", "train-mofi", "evaluate-mofi", "index-milvus", "condition-1"} <= set(dag)
-    assert dag["index-milvus"]["dependentTasks"] == ["evaluate-mofi", "train-mofi"]
-    assert "roll-embedder" in spec["root"]["dag"]["tasks"]["condition-1"]["componentRef"][
-        "name"
-    ] or "roll-embedder" in json.dumps(spec["components"]["comp-condition-1"])
+    assert {"snapshot-i2e", "train-mofi", "evaluate-mofi", "condition-1", "condition-3"} <= set(dag)
+    # index and roll run only when the quality gate passed; otherwise gate-failed fails the run
+    passed = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert "index-milvus" in passed and "roll-embedder" in json.dumps(spec["components"]["comp-condition-2"])
+    assert dag["condition-1"]["triggerPolicy"]["condition"].endswith(
+        "['pipelinechannel--evaluate-mofi-Output'] == true"
+    )
+    assert "gate-failed" in spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert dag["condition-3"]["triggerPolicy"]["condition"].endswith("Output'] == false")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 5
+    assert len(executors) == 6
     for name, ex in executors.items():
         cm_keys = {k["envVar"] for cm in ex["configMapAsEnv"] for k in cm["keyToEnv"]}
         assert "MOFI_S3_ENDPOINT" in cm_keys and "MOFI_EMBEDDER_CHECKPOINT" in cm_keys, name
@@ -91,9 +96,11 @@ def test_train_options_are_checked_before_any_job_starts(settings):
 
 
 def test_training_job_runs_the_config_the_step_built(settings):
-    options = {"model": "mofi-tiny-vit", "steps": 5, "class_weight": 0.7, "cosface_margin": 0.3}
+    loss = {"class_weight": 0.7, "cosface_scale": 24.0, "cosface_margin": 0.3, "temperature": 0.1}
+    loss |= {"learn_temperature": False, "entity_text": "name"}
+    options = {"model": "mofi-tiny-vit", "steps": 5, **loss}
     cfg = train_config(settings, "s3://b/s/manifest.json", "r", options)
-    assert cfg.loss == LossConfig(settings.training.recipe, class_weight=0.7, cosface_margin=0.3)
+    assert cfg.loss == LossConfig(settings.training.recipe, **loss)
     assert cfg.checkpoint_dir == settings.training.checkpoint_dir
     app = train_app(settings, "s3://b/s/manifest.json", "r", options, TrainJob())
     assert "mofi.cli train " + shlex.join(config_argv(cfg)) in " ".join(app.roles[0].args)
@@ -128,14 +135,22 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
         index_batch_size=16,
     )
 
-    out = run_local(settings, tmp_path / "root", roll=True, **params)
+    # Nothing is published yet: the gate compares against chance (and skips the absent published model).
+    out = run_local(settings, tmp_path / "root", roll=True, gate="chance,published", **params)
 
     model = out["model"]
     assert model["step"] == 8 and model["run_name"] == "v1-mofi-tiny-vit-multitask"
     assert model["snapshot"] == f"s3://{settings.s3.i2e_bucket}/snapshots/v1/manifest.json"
     assert load_checkpoint(ObjectStore(settings.s3), model["checkpoint"])["step"] == 8
-    assert 0.0 < out["metrics"]["map"] <= 1.0 and "map_emoji" in out["metrics"]
-    assert out["evaluation"]["map"] == out["metrics"]["map"] and out["evaluation"]["num_images"] == 17
+    metrics, evaluation = out["metrics"], out["evaluation"]
+    assert 0.0 < metrics["map"] <= 1.0 and "map_emoji" in metrics
+    assert evaluation["map"] == metrics["map"] and evaluation["num_images"] == 17
+    assert metrics["gate_passed"] == 1.0
+    assert evaluation["gate"]["references"] == {"chance": metrics["chance_map"], "published": None}
+    assert evaluation["published"] is None and metrics["map"] > metrics["chance_map"]
+    assert metrics["baseline_map"] == evaluation["baseline"]["map"] and evaluation["baseline"]["image_size"] == 32
+    assert metrics["unseen_classes"] == 4 and "map_seen" not in metrics  # shapes trained, emoji and sky evaluated
+    assert metrics["class_loss_chance"] == pytest.approx(evaluation["class_loss_chance"]["value"])
     # One client for the rest of the test: milvus-lite serves the file from this process while it is open
     # (reopening the same file right after closing it can race the previous local server's shutdown).
     vectors = VectorStore(settings.milvus.uri, settings.milvus.collection)
@@ -147,9 +162,55 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
         served = load_checkpoint(ObjectStore(settings.s3), settings.embedder.checkpoint)  # the roll step published it
         assert served["version"] == "v1-mofi-tiny-vit-multitask-step8" and "optimizer" not in served
 
-        # Same run name: training confirms it is finished; the gate then fails the run before the index step.
-        with pytest.raises(RuntimeError, match="evaluate-mofi"):
-            run_local(settings, tmp_path / "root2", min_map=1.01, **params)
+        # The default gate (baseline and published) with a margin the model does not reach: the run
+        # fails after evaluation, before the index step, with the numbers in the evaluate step's Metrics.
+        with pytest.raises(RuntimeError, match="gate-failed"):
+            run_local(settings, tmp_path / "root2", roll=True, min_gain=0.5, **params)
         assert vectors.versions() == [first] and vectors.current() == first
     finally:
         vectors.close()
+    failed = _executor_metrics(tmp_path / "root2", "evaluate-mofi")
+    assert failed["gate_passed"] == 0.0 and failed["map"] == pytest.approx(metrics["map"])
+    assert failed["baseline_map"] == pytest.approx(metrics["baseline_map"])
+    assert failed["map"] < failed["baseline_map"] + 0.5
+    assert "published_map" not in failed  # the published model is this checkpoint: no number to beat
+
+
+def _executor_metrics(root: Path, task: str) -> dict:
+    """The Metrics a task of a local run logged (kfp.local keeps each task's executor output)."""
+    (path,) = (root).glob(f"*/{task}/executor_output.json")
+    artifacts = json.loads(path.read_text())["artifacts"]["metrics"]["artifacts"]
+    return artifacts[0]["metadata"]
+
+
+def test_gate_compares_against_the_published_model_both_ways(settings, store, tmp_path):
+    """Of two checkpoints, the one with the higher mAP passes a gate against the other published; a rerun
+    of the published checkpoint has no number to beat; a bad gate name is refused."""
+    from mofi_platform.training.models import create_model_and_transforms
+
+    uris = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model, _, _ = create_model_and_transforms("mofi-tiny-vit")
+        uris[seed] = f"s3://{settings.s3.models_bucket}/gate/ckpt-{seed}.pt"
+        save_checkpoint(
+            store, uris[seed], {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": f"v{seed}"}
+        )
+    alone = {seed: evaluate_checkpoint(settings, uri, str(BENCHMARK), gate="none")["map"] for seed, uri in uris.items()}
+    assert alone[0] != alone[1]
+    verdicts = {}
+    for candidate, published in ((0, 1), (1, 0)):
+        settings.embedder.checkpoint = uris[published]
+        out = evaluate_checkpoint(settings, uris[candidate], str(BENCHMARK), gate="published")
+        assert out["published"]["version"] == f"v{published}"
+        assert out["published"]["map"] == pytest.approx(alone[published])
+        assert out["gate"]["references"] == {"published": out["published"]["map"]}
+        verdicts[candidate] = out["gate"]["passed"]
+        assert verdicts[candidate] == (alone[candidate] > alone[published]), out["gate"]
+        assert verdicts[candidate] or "does not beat the published" in out["gate"]["failures"][0]
+    assert sorted(verdicts.values()) == [False, True]
+    same = evaluate_checkpoint(settings, uris[0], str(BENCHMARK), gate="published,chance", min_map=1.01)
+    assert same["published"]["map"] is None and same["gate"]["references"]["published"] is None
+    assert not same["gate"]["passed"] and "below the floor min_map=1.0100" in same["gate"]["failures"][0]
+    with pytest.raises(ValueError, match="gate 'baselin'"):
+        evaluate_checkpoint(settings, uris[0], str(BENCHMARK), gate="baselin")

@@ -119,6 +119,30 @@ EVAL = {
     "map_per_domain": {"culture": 0.3811, "nature": 0.4567},
     "linear_probe_top1": 0.442,
     "zero_shot_top1": None,
+    "image_size": 96,
+    "map_seen": 0.5012,
+    "map_unseen": 0.3702,
+    "seen_classes": ["animals", "food"],
+    "unseen_classes": ["town"],
+    "seen_matched_by": "entity id",
+    "baseline": {
+        "model": "imagenet-effnet-lite0",
+        "image_size": 96,
+        "map": 0.3931,
+        "map_seen": 0.45,
+        "map_unseen": 0.36,
+    },
+    "chance": {"map": 0.0712, "std": 0.001, "draws": 5, "seed": 0},
+    "published": None,
+    "class_loss_chance": {"value": 12.83, "num_classes": 619, "scale": 32.0, "margin": 0.2},
+    "gate": {
+        "against": ["baseline", "published"],
+        "min_gain": 0.0,
+        "min_map": 0.0,
+        "references": {"baseline": 0.3931, "published": None},
+        "passed": True,
+        "failures": [],
+    },
 }
 
 
@@ -252,6 +276,21 @@ def test_report_from_real_shards(settings, tmp_path):
     assert any(a.get("alt") == "training curves" for a in imgs)
     metric = {a["data-metric"]: None for t, a in doc.tags if "data-metric" in a}
     assert {"map", "map_culture", "map_nature", "zero_shot_top1", "linear_probe_top1"} <= set(metric)
+    assert {"baseline_map", "chance_map", "map_seen", "map_unseen", "class_loss_chance"} <= set(metric)
+    # the chart: the model's mAP beside the baseline at the same input size and chance, then seen/unseen
+    bars = {a["data-bar"]: float(a["data-value"]) for t, a in doc.tags if "data-bar" in a}
+    assert bars == {
+        "model": 0.4123,
+        "baseline": 0.3931,
+        "chance": 0.0712,
+        "seen": 0.5012,
+        "unseen": 0.3702,
+        "baseline_seen": 0.45,
+        "baseline_unseen": 0.36,
+    }
+    assert "frozen ImageNet baseline (96 px)" in text and "model, unseen classes (1)" in text
+    assert "Quality gate against baseline, published, margin 0, floor 0: passed" in text
+    assert "Chance level of the class loss: 12.83" in text and "C = 619 classes" in text
     assert "0.4123" in text and "0.4567" in text and "demo-run@step-60" in text
     assert "frozen ImageNet" in text and "0.4990" in text and "train s: wall-clock seconds." in text
     assert "never" not in text and "not a table" not in text  # only the rows of results.json

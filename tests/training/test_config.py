@@ -33,6 +33,7 @@ def _parse(argv: list[str], settings: Settings) -> TrainConfig:
             "checkpoint_dir": "/tmp/x",
         },
         {"recipe": "multitask", "class_weight": 0.7, "cosface_margin": 0.35, "tower_lr_scale": 1.0, "image_size": 96},
+        {"recipe": "contrastive", "temperature": 0.05, "learn_temperature": False, "entity_text": "name"},
     ],
 )
 def test_argv_round_trips_through_mofi_train(options):
@@ -49,6 +50,7 @@ def test_options_are_flat_and_cover_the_config():
     options = cfg.options()
     assert [name for name, _, _ in option_fields()] == list(options)
     assert {"recipe", "cosface_scale", "cosface_margin", "class_weight", "lr", "max_pixels"} <= set(options)
+    assert {"temperature", "learn_temperature", "entity_text"} <= set(options)
     assert "loss" not in options and set(SETTINGS_DEFAULTS) <= set(options)
     assert TrainConfig.from_options(options) == cfg
     assert dataclasses.replace(cfg, steps=3).loss is cfg.loss

@@ -55,6 +55,8 @@ def test_batches_carry_multi_hot_targets_and_entity_text(i2e_snapshot, store):
     texts = [entity_text(c.name, c.description) for c in snap.classes]
     sample = next(iter(ds))
     assert sample["text"] in texts and "circle: ellipse" in " ".join(texts)
+    names = next(iter(I2EStream(settings.s3, snap, train_t, StreamConfig(shuffle_buffer=8, entity_text="name"))))
+    assert names["text"] in {c.name for c in snap.classes}
     alt = next(iter(I2EStream(settings.s3, snap, train_t, StreamConfig(text_source="alt_text", require_class=False))))
     assert alt["text"].startswith("a ") and "background" in alt["text"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 
@@ -22,6 +23,8 @@ from mofi_platform.training.evaluation import (
     retrieval_map,
     zero_shot_accuracy,
 )
+from mofi_platform.training.losses import cosface_chance_loss
+from mofi_platform.training.references import BASELINE, chance_map, seen_classes
 from tests.training.conftest import COLOURS, SHAPES, draw
 
 
@@ -78,7 +81,14 @@ def shapes_benchmark(tmp_path):
         json.dumps({"circle": "round", "square": "angular", "triangle": "angular", "cross": "angular"})
     )
     (root / "classes.json").write_text(
-        json.dumps({"circle": {"name": "circle", "description": SHAPES["wn:circle"][1]}})
+        json.dumps(
+            {
+                "circle": {"name": "circle", "description": SHAPES["wn:circle"][1], "entity": "wn:circle"},
+                "square": {"name": "square", "description": "", "entity": "wn:square"},
+                "triangle": {"name": "triangle", "description": "", "entity": "wn:triangle"},
+                "cross": {"name": "cross", "description": "", "entity": "wn:crux"},
+            }
+        )
     )
     (root / "README.txt").write_text("not an image")
     return root
@@ -89,16 +99,47 @@ def test_benchmark_layout(shapes_benchmark):
     assert len(bench.images) == 16 and set(bench.labels) == {"circle", "square", "triangle", "cross"}
     assert set(bench.domains) == {"round", "angular"}
     assert bench.class_text["circle"].startswith("circle: ellipse") and bench.class_text["cross"] == "cross"
+    entities = {"circle": "wn:circle", "square": "wn:square", "triangle": "wn:triangle", "cross": "wn:crux"}
+    assert bench.class_entity == entities
+    assert bench.digest == load_benchmark(shapes_benchmark).digest
+    (shapes_benchmark / "circle_red0.png").write_bytes(draw("wn:circle", "wn:blue", random.Random(9), 64))
+    assert bench.digest != load_benchmark(shapes_benchmark).digest  # by content, not by name
 
 
-def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(shapes_benchmark, tmp_path):
-    model, _, _ = training.create_model_and_transforms("mofi-tiny-vit")
+def test_chance_is_the_map_of_random_embeddings(shapes_benchmark):
+    bench = load_benchmark(shapes_benchmark)
+    chance = chance_map(bench)
+    rngs = [np.random.default_rng(s) for s in range(200)]
+    direct = [average_precisions(rng.normal(size=(16, 8)), bench.labels).mean() for rng in rngs]
+    assert chance["draws"] == 5 and chance == chance_map(bench)  # seeded: the same number every time
+    assert abs(chance["map"] - np.mean(direct)) < 3 * np.std(direct) / np.sqrt(5) + 0.01
+    assert chance["map"] > 4 / 16  # above the class share: every query finds itself first
+
+
+def test_seen_classes_by_entity_id_canonical_id_or_name(shapes_benchmark):
+    bench = load_benchmark(shapes_benchmark)
+    classes = [{"id": "wn:circle", "name": "circle"}, {"id": "wn:cross", "name": "cross"}]
+    classes.append({"id": "x", "name": "square"})
+    seen, how = seen_classes(bench, classes)
+    assert how == "entity id" and seen == {"circle": True, "square": False, "triangle": False, "cross": False}
+    # with the KB's same-as links: the benchmark's entity is an alias of a training class
+    seen, _ = seen_classes(bench, classes, canonical=lambda e: {"wn:crux": "wn:cross"}.get(e, e))
+    assert seen == {"circle": True, "square": False, "triangle": False, "cross": True}
+    (shapes_benchmark / "classes.json").unlink()  # no entity ids: names decide
+    seen, how = seen_classes(load_benchmark(shapes_benchmark), classes)
+    assert how == "name" and seen == {"circle": True, "square": True, "triangle": False, "cross": True}
+
+
+def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(settings, shapes_benchmark, tmp_path):
+    model, _, _ = training.create_model_and_transforms("mofi-tiny-vit", num_classes=2)
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(
-        ObjectStore(S3Settings()),
-        str(ckpt),
-        {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": "tiny-0"},
-    )
+    classes = [
+        {"index": 0, "id": "wn:circle", "name": "circle", "description": "", "count": 5},
+        {"index": 1, "id": "wn:square", "name": "square", "description": "", "count": 5},
+    ]
+    config = {"recipe": "multitask", "cosface_scale": 32.0, "cosface_margin": 0.2, "class_weight": None}
+    state = {"model_name": "mofi-tiny-vit", "model": model.state_dict(), "version": "tiny-0", "classes": classes}
+    save_checkpoint(ObjectStore(S3Settings()), str(ckpt), {**state, "config": config})
     run_dir = tmp_path / "runs" / "multitask"
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text(
@@ -109,39 +150,46 @@ def test_mofi_eval_on_a_checkpoint_and_the_imagenet_baseline(shapes_benchmark, t
     )
     out = tmp_path / "results.json"
     png = tmp_path / "curves.png"
+    cache = f"s3://{settings.s3.models_bucket}/evaluation"
+    args = ["eval", "--benchmark", str(shapes_benchmark), "--checkpoint", str(ckpt), "--out", str(out)]
     runner = CliRunner()
-    res = runner.invoke(
-        main,
-        [
-            "eval",
-            "--benchmark",
-            str(shapes_benchmark),
-            "--checkpoint",
-            str(ckpt),
-            "--out",
-            str(out),
-            "--run-dir",
-            str(run_dir),
-            "--curves",
-            str(png),
-        ],
-    )
+    res = runner.invoke(main, [*args, "--run-dir", str(run_dir), "--curves", str(png)], env=settings.to_env())
     assert res.exit_code == 0, res.output
     results = json.loads(out.read_text())
-    assert results["version"] == "tiny-0" and results["num_images"] == 16
+    assert results["version"] == "tiny-0" and results["num_images"] == 16 and results["image_size"] == 32
     assert set(results["map_per_domain"]) == {"round", "angular"}
     assert 0 < results["map"] <= 1 and 0 <= results["zero_shot_top1"] <= 1 and 0 <= results["linear_probe_top1"] <= 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # seen vs unseen: the checkpoint trained circle and square
+    assert results["seen_classes"] == ["circle", "square"] and results["unseen_classes"] == ["cross", "triangle"]
+    assert results["seen_matched_by"] == "entity id"
+    assert results["map"] == pytest.approx((results["map_seen"] + results["map_unseen"]) / 2)  # 8 queries each
+    # the frozen baseline at the checkpoint's input size, cached per benchmark and size; chance beside them
+    bench = load_benchmark(shapes_benchmark)
+    assert results["baseline"]["image_size"] == 32 and results["baseline"]["model"] == BASELINE
+    cached = f"{cache}/{bench.digest}/{BASELINE}-32px.npy"
+    assert ObjectStore(settings.s3).exists(cached)
+    emb = np.load(io.BytesIO(ObjectStore(settings.s3).get_bytes(cached)))
+    assert results["baseline"]["map"] == pytest.approx(retrieval_map(emb, bench.labels, bench.domains)["map"])
+    assert results["chance"] == chance_map(bench)
+    assert results["class_loss_chance"]["value"] == pytest.approx(cosface_chance_loss(2, 32.0, 0.2))
+    # a second evaluation reads the cached embeddings instead of embedding the benchmark again
+    marked = np.random.default_rng(1).normal(size=emb.shape).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, marked)
+    ObjectStore(settings.s3).put_bytes(cached, buf.getvalue())
+    again = runner.invoke(main, args, env=settings.to_env())
+    assert again.exit_code == 0, again.output
+    assert json.loads(out.read_text())["baseline"]["map"] == pytest.approx(
+        retrieval_map(marked, bench.labels, bench.domains)["map"]
+    )
 
-    res = runner.invoke(main, ["eval", "--benchmark", str(shapes_benchmark), "--baseline", "imagenet-effnet-lite0"])
+    res = runner.invoke(
+        main,
+        ["eval", "--benchmark", str(shapes_benchmark), "--baseline", BASELINE, "--image-size", "64"],
+        env=settings.to_env(),
+    )
     assert res.exit_code == 0, res.output
     base = json.loads(res.output[res.output.index("{") :])
-    chance = np.mean(
-        [
-            average_precisions(
-                np.random.default_rng(s).normal(size=(16, 8)), load_benchmark(shapes_benchmark).labels
-            ).mean()
-            for s in range(20)
-        ]
-    )
-    assert base["zero_shot_top1"] is None and base["map"] > chance + 0.15  # ImageNet features see shapes
+    assert base["image_size"] == 64 and base["chance"] == results["chance"]
+    assert base["zero_shot_top1"] is None and base["map"] > base["chance"]["map"] + 0.15  # ImageNet features see shapes

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from mofi_platform.training.losses import LossConfig, MofiLoss, cosface_loss
+from mofi_platform.training.losses import LossConfig, MofiLoss, cosface_chance_loss, cosface_loss
 
 S, M = 16.0, 0.3
 
@@ -139,3 +139,29 @@ def test_class_weight_overrides_the_recipes_lambda():
         LossConfig("supervised", class_weight=0.5)  # no texts to weigh against
     with pytest.raises(ValueError, match="does not fit"):
         LossConfig("multitask", class_weight=1.5)
+
+
+def test_chance_level_is_the_loss_of_a_head_that_scores_every_class_alike():
+    for c, positives in ((619, 1), (9, 1), (9, 3)):
+        targets = torch.zeros(4, c, dtype=torch.bool)
+        targets[:, :positives] = True
+        for value in (-0.3, 0.0, 0.7):  # whatever the common cosine is
+            cos = torch.full((4, c), value)
+            assert cosface_loss(cos, targets, 32.0, 0.2).item() == pytest.approx(
+                cosface_chance_loss(c, 32.0, 0.2, positives), rel=1e-5
+            )
+    assert cosface_chance_loss(619, 32.0, 0.2) == pytest.approx(math.log(618) + 6.4, abs=0.01)  # ~ ln(C) + s*m
+    # a head that ranks each positive first by the margin is far below it
+    cos = torch.full((4, 9), -0.5)
+    cos[:, 0] = 0.9
+    assert cosface_loss(cos, F.one_hot(torch.zeros(4, dtype=torch.long), 9).bool(), S, M) < 0.1 * cosface_chance_loss(
+        9, S, M
+    )
+
+
+def test_loss_options_are_checked():
+    assert LossConfig("multitask").entity_text == "name_description" and LossConfig("multitask").learn_temperature
+    with pytest.raises(ValueError, match="unknown entity text 'alt'"):
+        LossConfig("multitask", entity_text="alt")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        LossConfig("contrastive", temperature=0.0)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
+from click.testing import CliRunner
 from torchx.runner import get_runner
 from torchx.specs import AppState
 
+from mofi.cli import main
+from mofi.i2e import Snapshot
 from mofi.objstore import ObjectStore
 from mofi_platform.training.checkpoint import latest_checkpoint, load_checkpoint
 from mofi_platform.training.checkpointer import read_metrics
 from mofi_platform.training.components import train as train_component
 from mofi_platform.training.config import TrainConfig, config_argv
 from mofi_platform.training.inference import EmbeddingModel
-from mofi_platform.training.trainer import train
+from mofi_platform.training.trainer import Ranks, build, build_loader, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,10 +123,6 @@ def test_torchx_two_process_ddp_run_is_killed_resumes_and_finishes(i2e_snapshot,
 
 
 def test_mofi_train_rejects_bad_input_with_a_clear_message(settings):
-    from click.testing import CliRunner
-
-    from mofi.cli import main
-
     env = settings.to_env()
     runner = CliRunner()
     missing = f"s3://{settings.s3.i2e_bucket}/snapshots/none/manifest.json"
@@ -146,3 +148,45 @@ def test_supervised_recipe_trains_only_the_image_path():
         model, _ = build_model(cfg, 3)
         trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"visual", "entity_head"}, (name, trainable)
+
+
+def test_loss_options_of_mofi_train_reach_the_trainer(i2e_snapshot):
+    """`mofi train` flags for lambda, CosFace s/m, temperature and entity text train what they say."""
+    settings, uri = i2e_snapshot
+    cfg = _config(
+        settings,
+        uri,
+        steps=3,
+        checkpoint_every=3,
+        class_weight=0.3,
+        cosface_scale=16.0,
+        cosface_margin=0.1,
+        temperature=0.05,
+        learn_temperature=False,
+        entity_text="name",
+    )
+    argv = config_argv(cfg)
+    assert {"--temperature", "0.05", "--no-learn-temperature", "--entity-text", "name"} <= set(argv)
+    res = CliRunner().invoke(main, ["train", *argv], env=settings.to_env())
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(ObjectStore(settings.s3), latest_checkpoint(ObjectStore(settings.s3), cfg.run_dir)[1])
+    assert {k: ckpt["config"][k] for k in ("class_weight", "cosface_scale", "cosface_margin")} == {
+        "class_weight": 0.3,
+        "cosface_scale": 16.0,
+        "cosface_margin": 0.1,
+    }
+    assert ckpt["config"]["temperature"] == 0.05 and ckpt["config"]["entity_text"] == "name"
+    assert float(ckpt["model"]["logit_scale"]) == pytest.approx(math.log(20.0))  # fixed: not learnt
+
+    learnt = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, learn_temperature=True), run_name="learnt")
+    result = train(learnt, settings.s3)
+    scale = load_checkpoint(ObjectStore(settings.s3), result.checkpoint)["model"]["logit_scale"]
+    assert float(scale) != pytest.approx(math.log(20.0), abs=1e-6)  # started there, then trained
+
+    parts = build(cfg, 6, Ranks(0, 1, torch.device("cpu")))
+    assert parts.loss_fn.lam == 0.3 and parts.loss_fn.cfg.cosface_scale == 16.0
+    assert not parts.model.logit_scale.requires_grad
+    snap = Snapshot.load(ObjectStore(settings.s3), uri)
+    stream = build_loader(cfg, settings.s3, snap, parts, len(snap.classes), 0, Ranks(0, 1, torch.device("cpu"))).dataset
+    names = {c.name for c in snap.classes}
+    assert {ex["text"] for ex in itertools.islice(iter(stream), 8)} <= names  # names only, no ": description"
