@@ -222,9 +222,11 @@ def build_cache(
     train: dict[str, list[Any]] = {"features": [], "classes": [], "texts": []}
     val: dict[str, list[Any]] = {"features": [], "classes": []}
 
+    device = next(model.parameters()).device
+
     def flush(views: list[torch.Tensor], out: list[torch.Tensor], force: bool = False) -> None:
         if views and (force or len(views) >= CHUNK):
-            out.append(lower_features(model, k, torch.stack(views)).to(torch.float16))
+            out.append(lower_features(model, k, torch.stack(views).to(device)).to("cpu", torch.float16))
             views.clear()
 
     was_training = model.training
@@ -270,7 +272,10 @@ def build_cache(
                 tokenizer = get_tokenizer(cfg.model, cfg.context_length or None)
                 names = list(text_rows)
                 text_features = torch.cat(
-                    [pooled_text(model, tokenizer(names[i : i + CHUNK])) for i in range(0, len(names), CHUNK)]
+                    [
+                        pooled_text(model, tokenizer(names[i : i + CHUNK]).to(device)).cpu()
+                        for i in range(0, len(names), CHUNK)
+                    ]
                 ).float()
     finally:
         random.setstate(py_state)
@@ -376,12 +381,13 @@ def validation_map(model: nn.Module, k: int, cache: FeatureCache, project: bool 
     if len(cache.val_classes) < 2:
         return None
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     try:
         with torch.inference_mode():
             emb = torch.cat(
                 [
-                    upper_features(model, k, cache.val_features[i : i + CHUNK].float(), project)
+                    upper_features(model, k, cache.val_features[i : i + CHUNK].to(device).float(), project).cpu()
                     for i in range(0, len(cache.val_classes), CHUNK)
                 ]
             )
