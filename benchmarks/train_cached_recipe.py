@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import time
@@ -71,8 +72,9 @@ def main() -> None:
     from mofi_platform.training.baselines import imagenet_effnet_lite0_embedder
     from mofi_platform.training.config import TrainConfig
     from mofi_platform.training.evaluation import embed_benchmark, evaluate_embeddings, load_benchmark
-    from mofi_platform.training.feature_cache import cache_uri
+    from mofi_platform.training.feature_cache import FeatureCache, cache_uri, validation_map
     from mofi_platform.training.inference import EmbeddingModel
+    from mofi_platform.training.models import create_model_and_transforms
     from mofi_platform.training.trainer import load_snapshot, train
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +87,7 @@ def main() -> None:
     p.add_argument("--checkpoint-dir", default=".mofi/runs/cached-recipe")
     p.add_argument("--out", default="reports/cached-recipe")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     settings = load_settings()
     store = ObjectStore(settings.s3)
@@ -129,9 +132,14 @@ def main() -> None:
                 "class_loss_last5": sum(losses[-5:]) / 5,
                 "class_loss_chance": math.log(n_classes - 1) + cfg.loss.cosface_scale * cfg.loss.cosface_margin,
                 "val_map": result.metrics[-1].get("val_map"),
+                "val_map_frozen": None,
                 "checkpoint": result.checkpoint,
                 "benchmarks": {},
             }
+            if cfg.frozen_stages:  # the frozen tower's pooled features on the same validation images
+                cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
+                tower, _, _ = create_model_and_transforms(cfg.model, pretrained_towers=True, image_size=cfg.image_size)
+                row["val_map_frozen"] = validation_map(tower, cfg.frozen_stages, cache, project=False)
             size = cfg.image_size or 224
             for bench in benches:
                 key = (str(bench.root), size)
