@@ -69,6 +69,14 @@ class TrainConfig:
         0, "Text tokens per training text; 0 keeps the model config's (Hugging Face text towers only)."
     )
     pretrained_towers: bool = _opt(True, "Start from the offline pretrained towers the config names.")
+    frozen_stages: int = _opt(
+        0,
+        "Image-trunk stages kept frozen (EfficientNet towers): their features are cached per snapshot and the "
+        "upper stages, projections and entity head train on the cache (text tower frozen, its features cached "
+        "too); 0 fine-tunes everything from pixels.",
+    )
+    cache_views: int = _opt(4, "Views cached per training image with frozen_stages: the plain view + augmented ones.")
+    feature_cache: str = _opt("", "Folder of feature caches (s3://bucket/prefix or a path); empty: checkpoint_dir.")
     checkpoint_dir: str = _opt(_setting("checkpoint_dir"), "Where run folders go: s3://bucket/prefix or a local path.")
     checkpoint_every: int = _opt(_setting("checkpoint_every"), "Steps between checkpoints.")
     keep_checkpoints: int = _opt(2, "Step checkpoints kept per run (older ones are deleted after each save).")

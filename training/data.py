@@ -35,7 +35,7 @@ from mofi.images import ImageRejected, decode_rgb
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 
-__all__ = ["entity_text", "StreamConfig", "I2EStream", "Collate", "make_loader"]
+__all__ = ["entity_text", "StreamConfig", "sample_labels", "I2EStream", "Collate", "make_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,28 @@ class StreamConfig:
     shuffle_buffer: int = 256
     seed: int = 0
     max_pixels: int = 40_000_000
+
+
+def sample_labels(
+    sample: I2ESample, class_index: dict[str, int], cfg: StreamConfig
+) -> tuple[list[int], list[str]] | None:
+    """A sample's class indices and the texts its contrastive side may pick from (one per step, at
+    random); None when the sample lacks what the config requires. Shared by the stream and the
+    feature cache (``mofi_platform.training.feature_cache``), so both train on the same labels."""
+    entities = sample.meta.get("entities", [])
+    classes = sorted({class_index[e["id"]] for e in entities if e["id"] in class_index})
+    if cfg.require_class and not classes:
+        return None
+    texts: list[str] = []
+    if cfg.text_source == "entity":
+        pool = [e for e in entities if e["id"] in class_index] or entities
+        with_description = cfg.entity_text == "name_description"
+        texts = [entity_text(e["name"], e.get("description", "") if with_description else "") for e in pool]
+    elif cfg.text_source == "alt_text":
+        texts = [t for t in [sample.meta.get("text", "")] if t]
+    if cfg.text_source != "none" and not texts:
+        return None
+    return classes, texts
 
 
 class I2EStream(IterableDataset):
@@ -100,22 +122,11 @@ class I2EStream(IterableDataset):
     def _example(self, sample: I2ESample, rng: random.Random) -> dict[str, Any] | None:
         if self.snapshot.split_of(sample.pair_id) != self.cfg.split:
             return None
-        entities = sample.meta.get("entities", [])
-        classes = sorted({self.class_index[e["id"]] for e in entities if e["id"] in self.class_index})
-        if self.cfg.require_class and not classes:
+        labels = sample_labels(sample, self.class_index, self.cfg)
+        if labels is None:
             return None
-        text = ""
-        if self.cfg.text_source == "entity":
-            pool = [e for e in entities if e["id"] in self.class_index] or entities
-            if not pool:
-                return None
-            picked = rng.choice(pool)
-            description = picked.get("description", "") if self.cfg.entity_text == "name_description" else ""
-            text = entity_text(picked["name"], description)
-        elif self.cfg.text_source == "alt_text":
-            text = sample.meta.get("text", "")
-            if not text:
-                return None
+        classes, texts = labels
+        text = rng.choice(texts) if texts else ""
         try:
             image = decode_rgb(sample.image_bytes, max_pixels=self.cfg.max_pixels)
         except ImageRejected as e:

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from tqdm import tqdm
 from mofi.i2e import Snapshot
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
+from mofi_platform.training import feature_cache
 from mofi_platform.training.checkpointer import Checkpointer
 from mofi_platform.training.config import TrainConfig
 from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_loader
@@ -142,6 +143,8 @@ def build_model(cfg: TrainConfig, num_classes: int):
         for p in model.parameters():
             if id(p) not in image_path:
                 p.requires_grad = False
+    if cfg.frozen_stages:  # cached-feature recipe: lower stages (and text transformer) stay as pretrained
+        feature_cache.freeze_lower(model, cfg.frozen_stages, text=cfg.loss.uses_text)
     return model, train_transform
 
 
@@ -223,12 +226,14 @@ def _check(cfg: TrainConfig) -> None:
     model_spec(cfg.model)  # raises ValueError naming the registered models
     if not cfg.run_name or "/" in cfg.run_name:
         raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
-    for name in ("steps", "batch_size", "checkpoint_every"):
+    for name in ("steps", "batch_size", "checkpoint_every", "cache_views"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.loss.temperature is not None and math.log(1.0 / cfg.loss.temperature) > MAX_LOGIT_SCALE:
         floor = math.exp(-MAX_LOGIT_SCALE)
         raise ValueError(f"temperature {cfg.loss.temperature} is below {floor:g}, the logit scale's clamp")
+    if cfg.frozen_stages < 0:
+        raise ValueError(f"frozen_stages must be >= 0, got {cfg.frozen_stages}")
 
 
 def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
@@ -258,10 +263,19 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
             "version": f"{cfg.run_name}-step{step}",
         }
 
-    loader = build_loader(cfg, s3, snapshot, parts, num_classes, start, ranks)
-    step, uri = _loop(
-        cfg, parts, loader, start, metrics, ranks, lambda step: checkpointer.save(step, lambda: state(step), metrics)
-    )
+    validate: Callable[[], dict[str, float]] = dict
+    if cfg.frozen_stages:
+        module, loader, validate = feature_cache.prepare(
+            cfg, store, snapshot, parts.model, parts.transform, num_classes, start, ranks.rank, ranks.world
+        )
+    else:
+        module, loader = MofiTrainModule(parts.model), build_loader(cfg, s3, snapshot, parts, num_classes, start, ranks)
+
+    def save(step: int) -> str:
+        metrics[-1].update(validate())
+        return checkpointer.save(step, lambda: state(step), metrics)
+
+    step, uri = _loop(cfg, parts, module, loader, start, metrics, ranks, save)
     checkpointer.publish(uri, cfg.publish_uri)
     return TrainResult(cfg.run_dir, uri, step, start, metrics)
 
@@ -269,13 +283,15 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
 def _loop(
     cfg: TrainConfig,
     parts: Parts,
-    loader: DataLoader,
+    module: nn.Module,
+    loader: Iterable[dict[str, Any]],
     start: int,
     metrics: list[dict[str, Any]],
     ranks: Ranks,
     save: Callable[[int], str],
 ) -> tuple[int, str]:
-    """Steps ``start + 1 .. cfg.steps`` under DDP; appends to ``metrics``; returns (step, last checkpoint URI)."""
+    """Steps ``start + 1 .. cfg.steps`` of ``module`` (the model's training forward; pixels or cached
+    features, see ``feature_cache``) under DDP; appends to ``metrics``; returns (step, last checkpoint URI)."""
     model, optimizer, scheduler, device, world = (
         parts.model,
         parts.optimizer,
@@ -283,7 +299,6 @@ def _loop(
         ranks.device,
         ranks.world,
     )
-    module: nn.Module = MofiTrainModule(model)
     if world > 1:
         module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     module.train()

@@ -36,9 +36,23 @@ PLANS = {
         pipeline={
             "model_config": "mofi-effnet-lite0-minilm",
             "recipe": "multitask",
-            "steps": 60,
-            "batch_size": 16,
-            "train_options": json.dumps({"image_size": 128, "context_length": 16, "checkpoint_every": 20}),
+            # the cached-feature recipe (mofi_platform.training.feature_cache): the first six trunk stages
+            # run once per image (plain + one augmented view), the last stage, conv head, projections and
+            # entity head train for several epochs on the cache (RESULTS.md, "Cached-feature recipe")
+            "steps": 300,
+            "batch_size": 64,
+            "train_options": json.dumps(
+                {
+                    "image_size": 128,
+                    "context_length": 16,
+                    "frozen_stages": 6,
+                    "cache_views": 2,
+                    "lr": 1e-3,
+                    "tower_lr_scale": 0.3,
+                    "warmup_steps": 20,
+                    "checkpoint_every": 100,
+                }
+            ),
             # the model must beat frozen ImageNet features at its input size (not a rerun's own earlier model)
             "gate": "baseline",
             "index_batch_size": 64,

@@ -1,0 +1,99 @@
+"""The cached-feature recipe on the real S3: it trains, saves a normal full checkpoint, and serves what it trained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mofi.i2e import Snapshot, iter_shard
+from mofi.images import decode_rgb
+from mofi.objstore import ObjectStore
+from mofi_platform.training.checkpoint import load_checkpoint
+from mofi_platform.training.config import TrainConfig
+from mofi_platform.training.feature_cache import FeatureCache, cache_uri, upper_features
+from mofi_platform.training.inference import EmbeddingModel
+from mofi_platform.training.models import create_model_and_transforms
+from mofi_platform.training.trainer import train
+
+MODEL, K = "mofi-effnet-lite0-minilm", 5
+
+
+def _config(settings, uri: str, **kw) -> TrainConfig:
+    base = dict(
+        snapshot=uri,
+        run_name="cached",
+        model=MODEL,
+        recipe="multitask",
+        frozen_stages=K,
+        cache_views=2,
+        image_size=32,
+        context_length=16,
+        steps=12,
+        batch_size=16,
+        lr=3e-3,
+        tower_lr_scale=1.0,
+        warmup_steps=2,
+        checkpoint_every=6,
+        checkpoint_dir=f"s3://{settings.s3.models_bucket}/mofi",
+    )
+    return TrainConfig.from_options({**base, **kw})
+
+
+def test_cached_recipe_trains_a_full_checkpoint_that_serves_what_it_trained(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    store = ObjectStore(settings.s3)
+    cfg = _config(settings, uri)
+    result = train(cfg, settings.s3)
+    assert result.step == 12
+    losses = [m["class_loss"] for m in result.metrics]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the entity head learns on the cache
+    assert all(m["contrastive_loss"] > 0 for m in result.metrics)
+    assert [m["step"] for m in result.metrics if "val_map" in m] == [6, 12]
+
+    # a normal full checkpoint: every key of a fresh model, frozen stages as pretrained, upper stages trained
+    ckpt = load_checkpoint(store, result.checkpoint)
+    assert ckpt["config"]["frozen_stages"] == K and ckpt["image_size"] == 32
+    fresh, _, _ = create_model_and_transforms(
+        MODEL, pretrained_towers=True, num_classes=len(ckpt["classes"]), image_size=32
+    )
+    reference = fresh.state_dict()
+    assert set(ckpt["model"]) == set(reference)
+    lower = "visual.trunk.blocks.4.0.conv_pw.weight"
+    upper = "visual.trunk.blocks.6.0.conv_pw.weight"
+    assert torch.equal(ckpt["model"][lower], reference[lower])
+    assert torch.equal(ckpt["model"]["text.transformer.embeddings.word_embeddings.weight"],
+                       reference["text.transformer.embeddings.word_embeddings.weight"])  # fmt: skip
+    assert not torch.equal(ckpt["model"][upper], reference[upper])
+
+    # what is served (the full model on pixels) equals the cache path (trained upper part on cached features)
+    served = EmbeddingModel.from_checkpoint(ckpt)
+    snapshot = Snapshot.load(store, uri)
+    cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
+    index = snapshot.class_index()
+    images = [
+        decode_rgb(s.image_bytes, max_pixels=cfg.max_pixels)
+        for shard in snapshot.shards
+        for s in iter_shard(store, shard)
+        if snapshot.split_of(s.pair_id) == "val" and any(e["id"] in index for e in s.meta["entities"])
+    ]
+    assert len(images) == len(cache.val_classes) >= 2
+    with torch.inference_mode():
+        via_cache = torch.nn.functional.normalize(
+            upper_features(served.model, K, cache.val_features.float()), dim=-1
+        ).numpy()
+    direct = served.embed_images(images)
+    assert abs(direct - via_cache).max() < 1e-2
+    assert (direct * via_cache).sum(axis=1).min() > 0.999
+
+    # a second run on the same snapshot and split point reuses the stored cache
+    listed = sorted(store.list(cache_uri(cfg, snapshot).rsplit("/", 1)[0] + "/"))
+    again = train(_config(settings, uri, run_name="cached-seed1", seed=1, steps=2), settings.s3)
+    assert again.step == 2 and sorted(store.list(listed[0].rsplit("/", 1)[0] + "/")) == listed
+
+
+def test_cached_recipe_rejects_a_tower_it_cannot_split(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    with pytest.raises(ValueError, match="EfficientNet"):
+        train(_config(settings, uri, model="mofi-tiny-vit", pretrained_towers=False), settings.s3)
+    with pytest.raises(ValueError, match="frozen_stages must be 1..7"):
+        train(_config(settings, uri, frozen_stages=9), settings.s3)
