@@ -78,12 +78,7 @@ class SourceReport:
 
     def state(self) -> dict:
         """Everything needed to give this report again without rebuilding the source."""
-        return {
-            **self.to_dict(),
-            "rejected": dict(self.rejected),
-            "text_lengths": self.text_lengths,
-            "shards": self.shards,
-        }
+        return {**self.to_dict(), "text_lengths": self.text_lengths, "shards": self.shards}
 
     @classmethod
     def from_state(cls, d: dict) -> SourceReport:
