@@ -11,7 +11,8 @@ gives. It over-counts where the linker or the scorer would drop a label (UI icon
 link to the WordNet sense of the word) and under-counts texts that name an entity only in a later clause.
 
 Prints one JSON object: pairs, pairs with an entity, entities by image count, entities with >= 10
-images from >= 3 sources, pairs and linked pairs per source, and the most depicted entities.
+images from >= 3 sources (all of them, those whose KB type is a physical thing, ``CONCRETE``, and by
+type), pairs and linked pairs per source, and the most depicted entities.
 """
 
 from __future__ import annotations
@@ -31,6 +32,27 @@ from mofi_platform.databuild.corpus import list_corpus_shards
 
 _CLAUSE = re.compile(r",|;| - |\(|\.\s")
 BINS = ((1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, 49), (50, 10**9))
+#: KB entity types of physical things an image can show (WordNet lexicographer files and source types).
+CONCRETE = frozenset(
+    {
+        "noun.artifact",
+        "noun.animal",
+        "noun.plant",
+        "noun.food",
+        "noun.object",
+        "noun.body",
+        "noun.substance",
+        "noun.location",
+        "city",
+        "region",
+        "country",
+        "sky_object",
+        "constellation",
+        "food",
+        "animal",
+        "monument",
+    }
+)
 
 
 def entity_of(kb: KnowledgeBase, text: str, longest: int = 4) -> str | None:
@@ -67,6 +89,7 @@ def main() -> None:
             images[eid] += 1
             sources[eid].add(meta["source"])
     dense = [e for e, n in images.items() if n >= args.min_images and len(sources[e]) >= args.min_sources]
+    dense_types = Counter(kb.get(e).type for e in dense)
     print(
         json.dumps(
             {
@@ -80,6 +103,8 @@ def main() -> None:
                     for lo, hi in BINS
                 },
                 f"entities_>={args.min_images}_images_>={args.min_sources}_sources": len(dense),
+                "of_which_concrete_types": sum(n for t, n in dense_types.items() if t in CONCRETE),
+                "of_which_by_type": dict(dense_types.most_common()),
                 "per_source": {s: {"pairs": pairs[s], "with_entity": linked[s]} for s in sorted(pairs)},
                 "most_depicted": [
                     {"id": e, "name": kb.get(e).name, "images": n, "sources": len(sources[e])}
