@@ -164,5 +164,15 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
     assert capped.exit_code == 0, capped.output
     assert json.loads((tmp_path / "build" / "report.json").read_text())["corpus"][0]["selected"] == 3
     assert "at most 3 pairs per source" in capped.output
+    subset = runner.invoke(
+        main,
+        ["data", "build", "--only", "corpus", "--source", "ph", "--source", "mdi", "--pairs", "4", "--seed", "7"]
+        + ["--out", str(tmp_path / "s")],
+        env=env,
+    )
+    assert subset.exit_code == 0, subset.output
+    built = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert built["selection"] == {"max_per_source": 0, "pairs": 4, "seed": 7}
+    assert sum(c["selected"] for c in built["corpus"]) == 4 and "seeded subset of 4 pairs (seed 7)" in subset.output
     unknown = runner.invoke(main, ["data", "build", "--source", "flickr"], env=env)
     assert unknown.exit_code == 2 and "unknown corpus sources: flickr" in unknown.output
