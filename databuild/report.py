@@ -45,11 +45,10 @@ def render_report(report: dict) -> str:
         lines += ["## Corpus", "", f"Output: `{report.get('out', '')}`", ""]
         sel = report.get("selection", {})
         if sel.get("max_per_source") or sel.get("pairs"):
-            lines += [
-                f"Selection: at most {sel['max_per_source'] or 'all'} pairs per source"
-                + (f", then a seeded subset of {sel['pairs']} pairs (seed {sel['seed']})" if sel["pairs"] else ""),
-                "",
-            ]
+            parts = [f"at most {sel['max_per_source']} pairs per source"] if sel["max_per_source"] else []
+            if sel["pairs"]:
+                parts.append(f"a seeded subset of {sel['pairs']} pairs (seed {sel['seed']})")
+            lines += ["Selection: " + ", then ".join(parts), ""]
         rows = []
         for c in corpus:
             t = c.get("text_chars", {})
