@@ -1,17 +1,28 @@
 """`mofi data build`: corpus shards, knowledge base and benchmark from the fetched source packages.
 
-Why one pass per source with a stable sample: several thousand pairs must build in minutes on two
-cores, so large sources are capped, and the cap keeps the pairs whose ids hash lowest, which is the
-same subset on every run and spread over all of a source's folders. Image decoding runs in a small
-process pool; every rejected file is counted with its reason.
+Why one pass per source with stable samples: the full corpus (every pair of every source) takes an
+hour on two cores, so a build can be cut two ways, both the same subset on every run: a cap per
+source keeps the pairs whose ids hash lowest (spread over all of a source's folders), and a seeded
+subset keeps ``pairs`` pairs of the whole corpus whose ``seed:id`` hashes lowest (each source in
+proportion to its size). Image decoding runs in a small process pool; every rejected file is counted
+with its reason.
+
+Why restartable per source: after a source's shards are written, a state object
+``<out>/build-state/<source>.json`` records what was built (a key over the selected ids, their texts
+and the image settings) with the source's report; a rerun with the same key reuses it, so an
+interrupted build resumes at the first unfinished source. A source built again drops the shards of
+an earlier, larger selection, so the corpus never mixes two builds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import statistics
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mofi.kb import Entity
-from mofi.objstore import ObjectStore
+from mofi.objstore import ObjectStore, join_uri
 from mofi_platform.databuild.benchmark import BenchmarkStats, constellation_drawings, emoji_drawings, write_benchmark
-from mofi_platform.databuild.corpus import CorpusSample, ShardWriter
+from mofi_platform.databuild.corpus import CorpusSample, ShardWriter, list_corpus_shards, shards_prefix
 from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi_platform.databuild.images import NormalizedImage, Rejected, normalize_image
 from mofi_platform.databuild.kb_links import link_same_as
@@ -39,7 +50,9 @@ from mofi_platform.databuild.kb_sources import (
 )
 from mofi_platform.databuild.pairs import RawPair
 
-__all__ = ["SourceReport", "build_corpus", "build_kb", "build_benchmark", "text_stats"]
+__all__ = ["SourceReport", "build_corpus", "build_kb", "build_benchmark", "text_stats", "STATE_DIR"]
+
+STATE_DIR = "build-state"
 
 
 @dataclass
@@ -63,6 +76,16 @@ class SourceReport:
             "shards": len(self.shards),
         }
 
+    def state(self) -> dict:
+        """Everything needed to give this report again without rebuilding the source."""
+        return {**self.to_dict(), "text_lengths": self.text_lengths, "shards": self.shards}
+
+    @classmethod
+    def from_state(cls, d: dict) -> SourceReport:
+        return cls(
+            d["source"], d["found"], d["selected"], d["kept"], Counter(d["rejected"]), d["text_lengths"], d["shards"]
+        )
+
 
 def text_stats(lengths: list[int]) -> dict:
     if not lengths:
@@ -79,11 +102,64 @@ def _rank(pid: str) -> str:
     return hashlib.sha1(pid.encode()).hexdigest()
 
 
-def _select(pairs: Iterable[RawPair], limit: int) -> tuple[set[str], int]:
-    """Ids of at most ``limit`` pairs (lowest hash first) and how many pairs the source has."""
-    ids = [p.pair_id for p in pairs]
-    keep = sorted(set(ids), key=_rank)[:limit] if limit else set(ids)
-    return set(keep), len(ids)
+@dataclass
+class _Selection:
+    found: int
+    ids: dict[str, str]  # pair id -> sha1 of its text
+
+
+def _select(pairs: Iterable[RawPair], limit: int) -> _Selection:
+    """At most ``limit`` pairs (lowest id hash first; 0: all) and how many pairs the source has."""
+    texts: dict[str, str] = {}
+    found = 0
+    for p in pairs:
+        found += 1
+        texts.setdefault(p.pair_id, hashlib.sha1(p.text.encode()).hexdigest())
+    keep = sorted(texts, key=_rank)[:limit] if limit else list(texts)
+    return _Selection(found, {pid: texts[pid] for pid in keep})
+
+
+def _subset(selections: dict[str, _Selection], pairs: int, seed: int) -> None:
+    """Keep the ``pairs`` selected ids of all sources whose ``seed:id`` hashes lowest (in place)."""
+    ranked = sorted(
+        ((src, pid) for src, sel in selections.items() for pid in sel.ids), key=lambda t: _rank(f"{seed}:{t[1]}")
+    )
+    chosen = set(ranked[:pairs])
+    for src, sel in selections.items():
+        sel.ids = {pid: h for pid, h in sel.ids.items() if (src, pid) in chosen}
+
+
+def _build_key(sel: _Selection, **params: int) -> str:
+    blob = json.dumps({"ids": sorted(sel.ids.items()), **params}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def _state_uri(out_uri: str, source: str) -> str:
+    return join_uri(out_uri, STATE_DIR, f"{source}.json")
+
+
+def _done(store: ObjectStore, out_uri: str, source: str, key: str) -> SourceReport | None:
+    """The report of an earlier build of ``source`` with the same key, if its shards are all there."""
+    uri = _state_uri(out_uri, source)
+    if not store.exists(uri):
+        return None
+    state = json.loads(store.get_bytes(uri))
+    if state.get("key") != key or not all(store.exists(u) for u in state["report"]["shards"]):
+        return None
+    return SourceReport.from_state(state["report"])
+
+
+def _drop_stale_shards(store: ObjectStore, out_uri: str, source: str, keep: list[str]) -> int:
+    """Delete ``source``'s shards that this build did not write (an earlier, larger selection)."""
+    own = re.compile(rf"{re.escape(source)}-\d{{5}}\.tar")
+    stale = [
+        u
+        for u in list_corpus_shards(store, shards_prefix(out_uri))
+        if own.fullmatch(u.rsplit("/", 1)[-1]) and u not in set(keep)
+    ]
+    for u in stale:
+        store.delete(u)
+    return len(stale)
 
 
 def _normalize(args: tuple[bytes, bool, bool, int, int]) -> NormalizedImage | str:
@@ -94,39 +170,55 @@ def _normalize(args: tuple[bytes, bool, bool, int, int]) -> NormalizedImage | st
         return r.reason
 
 
-def _chosen(extract: Callable, dirs: Callable[[str], Path], ids: set[str]) -> Iterator[RawPair]:
-    return (p for p in extract(dirs) if p.pair_id in ids)
-
-
 def build_corpus(
     store: ObjectStore,
     out_uri: str,
     dirs: Callable[[str], Path],
     *,
     sources: Iterable[str],
-    limit_per_source: int,
+    limit_per_source: int = 0,
+    pairs: int = 0,
+    seed: int = 0,
     max_pixels: int,
     image_size: int,
     shard_size: int,
     workers: int = 2,
+    progress: Callable[[str], None] = lambda msg: None,
 ) -> list[SourceReport]:
-    """Extract, select, normalise and shard every source; returns one report per source."""
+    """Extract, select, normalise and shard every source; returns one report per source.
+
+    ``limit_per_source`` caps each source (0: all of it); ``pairs`` then keeps a seeded subset of that
+    many pairs of the whole corpus (0: all). Sources already built with the same selection are reused.
+    """
+    sources = list(sources)
+    selections = {s: _select(EXTRACTORS[s](dirs), limit_per_source) for s in sources}
+    if pairs:
+        _subset(selections, pairs, seed)
     reports = []
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     mapper = (lambda f, it: pool.map(f, it, chunksize=8)) if pool else map
     try:
-        for source in sources:
-            extract = EXTRACTORS[source]
-            rep = SourceReport(source)
-            ids, rep.found = _select(extract(dirs), limit_per_source)
-            rep.selected = len(ids)
+        for n, source in enumerate(sources, 1):
+            sel = selections[source]
+            key = _build_key(sel, max_pixels=max_pixels, image_size=image_size, shard_size=shard_size)
+            rep = _done(store, out_uri, source, key)
+            if rep is not None:
+                reports.append(rep)
+                progress(f"[{n}/{len(sources)}] {source}: {rep.kept} pairs already built, reused")
+                continue
+            started = time.monotonic()
+            rep = SourceReport(source, found=sel.found, selected=len(sel.ids))
             writer = ShardWriter(store, out_uri, source, shard_size)
             seen_images: set[str] = set()
-            pairs = list(_chosen(extract, dirs, ids))
+            chosen = [p for p in EXTRACTORS[source](dirs) if p.pair_id in sel.ids]
             seen_ids: set[str] = set()
-            jobs = ((p.data, p.is_svg, p.photo, max_pixels, image_size) for p in pairs)
+            jobs = ((p.data, p.is_svg, p.photo, max_pixels, image_size) for p in chosen)
             for raw, result in tqdm(
-                zip(pairs, mapper(_normalize, jobs)), total=len(pairs), desc=f"corpus {source}", unit="img", leave=False
+                zip(chosen, mapper(_normalize, jobs)),
+                total=len(chosen),
+                desc=f"corpus [{n}/{len(sources)}] {source}",
+                unit="img",
+                leave=False,
             ):
                 if isinstance(result, str):
                     rep.rejected[result] += 1
@@ -144,7 +236,18 @@ def build_corpus(
                 rep.kept += 1
                 rep.text_lengths.append(len(raw.text))
             rep.shards = writer.close()
+            dropped = _drop_stale_shards(store, out_uri, source, rep.shards)
+            store.put_bytes(
+                _state_uri(out_uri, source),
+                json.dumps({"key": key, "report": rep.state()}).encode(),
+                "application/json",
+            )
             reports.append(rep)
+            progress(
+                f"[{n}/{len(sources)}] {source}: {rep.kept} kept of {rep.selected} selected ({rep.found} found) "
+                f"in {time.monotonic() - started:.0f} s"
+                + (f"; {dropped} shards of an earlier build removed" if dropped else "")
+            )
     finally:
         if pool:
             pool.shutdown()

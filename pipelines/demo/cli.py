@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -24,11 +25,20 @@ __all__ = ["demo"]
 @click.option(
     "--fresh", is_flag=True, help="Redo the I2E dataset and everything after it (data and scorer stay cached)."
 )
+@click.option(
+    "--scale",
+    type=click.Choice(["subset", "full"]),
+    default="subset",
+    show_default=True,
+    help="Corpus of the full run: a seeded subset sized for the 30-minute budget, or every pair (about an hour more).",
+)
 @click.option("--keep-stack", is_flag=True, help="Leave the local stack running afterwards (for mofi search etc.).")
 @click.pass_obj
-def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, keep_stack: bool) -> None:
+def demo(settings: Settings, quick: bool, state_dir: str | None, fresh: bool, scale: str, keep_stack: bool) -> None:
     """Run the main job end to end on this machine and write an HTML report (rerunning resumes)."""
     plan = PLANS["quick" if quick else "full"]
+    if scale == "full":
+        plan = dataclasses.replace(plan, data_pairs=0)
     root = Path(state_dir) if state_dir else Path(settings.stack.data_dir).parent / f"demo-{plan.name}"
     run = Demo(settings, plan, root)
     if fresh:

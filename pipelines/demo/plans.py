@@ -25,6 +25,8 @@ class DemoPlan:
     min_count: int
     bootstrap_args: tuple[str, ...]
     pipeline: dict[str, Any] = field(default_factory=dict)
+    #: A seeded subset of this many corpus pairs keeps the run in its budget (0: the whole corpus).
+    data_pairs: int = 0
 
 
 PLANS = {
@@ -33,6 +35,7 @@ PLANS = {
         fixture=False,
         min_count=3,
         bootstrap_args=("--epochs", "60", "--max-pairs", "2000"),
+        data_pairs=7000,
         pipeline={
             "model_config": "mofi-effnet-lite0-minilm",
             "recipe": "multitask",

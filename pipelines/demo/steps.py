@@ -87,7 +87,8 @@ class Demo:
             return self.runner.cached(
                 "data",
                 lambda r: (
-                    bool(list_corpus_shards(self.store(), corpus))
+                    r.get("pairs_asked") == self.plan.data_pairs
+                    and bool(list_corpus_shards(self.store(), corpus))
                     and Path(r["kb"]).exists()
                     and Path(r["benchmark"]).is_dir()
                     and Path(r.get("vectors", "")).is_file()
@@ -100,17 +101,24 @@ class Demo:
         from mofi_platform.services.common.entity_vectors import encoder_tag, vectors_path
 
         self.commands.run("data", "fetch")
-        self.commands.run("data", "build")
+        self.commands.run("data", "build", *(["--pairs", str(self.plan.data_pairs)] if self.plan.data_pairs else []))
         report = load_report(self.settings.data.build_dir)
         kb_folder = report["kb"]["uri"].rpartition("/")[0]  # where the chart's NER pods fetch them from
         self.commands.run("ner", "vectors", "--kb", report["kb"]["path"], "--copy-to", kb_folder)
+        pairs = sum(r.get("kept", 0) for r in report.get("corpus", []))
+        found = sum(r.get("found", 0) for r in report.get("corpus", []))
         return {
-            "pairs": sum(r.get("kept", 0) for r in report.get("corpus", [])),
+            "pairs": pairs,
+            "pairs_asked": self.plan.data_pairs,
             "kb": report["kb"]["path"],
             "vectors": str(vectors_path(report["kb"]["path"], encoder_tag(self.settings.ner.text_encoder))),
             "entities": report["kb"]["entities"],
             "benchmark": report["benchmark"]["dir"],
-            "source": "registry packages",
+            "source": (
+                f"registry packages: a seeded subset of {pairs:,} of {found:,} pairs (`mofi demo --scale full`: all)"
+                if self.plan.data_pairs
+                else f"registry packages: all {pairs:,} pairs"
+            ),
         }
 
     def scorer_model(self) -> dict:

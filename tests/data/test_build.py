@@ -76,6 +76,47 @@ def test_build_corpus_counts_rejects_and_caps_per_source(tmp_path, dirs):
     }  # the same subset every run
 
 
+def build(store, out, dirs, **kw):
+    opts = {"max_pixels": 40_000_000, "image_size": 32, "shard_size": 4, "workers": 1, **kw}
+    return {r.source: r for r in build_corpus(store, str(out), dirs, **opts)}
+
+
+def test_seeded_subset_takes_pairs_from_every_source_in_proportion(tmp_path, dirs):
+    store = ObjectStore(S3Settings())
+    sources = ["tuxpaint", "openmoji", "mdi", "ph", "fluent", "game-icons"]
+    full = build(store, tmp_path / "full", dirs, sources=sources)
+    total = sum(r.selected for r in full.values())
+    sub = build(store, tmp_path / "sub", dirs, sources=sources, pairs=12, seed=0)
+    build(store, tmp_path / "again", dirs, sources=sources, pairs=12, seed=0)
+    other = build(store, tmp_path / "other", dirs, sources=sources, pairs=12, seed=1)
+    assert total > 12 and sum(r.selected for r in sub.values()) == 12
+    assert all(sub[s].found == full[s].found for s in sources)  # found counts the whole source
+    ids = lambda out: {s.pair_id for s in iter_corpus(store, str(out))}  # noqa: E731
+    assert ids(tmp_path / "sub") == ids(tmp_path / "again") != ids(tmp_path / "other")
+    assert ids(tmp_path / "sub") <= ids(tmp_path / "full")
+    assert sum(r.selected for r in other.values()) == 12
+
+
+def test_build_resumes_per_source_and_drops_shards_of_a_larger_selection(tmp_path, dirs):
+    store = ObjectStore(S3Settings())
+    messages: list[str] = []
+    first = build(store, tmp_path, dirs, sources=["ph", "mdi"], progress=messages.append)
+    assert [m.split(":")[0] for m in messages] == ["[1/2] ph", "[2/2] mdi"] and "kept" in messages[0]
+    assert first["ph"].kept > 4  # more than one shard
+    shards = sorted(u for u in store.list(str(tmp_path)) if u.endswith(".tar"))
+    messages.clear()
+    again = build(store, tmp_path, dirs, sources=["ph", "mdi"], progress=messages.append)
+    assert all(m.endswith("already built, reused") for m in messages)
+    assert {s: r.to_dict() for s, r in again.items()} == {s: r.to_dict() for s, r in first.items()}
+    assert sorted(u for u in store.list(str(tmp_path)) if u.endswith(".tar")) == shards
+    messages.clear()
+    capped = build(store, tmp_path, dirs, sources=["ph"], limit_per_source=2, progress=messages.append)
+    stale = len(first["ph"].shards) - 1
+    assert capped["ph"].kept == 2 and messages[0].endswith(f"; {stale} shards of an earlier build removed")
+    left = [s for s in iter_corpus(store, str(tmp_path))]
+    assert sum(s.source == "ph" for s in left) == 2 and sum(s.source == "mdi" for s in left) == first["mdi"].kept
+
+
 def test_benchmark_is_gpr1200_layout_with_two_domains(tmp_path, dirs):
     stats = build_benchmark(dirs, tmp_path, emoji_classes=10, max_pixels=40_000_000, image_size=48)
     bench = load_benchmark(tmp_path)
@@ -94,6 +135,10 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
     res = runner.invoke(main, ["data", "build", "--out", str(out), "--workers", "1", "--emoji-classes", "5"], env=env)
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["selection"] == {"max_per_source": 0, "pairs": 0, "seed": 0}  # uncapped by default
+    assert f"[{len(EXTRACTORS)}/{len(EXTRACTORS)}] " in res.output  # progress per source
+    same = report["kb"]["same_as"]
+    assert same["alias_entities"] >= 1 and same["canonical_entities"] >= 1 and "Same-as links:" in res.output
     assert sum(c["kept"] for c in report["corpus"]) == len(list(iter_corpus(ObjectStore(S3Settings()), str(out))))
     assert report["kb"]["by_source"]["tuxpaint"] >= 1 and (out / "kb" / "kb.jsonl").exists()
     assert report["benchmark"]["classes"] == {"emoji": 2, "sky": 2}
@@ -111,5 +156,23 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
         env={**env, "MOFI_S3_ENDPOINT": "127.0.0.1:9"},
     )
     assert no_s3.exit_code == 1 and "cannot write to s3://mofi-corpus (S3 endpoint 127.0.0.1:9)" in no_s3.output
+    capped = runner.invoke(
+        main,
+        ["data", "build", "--only", "corpus", "--source", "ph", "--max-per-source", "3", "--out", str(tmp_path / "c")],
+        env=env,
+    )
+    assert capped.exit_code == 0, capped.output
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["corpus"][0]["selected"] == 3
+    assert "at most 3 pairs per source" in capped.output
+    subset = runner.invoke(
+        main,
+        ["data", "build", "--only", "corpus", "--source", "ph", "--source", "mdi", "--pairs", "4", "--seed", "7"]
+        + ["--out", str(tmp_path / "s")],
+        env=env,
+    )
+    assert subset.exit_code == 0, subset.output
+    built = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert built["selection"] == {"max_per_source": 0, "pairs": 4, "seed": 7}
+    assert sum(c["selected"] for c in built["corpus"]) == 4 and "seeded subset of 4 pairs (seed 7)" in subset.output
     unknown = runner.invoke(main, ["data", "build", "--source", "flickr"], env=env)
     assert unknown.exit_code == 2 and "unknown corpus sources: flickr" in unknown.output
