@@ -3,11 +3,9 @@
     .venv/bin/python benchmarks/data_depictions.py --corpus .mofi/fullbuild/shards/ [--kb .mofi/data/kb/kb.jsonl]
 
 Why a proxy: the I2E labels come from NER + linking + the CLIP scorer, which take hours on two cores
-for the whole corpus. This counts what the corpus can give at most by alias matching alone: each
-alt-text's first clause ("grinning face, face, grin" -> "grinning face"), then its longest word span
-(up to four words, the rightmost of equal length, as English noun phrases end in their head: "animal
-cat" -> cat) that is a knowledge-base alias, resolved to the top canonical entity `KnowledgeBase.lookup`
-gives. It over-counts where the linker or the scorer would drop a label (UI icons such as "settings"
+for the whole corpus. This counts what the corpus can give at most by alias matching alone
+(`mofi_platform.databuild.depictions.entity_of`, the rule the dense `--subset` of `mofi data build`
+uses). It over-counts where the linker or the scorer would drop a label (UI icons such as "settings"
 link to the WordNet sense of the word) and under-counts texts that name an entity only in a later clause.
 
 Prints one JSON object: pairs, pairs with an entity, entities by image count, entities with >= 10
@@ -19,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter, defaultdict
 
 from tqdm import tqdm
@@ -29,41 +26,9 @@ from mofi.objstore import ObjectStore
 from mofi.settings import load_settings
 from mofi.tarshard import unpack
 from mofi_platform.databuild.corpus import list_corpus_shards
+from mofi_platform.databuild.depictions import CONCRETE, entity_of
 
-_CLAUSE = re.compile(r",|;| - |\(|\.\s")
 BINS = ((1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, 49), (50, 10**9))
-#: KB entity types of physical things an image can show (WordNet lexicographer files and source types).
-CONCRETE = frozenset(
-    {
-        "noun.artifact",
-        "noun.animal",
-        "noun.plant",
-        "noun.food",
-        "noun.object",
-        "noun.body",
-        "noun.substance",
-        "noun.location",
-        "city",
-        "region",
-        "country",
-        "sky_object",
-        "constellation",
-        "food",
-        "animal",
-        "monument",
-    }
-)
-
-
-def entity_of(kb: KnowledgeBase, text: str, longest: int = 4) -> str | None:
-    """The canonical id of the longest (then rightmost) alias span of the text's first clause."""
-    words = _CLAUSE.split(text, maxsplit=1)[0].replace("_", " ").split()
-    for n in range(min(longest, len(words)), 0, -1):
-        for i in range(len(words) - n, -1, -1):
-            hits = kb.lookup(" ".join(words[i : i + n]))
-            if hits:
-                return kb.canonical(hits[0].id)
-    return None
 
 
 def main() -> None:

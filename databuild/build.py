@@ -3,8 +3,9 @@
 Why one pass per source with stable samples: the full corpus (every pair of every source) takes an
 hour on two cores, so a build can be cut two ways, both the same subset on every run: a cap per
 source keeps the pairs whose ids hash lowest (spread over all of a source's folders), and a seeded
-subset keeps ``pairs`` pairs of the whole corpus whose ``seed:id`` hashes lowest (each source in
-proportion to its size). Image decoding runs in a small process pool; every rejected file is counted
+subset keeps ``pairs`` pairs of the whole corpus, either those whose ``seed:id`` hashes lowest (each
+source in proportion to its size) or whole entities drawn by many sources (the dense subset,
+:mod:`mofi_platform.databuild.depictions`). Image decoding runs in a small process pool; every rejected file is counted
 with its reason.
 
 Why restartable per source: after a source's shards are written, a state object
@@ -33,6 +34,7 @@ from mofi.kb import Entity
 from mofi.objstore import ObjectStore, join_uri
 from mofi_platform.databuild.benchmark import BenchmarkStats, constellation_drawings, emoji_drawings, write_benchmark
 from mofi_platform.databuild.corpus import CorpusSample, ShardWriter, list_corpus_shards, shards_prefix
+from mofi_platform.databuild.depictions import dense_subset
 from mofi_platform.databuild.extractors import EXTRACTORS
 from mofi_platform.databuild.images import NormalizedImage, Rejected, normalize_image
 from mofi_platform.databuild.kb_links import link_same_as
@@ -106,6 +108,7 @@ def _rank(pid: str) -> str:
 class _Selection:
     found: int
     ids: dict[str, str]  # pair id -> sha1 of its text
+    texts: dict[str, str]  # pair id -> its text
 
 
 def _select(pairs: Iterable[RawPair], limit: int) -> _Selection:
@@ -114,17 +117,26 @@ def _select(pairs: Iterable[RawPair], limit: int) -> _Selection:
     found = 0
     for p in pairs:
         found += 1
-        texts.setdefault(p.pair_id, hashlib.sha1(p.text.encode()).hexdigest())
+        texts.setdefault(p.pair_id, p.text)
     keep = sorted(texts, key=_rank)[:limit] if limit else list(texts)
-    return _Selection(found, {pid: texts[pid] for pid in keep})
-
-
-def _subset(selections: dict[str, _Selection], pairs: int, seed: int) -> None:
-    """Keep the ``pairs`` selected ids of all sources whose ``seed:id`` hashes lowest (in place)."""
-    ranked = sorted(
-        ((src, pid) for src, sel in selections.items() for pid in sel.ids), key=lambda t: _rank(f"{seed}:{t[1]}")
+    return _Selection(
+        found, {pid: hashlib.sha1(texts[pid].encode()).hexdigest() for pid in keep}, {pid: texts[pid] for pid in keep}
     )
-    chosen = set(ranked[:pairs])
+
+
+def _subset(
+    selections: dict[str, _Selection], pairs: int, seed: int, entity: Callable[[str], str | None] | None = None
+) -> None:
+    """Keep ``pairs`` selected ids of all sources (in place): those whose ``seed:id`` hashes lowest, or
+    with ``entity``, the dense subset of :func:`~mofi_platform.databuild.depictions.dense_subset`."""
+    if entity is not None:
+        texts = {(src, pid): sel.texts[pid] for src, sel in selections.items() for pid in sel.ids}
+        chosen = dense_subset(texts, entity, pairs, seed=seed)
+    else:
+        ranked = sorted(
+            ((src, pid) for src, sel in selections.items() for pid in sel.ids), key=lambda t: _rank(f"{seed}:{t[1]}")
+        )
+        chosen = set(ranked[:pairs])
     for src, sel in selections.items():
         sel.ids = {pid: h for pid, h in sel.ids.items() if (src, pid) in chosen}
 
@@ -179,6 +191,7 @@ def build_corpus(
     limit_per_source: int = 0,
     pairs: int = 0,
     seed: int = 0,
+    dense: Callable[[str], str | None] | None = None,
     max_pixels: int,
     image_size: int,
     shard_size: int,
@@ -188,12 +201,13 @@ def build_corpus(
     """Extract, select, normalise and shard every source; returns one report per source.
 
     ``limit_per_source`` caps each source (0: all of it); ``pairs`` then keeps a seeded subset of that
-    many pairs of the whole corpus (0: all). Sources already built with the same selection are reused.
+    many pairs of the whole corpus (0: all): a random one, or with ``dense`` (alt-text -> the entity it
+    names) the dense subset of whole entities. Sources already built with the same selection are reused.
     """
     sources = list(sources)
     selections = {s: _select(EXTRACTORS[s](dirs), limit_per_source) for s in sources}
     if pairs:
-        _subset(selections, pairs, seed)
+        _subset(selections, pairs, seed, dense)
     reports = []
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     mapper = (lambda f, it: pool.map(f, it, chunksize=8)) if pool else map

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,9 +70,17 @@ def fetch_cmd(settings: Settings, keys: tuple[str, ...]) -> None:
     "--pairs",
     default=0,
     show_default=True,
-    help="Keep a seeded subset of this many pairs of the whole corpus, each source in proportion (0: all).",
+    help="Keep a seeded subset of this many pairs of the whole corpus (0: all).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the --pairs subset.")
+@click.option(
+    "--subset",
+    type=click.Choice(["random", "dense"]),
+    default="random",
+    show_default=True,
+    help="Which --pairs subset: random (each source in proportion) or dense (whole entities drawn by the most "
+    "sources, up to 16 images each, then random).",
+)
 @click.option("--emoji-classes", default=200, show_default=True, help="Emoji classes in the benchmark.")
 @click.option("--workers", default=2, show_default=True, help="Image decoding processes.")
 @click.pass_obj
@@ -82,6 +92,7 @@ def build_cmd(
     limit_per_source: int,
     pairs: int,
     seed: int,
+    subset: str,
     emoji_classes: int,
     workers: int,
 ) -> None:
@@ -116,27 +127,10 @@ def build_cmd(
         "out": out,
         "packages": list(read_lock(cfg.cache_dir).values()),
     }
+    kb_path = build_dir / "kb" / "kb.jsonl"
     try:
-        if "corpus" in steps:
-            reps = build_corpus(
-                store,
-                out,
-                dirs,
-                sources=sources or list(EXTRACTORS),
-                limit_per_source=limit_per_source,
-                pairs=pairs,
-                seed=seed,
-                max_pixels=cfg.max_pixels,
-                image_size=cfg.image_size,
-                shard_size=cfg.shard_size,
-                workers=workers,
-                progress=click.echo,
-            )
-            report["selection"] = {"max_per_source": limit_per_source, "pairs": pairs, "seed": seed}
-            report["corpus"] = [r.to_dict() for r in reps]
         if "kb" in steps:
             entities, merge = build_kb(dirs)
-            kb_path = build_dir / "kb" / "kb.jsonl"
             kb_path.parent.mkdir(parents=True, exist_ok=True)
             write_kb(entities, kb_path)
             store.put_file(join_uri(out, "kb", "kb.jsonl"), kb_path)
@@ -158,6 +152,24 @@ def build_cmd(
                     "by_rule": {k.split(":")[0]: v for k, v in merge.items() if k.endswith(":same_as")},
                 },
             }
+        if "corpus" in steps:
+            reps = build_corpus(
+                store,
+                out,
+                dirs,
+                sources=sources or list(EXTRACTORS),
+                limit_per_source=limit_per_source,
+                pairs=pairs,
+                seed=seed,
+                dense=_entity_namer(kb_path, dirs) if subset == "dense" else None,
+                max_pixels=cfg.max_pixels,
+                image_size=cfg.image_size,
+                shard_size=cfg.shard_size,
+                workers=workers,
+                progress=click.echo,
+            )
+            report["selection"] = {"max_per_source": limit_per_source, "pairs": pairs, "seed": seed, "subset": subset}
+            report["corpus"] = [r.to_dict() for r in reps]
         if "benchmark" in steps:
             bench_dir = build_dir / "benchmark"
             stats = build_benchmark(
@@ -178,6 +190,16 @@ def build_cmd(
     (build_dir / REPORT_NAME).write_text(text + "\n")
     store.put_bytes(join_uri(out, REPORT_NAME), text.encode(), "application/json")
     click.echo(render_report(report))
+
+
+def _entity_namer(kb_path: Path, dirs: Callable[[str], Path]) -> Callable[[str], str | None]:
+    """alt-text -> the drawable canonical entity it names, by the built KB (or one built now when there is none)."""
+    from mofi.kb import KnowledgeBase
+    from mofi_platform.databuild.build import build_kb
+    from mofi_platform.databuild.depictions import drawable_entity
+
+    kb = KnowledgeBase.load(kb_path) if kb_path.exists() else KnowledgeBase(build_kb(dirs)[0])
+    return functools.partial(drawable_entity, kb)
 
 
 @data.command("report")

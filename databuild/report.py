@@ -47,7 +47,8 @@ def render_report(report: dict) -> str:
         if sel.get("max_per_source") or sel.get("pairs"):
             parts = [f"at most {sel['max_per_source']} pairs per source"] if sel["max_per_source"] else []
             if sel["pairs"]:
-                parts.append(f"a seeded subset of {sel['pairs']} pairs (seed {sel['seed']})")
+                kind = "dense (whole entities drawn by many sources)" if sel.get("subset") == "dense" else "seeded"
+                parts.append(f"a {kind} subset of {sel['pairs']} pairs (seed {sel['seed']})")
             lines += ["Selection: " + ", then ".join(parts), ""]
         rows = []
         for c in corpus:

@@ -27,6 +27,9 @@ class DemoPlan:
     pipeline: dict[str, Any] = field(default_factory=dict)
     #: A seeded subset of this many corpus pairs keeps the run in its budget (0: the whole corpus).
     data_pairs: int = 0
+    #: Which subset (`mofi data build --subset`): ``dense`` spends the pairs on whole entities drawn by many
+    #: sources, so the entity head sees each class many times (``random``: each source in proportion).
+    data_subset: str = "random"
 
 
 PLANS = {
@@ -36,6 +39,7 @@ PLANS = {
         min_count=3,
         bootstrap_args=("--epochs", "60", "--max-pairs", "2000"),
         data_pairs=7000,
+        data_subset="dense",
         pipeline={
             "model_config": "mofi-effnet-lite0-minilm",
             "recipe": "multitask",

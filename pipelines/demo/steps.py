@@ -88,6 +88,7 @@ class Demo:
                 "data",
                 lambda r: (
                     r.get("pairs_asked") == self.plan.data_pairs
+                    and r.get("subset") == self.plan.data_subset
                     and bool(list_corpus_shards(self.store(), corpus))
                     and Path(r["kb"]).exists()
                     and Path(r["benchmark"]).is_dir()
@@ -101,7 +102,8 @@ class Demo:
         from mofi_platform.services.common.entity_vectors import encoder_tag, vectors_path
 
         self.commands.run("data", "fetch")
-        self.commands.run("data", "build", *(["--pairs", str(self.plan.data_pairs)] if self.plan.data_pairs else []))
+        asked, subset = self.plan.data_pairs, self.plan.data_subset
+        self.commands.run("data", "build", *(["--pairs", str(asked), "--subset", subset] if asked else []))
         report = load_report(self.settings.data.build_dir)
         kb_folder = report["kb"]["uri"].rpartition("/")[0]  # where the chart's NER pods fetch them from
         self.commands.run("ner", "vectors", "--kb", report["kb"]["path"], "--copy-to", kb_folder)
@@ -110,12 +112,14 @@ class Demo:
         return {
             "pairs": pairs,
             "pairs_asked": self.plan.data_pairs,
+            "subset": self.plan.data_subset,
             "kb": report["kb"]["path"],
             "vectors": str(vectors_path(report["kb"]["path"], encoder_tag(self.settings.ner.text_encoder))),
             "entities": report["kb"]["entities"],
             "benchmark": report["benchmark"]["dir"],
             "source": (
-                f"registry packages: a seeded subset of {pairs:,} of {found:,} pairs (`mofi demo --scale full`: all)"
+                f"registry packages: a {self.plan.data_subset} subset of {pairs:,} of {found:,} pairs "
+                "(`mofi demo --scale full`: all)"
                 if self.plan.data_pairs
                 else f"registry packages: all {pairs:,} pairs"
             ),

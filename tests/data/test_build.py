@@ -135,7 +135,7 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
     res = runner.invoke(main, ["data", "build", "--out", str(out), "--workers", "1", "--emoji-classes", "5"], env=env)
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "build" / "report.json").read_text())
-    assert report["selection"] == {"max_per_source": 0, "pairs": 0, "seed": 0}  # uncapped by default
+    assert report["selection"] == {"max_per_source": 0, "pairs": 0, "seed": 0, "subset": "random"}  # uncapped
     assert f"[{len(EXTRACTORS)}/{len(EXTRACTORS)}] " in res.output  # progress per source
     same = report["kb"]["same_as"]
     assert same["alias_entities"] >= 1 and same["canonical_entities"] >= 1 and "Same-as links:" in res.output
@@ -172,7 +172,15 @@ def test_cli_build_report_and_errors(tmp_path, fixture_cache):
     )
     assert subset.exit_code == 0, subset.output
     built = json.loads((tmp_path / "build" / "report.json").read_text())
-    assert built["selection"] == {"max_per_source": 0, "pairs": 4, "seed": 7}
+    assert built["selection"] == {"max_per_source": 0, "pairs": 4, "seed": 7, "subset": "random"}
     assert sum(c["selected"] for c in built["corpus"]) == 4 and "seeded subset of 4 pairs (seed 7)" in subset.output
+    dense = runner.invoke(
+        main,
+        ["data", "build", "--only", "corpus", "--pairs", "4", "--subset", "dense", "--out", str(tmp_path / "d")],
+        env=env,
+    )
+    assert dense.exit_code == 0, dense.output
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["selection"]["subset"] == "dense"
+    assert "dense (whole entities drawn by many sources) subset of 4 pairs" in dense.output
     unknown = runner.invoke(main, ["data", "build", "--source", "flickr"], env=env)
     assert unknown.exit_code == 2 and "unknown corpus sources: flickr" in unknown.output
