@@ -75,6 +75,11 @@ class TrainConfig:
         "upper stages, projections and entity head train on the cache (text tower frozen, its features cached "
         "too); 0 fine-tunes everything from pixels.",
     )
+    top_classes: float = _opt(
+        1.0,
+        "Train on the most frequent fraction of the snapshot's entity classes (by image count, e.g. 0.25); "
+        "images with none of them are left out of class-supervised recipes.",
+    )
     cache_views: int = _opt(4, "Views cached per training image with frozen_stages: the plain view + augmented ones.")
     feature_cache: str = _opt("", "Folder of feature caches (s3://bucket/prefix or a path); empty: checkpoint_dir.")
     checkpoint_dir: str = _opt(_setting("checkpoint_dir"), "Where run folders go: s3://bucket/prefix or a local path.")

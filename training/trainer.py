@@ -226,6 +226,8 @@ def _check(cfg: TrainConfig) -> None:
     model_spec(cfg.model)  # raises ValueError naming the registered models
     if not cfg.run_name or "/" in cfg.run_name:
         raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
+    if not 0 < cfg.top_classes <= 1:
+        raise ValueError(f"top_classes must be in (0, 1], got {cfg.top_classes}")
     for name in ("steps", "batch_size", "checkpoint_every", "cache_views"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -240,6 +242,8 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
     _check(cfg)
     store = ObjectStore(s3)
     snapshot = load_snapshot(store, cfg.snapshot)
+    if cfg.top_classes < 1:
+        snapshot = snapshot.most_frequent(cfg.top_classes)
     num_classes = len(snapshot.classes) if cfg.loss.uses_classes else 0
     if cfg.loss.uses_classes and num_classes == 0:
         raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.loss.recipe} needs them")

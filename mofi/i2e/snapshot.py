@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,16 @@ class Snapshot:
         index = {c.id: c.index for c in self.classes}
         index.update({alias: index[canonical] for alias, canonical in self.same_as.items() if canonical in index})
         return index
+
+    def most_frequent(self, fraction: float) -> Snapshot:
+        """This snapshot with only the most frequent ``fraction`` of its classes (at least one); the class
+        table is ordered by count, so indices stay as they are. Images with none of the kept classes
+        drop out of class-supervised training."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"class fraction must be in (0, 1], got {fraction}")
+        keep = self.classes[: max(1, math.ceil(fraction * len(self.classes)))]
+        ids = {c.id for c in keep}
+        return replace(self, classes=keep, same_as={a: c for a, c in self.same_as.items() if c in ids})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

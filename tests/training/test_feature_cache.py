@@ -97,3 +97,28 @@ def test_cached_recipe_rejects_a_tower_it_cannot_split(i2e_snapshot):
         train(_config(settings, uri, model="mofi-tiny-vit", pretrained_towers=False), settings.s3)
     with pytest.raises(ValueError, match="frozen_stages must be 1..7"):
         train(_config(settings, uri, frozen_stages=9), settings.s3)
+
+
+def test_top_classes_trains_on_the_most_frequent_entities_only(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    store = ObjectStore(settings.s3)
+    snapshot = Snapshot.load(store, uri)
+    top = snapshot.most_frequent(0.5)
+    assert len(top.classes) == -(-len(snapshot.classes) // 2) and top.classes == snapshot.classes[: len(top.classes)]
+    assert min(c.count for c in top.classes) >= max(c.count for c in snapshot.classes[len(top.classes) :])
+    cfg = _config(settings, uri, run_name="top-half", top_classes=0.5, steps=2, checkpoint_every=2)
+    result = train(cfg, settings.s3)
+    ckpt = load_checkpoint(store, result.checkpoint)
+    assert [c["id"] for c in ckpt["classes"]] == [c.id for c in top.classes]
+    assert ckpt["model"]["entity_head.weight"].shape[0] == len(top.classes)
+    cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, top)))
+    assert all(cs and max(cs) < len(top.classes) for cs in cache.classes)  # images without a kept class left out
+    index, full_index = top.class_index(), snapshot.class_index()
+    train_samples = [
+        s for shard in snapshot.shards for s in iter_shard(store, shard) if snapshot.split_of(s.pair_id) == "train"
+    ]
+    with_top = sum(any(e["id"] in index for e in s.meta["entities"]) for s in train_samples)
+    with_any = sum(any(e["id"] in full_index for e in s.meta["entities"]) for s in train_samples)
+    assert len(cache.classes) == with_top < with_any
+    with pytest.raises(ValueError, match="top_classes must be in"):
+        train(_config(settings, uri, top_classes=0.0), settings.s3)
