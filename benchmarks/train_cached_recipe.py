@@ -53,6 +53,7 @@ KEYS = {
     "lambda": "class_weight",
     "text": "entity_text",
     "top": "top_classes",
+    "holdout": "holdout_classes",
 }
 
 #: The full demo's recipe (``pipelines/demo/plans.py``), where every ``--ablation`` row starts.
@@ -100,7 +101,8 @@ def summarise(rows: list[dict]) -> str:
         return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
 
     benches = list(rows[0]["benchmarks"]) if rows else []
-    head = ["row", "seeds", "val-split mAP (frozen)"] + [f"{Path(b).name}: mAP / frozen / chance" for b in benches]
+    head = ["row", "seeds", "val-split mAP (frozen)", "held-out entities mAP (frozen)"]
+    head += [f"{Path(b).name}: mAP / frozen / chance" for b in benches]
     lines = ["| " + " | ".join(head + ["class loss last 5 (chance)"]) + " |", "|" + "---|" * (len(head) + 1)]
     for name in dict.fromkeys(r["row"] for r in rows):
         group = [r for r in rows if r["row"] == name]
@@ -108,6 +110,9 @@ def summarise(rows: list[dict]) -> str:
         vals = [r["val_map"] for r in group if r["val_map"] is not None]
         frozen_val = group[0]["val_map_frozen"]
         cells.append((stat(vals) if vals else "n/a") + (f" ({frozen_val:.3f})" if frozen_val is not None else ""))
+        unseen = [r["val_unseen_map"] for r in group if r["val_unseen_map"] is not None]
+        frozen_unseen = group[0]["val_unseen_map_frozen"]
+        cells.append((stat(unseen) if unseen else "n/a") + (f" ({frozen_unseen:.3f})" if frozen_unseen else ""))
         for b in benches:
             maps = [r["benchmarks"][b]["map"] for r in group]
             ref = group[0]["benchmarks"][b]
@@ -185,10 +190,12 @@ def main() -> None:
                 settings,
             )
             cfg.checkpoint_every = max(1, cfg.steps // 4)  # validation mAP four times per run
-            snapshot = load_snapshot(store, cfg.snapshot)
+            snapshot, unseen = load_snapshot(store, cfg.snapshot), None
+            if cfg.holdout_classes > 0:
+                snapshot, unseen = snapshot.hold_out(cfg.holdout_classes)
             if cfg.top_classes < 1:
                 snapshot = snapshot.most_frequent(cfg.top_classes)
-            cached_before = store.exists(cache_uri(cfg, snapshot)) if cfg.frozen_stages else None
+            cached_before = store.exists(cache_uri(cfg, snapshot, unseen)) if cfg.frozen_stages else None
             start, cpu = time.perf_counter(), time.process_time()
             result = train(cfg, settings.s3)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -209,13 +216,18 @@ def main() -> None:
                 ),
                 "val_map": result.metrics[-1].get("val_map"),
                 "val_map_frozen": None,
+                "val_unseen_map": result.metrics[-1].get("val_unseen_map"),
+                "val_unseen_map_frozen": None,
                 "checkpoint": result.checkpoint,
                 "benchmarks": {},
             }
             if cfg.frozen_stages:  # the frozen tower's pooled features on the same validation images
-                cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
+                cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot, unseen)))
                 tower, _, _ = create_model_and_transforms(cfg.model, pretrained_towers=True, image_size=cfg.image_size)
                 row["val_map_frozen"] = validation_map(tower, cfg.frozen_stages, cache, project=False)
+                row["val_unseen_map_frozen"] = validation_map(
+                    tower, cfg.frozen_stages, cache, project=False, split="unseen"
+                )
             size = cfg.image_size or 224
             for bench in benches:
                 key = (str(bench.root), size)

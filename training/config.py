@@ -80,6 +80,11 @@ class TrainConfig:
         "Train on the most frequent fraction of the snapshot's entity classes (by image count, e.g. 0.25); "
         "images with none of them are left out of class-supervised recipes.",
     )
+    holdout_classes: float = _opt(
+        0.0,
+        "Percent of the snapshot's entity classes (chosen by a hash of the entity id) left out of training; "
+        "with frozen_stages, retrieval among their images is logged as val_unseen_map (entities never seen).",
+    )
     cache_views: int = _opt(4, "Views cached per training image with frozen_stages: the plain view + augmented ones.")
     feature_cache: str = _opt("", "Folder of feature caches (s3://bucket/prefix or a path); empty: checkpoint_dir.")
     checkpoint_dir: str = _opt(_setting("checkpoint_dir"), "Where run folders go: s3://bucket/prefix or a local path.")

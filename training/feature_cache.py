@@ -33,7 +33,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -161,6 +162,9 @@ class FeatureCache:
     val_features: torch.Tensor  # (M, C, H, W) float16
     val_classes: list[list[int]]
     key: dict[str, Any]
+    #: images of held-out entities (``holdout_classes``), plain view, and their held-out class indices
+    unseen_features: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    unseen_classes: list[list[int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -175,8 +179,9 @@ class FeatureCache:
         return cls(**torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
 
 
-def _key(cfg: TrainConfig, snapshot: Snapshot) -> dict[str, Any]:
+def _key(cfg: TrainConfig, snapshot: Snapshot, unseen: Snapshot | None = None) -> dict[str, Any]:
     return {
+        **({"unseen": [c.id for c in unseen.classes]} if unseen is not None else {}),
         "format": FORMAT,
         "snapshot": cfg.snapshot,
         "shards": snapshot.shard_sha256 or snapshot.shards,
@@ -196,9 +201,9 @@ def _key(cfg: TrainConfig, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def cache_uri(cfg: TrainConfig, snapshot: Snapshot) -> str:
-    """Where the cache of this config's snapshot, model, split point, size and views lives."""
-    digest = hashlib.sha256(json.dumps(_key(cfg, snapshot), sort_keys=True).encode()).hexdigest()[:16]
+def cache_uri(cfg: TrainConfig, snapshot: Snapshot, unseen: Snapshot | None = None) -> str:
+    """Where the cache of this config's snapshot (and held-out classes), model, split point, size and views lives."""
+    digest = hashlib.sha256(json.dumps(_key(cfg, snapshot, unseen), sort_keys=True).encode()).hexdigest()[:16]
     folder = cfg.feature_cache or join_uri(cfg.checkpoint_dir, "feature-cache")
     size = f"{cfg.image_size}px" if cfg.image_size else "native"
     return join_uri(folder, f"{snapshot.version}-{cfg.model}-k{cfg.frozen_stages}-{size}-{digest}.pt")
@@ -210,8 +215,12 @@ def build_cache(
     snapshot: Snapshot,
     model: nn.Module,
     train_transform: Callable[[Any], torch.Tensor],
+    unseen: Snapshot | None = None,
 ) -> FeatureCache:
-    """Run the frozen part over the snapshot once (progress bar per image); deterministic views."""
+    """Run the frozen part over the snapshot once (progress bar per image); deterministic views.
+
+    With ``unseen`` (the held-out classes), an image naming one of them and no training class goes to
+    the unseen set instead of training."""
     k = cfg.frozen_stages
     _check_split(model, k)
     eval_transform = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=False)
@@ -219,11 +228,14 @@ def build_cache(
         text_source=cfg.loss.spec.text_source, entity_text=cfg.loss.entity_text, require_class=cfg.loss.uses_classes
     )
     class_index = snapshot.class_index()
+    unseen_index = unseen.class_index() if unseen is not None else {}
     text_rows: dict[str, int] = {}
     train_views: list[torch.Tensor] = []
     val_views: list[torch.Tensor] = []
+    unseen_views: list[torch.Tensor] = []
     train: dict[str, list[Any]] = {"features": [], "classes": [], "texts": []}
     val: dict[str, list[Any]] = {"features": [], "classes": []}
+    held: dict[str, list[Any]] = {"features": [], "classes": []}
 
     device = next(model.parameters()).device
 
@@ -246,14 +258,21 @@ def build_cache(
             for uri in snapshot.shards:
                 for sample in iter_shard(store, uri):
                     progress.update(1)
+                    ids = [e["id"] for e in sample.meta.get("entities", [])]
+                    unseen_classes = sorted({unseen_index[i] for i in ids if i in unseen_index})
+                    if unseen_classes and not any(i in class_index for i in ids):
+                        image = _decode(sample, cfg.max_pixels)
+                        if image is not None:
+                            held["classes"].append(unseen_classes)
+                            unseen_views.append(eval_transform(image))
+                            flush(unseen_views, held["features"])
+                        continue
                     labels = sample_labels(sample, class_index, stream)
                     split = snapshot.split_of(sample.pair_id)
                     if labels is None or (split == "val" and not labels[0]):
                         continue
-                    try:
-                        image = decode_rgb(sample.image_bytes, max_pixels=cfg.max_pixels)
-                    except ImageRejected as e:
-                        log.warning("skipping pair %s: %s", sample.pair_id, e)
+                    image = _decode(sample, cfg.max_pixels)
+                    if image is None:
                         continue
                     classes, texts = labels
                     if split == "val":
@@ -268,6 +287,7 @@ def build_cache(
                     flush(train_views, train["features"])
             flush(train_views, train["features"], force=True)
             flush(val_views, val["features"], force=True)
+            flush(unseen_views, held["features"], force=True)
             if not train["classes"]:
                 raise ValueError(f"snapshot {cfg.snapshot} has no usable training images for {cfg.loss.recipe}")
             text_features = torch.zeros(0, 0)
@@ -293,8 +313,18 @@ def build_cache(
         text_features=text_features.clone(),
         val_features=torch.cat(val["features"]).clone() if val["features"] else empty,
         val_classes=val["classes"],
-        key=_key(cfg, snapshot),
+        key=_key(cfg, snapshot, unseen),
+        unseen_features=torch.cat(held["features"]).clone() if held["features"] else empty,
+        unseen_classes=held["classes"],
     )
+
+
+def _decode(sample: Any, max_pixels: int) -> Image.Image | None:
+    try:
+        return decode_rgb(sample.image_bytes, max_pixels=max_pixels)
+    except ImageRejected as e:
+        log.warning("skipping pair %s: %s", sample.pair_id, e)
+        return None
 
 
 def load_or_build(
@@ -305,12 +335,13 @@ def load_or_build(
     train_transform: Callable[[Any], torch.Tensor],
     rank: int = 0,
     world: int = 1,
+    unseen: Snapshot | None = None,
 ) -> FeatureCache:
     """The stored cache of this config, built and stored first (by rank 0) when there is none."""
-    uri = cache_uri(cfg, snapshot)
+    uri = cache_uri(cfg, snapshot, unseen)
     cache = None
     if rank == 0 and not store.exists(uri):
-        cache = build_cache(cfg, store, snapshot, model, train_transform)
+        cache = build_cache(cfg, store, snapshot, model, train_transform, unseen)
         store.put_bytes(uri, cache.to_bytes())
         log.info("feature cache written to %s (%d training images x %d views)", uri, len(cache), cfg.cache_views)
     if world > 1:
@@ -379,9 +410,15 @@ def shared_class_map(embeddings: np.ndarray, classes: list[list[int]]) -> float:
     return float((precision.sum(axis=1) / relevant.sum(axis=1)).mean())
 
 
-def validation_map(model: nn.Module, k: int, cache: FeatureCache, project: bool = True) -> float | None:
-    """``shared_class_map`` of the model's embeddings of the validation images (None without two of them)."""
-    if len(cache.val_classes) < 2:
+def validation_map(
+    model: nn.Module, k: int, cache: FeatureCache, project: bool = True, split: str = "val"
+) -> float | None:
+    """``shared_class_map`` of the model's embeddings of the validation images (``split="unseen"``: of
+    the held-out entities' images); None without two of them."""
+    features, classes = (
+        (cache.val_features, cache.val_classes) if split == "val" else (cache.unseen_features, cache.unseen_classes)
+    )
+    if len(classes) < 2:
         return None
     was_training = model.training
     device = next(model.parameters()).device
@@ -390,13 +427,13 @@ def validation_map(model: nn.Module, k: int, cache: FeatureCache, project: bool 
         with torch.inference_mode():
             emb = torch.cat(
                 [
-                    upper_features(model, k, cache.val_features[i : i + CHUNK].to(device).float(), project).cpu()
-                    for i in range(0, len(cache.val_classes), CHUNK)
+                    upper_features(model, k, features[i : i + CHUNK].to(device).float(), project).cpu()
+                    for i in range(0, len(classes), CHUNK)
                 ]
             )
     finally:
         model.train(was_training)
-    return shared_class_map(emb.float().numpy(), cache.val_classes)
+    return shared_class_map(emb.float().numpy(), classes)
 
 
 def prepare(
@@ -409,19 +446,23 @@ def prepare(
     start: int,
     rank: int = 0,
     world: int = 1,
+    unseen: Snapshot | None = None,
 ) -> tuple[nn.Module, CachedBatches, Callable[[], dict[str, float]]]:
     """What the trainer loop needs for a cached-feature run: its module, its batches, and the
-    validation metrics to log at each checkpoint (rank 0; empty elsewhere or without a split)."""
+    validation metrics to log at each checkpoint (rank 0; empty elsewhere or without a split):
+    ``val_map`` on the validation split, and with ``unseen`` (held-out classes) ``val_unseen_map``."""
     k = cfg.frozen_stages
-    cache = load_or_build(cfg, store, snapshot, model, train_transform, rank, world)
+    cache = load_or_build(cfg, store, snapshot, model, train_transform, rank, world, unseen)
     batches = CachedBatches(cache, cfg.batch_size, num_classes, cfg.loss.uses_text, cfg.seed + start, rank, world)
+    splits = {"val_map": "val", "val_unseen_map": "unseen"}
     if rank == 0 and start == 0:
-        frozen = validation_map(model, k, cache, project=False)
-        if frozen is not None:
-            log.info("validation mAP of the frozen tower's pooled features: %.4f", frozen)
+        for name, split in splits.items():
+            frozen = validation_map(model, k, cache, project=False, split=split)
+            if frozen is not None:
+                log.info("%s of the frozen tower's pooled features: %.4f", name, frozen)
 
     def validate() -> dict[str, float]:
-        value = validation_map(model, k, cache) if rank == 0 else None
-        return {} if value is None else {"val_map": value}
+        values = {name: validation_map(model, k, cache, split=split) for name, split in splits.items()}
+        return {name: v for name, v in values.items() if v is not None} if rank == 0 else {}
 
     return CachedFeatureModule(model, k), batches, validate

@@ -226,6 +226,8 @@ def _check(cfg: TrainConfig) -> None:
     model_spec(cfg.model)  # raises ValueError naming the registered models
     if not cfg.run_name or "/" in cfg.run_name:
         raise ValueError(f"run name {cfg.run_name!r} must be a non-empty name without '/'")
+    if not 0 <= cfg.holdout_classes < 100:
+        raise ValueError(f"holdout_classes must be a percent in [0, 100), got {cfg.holdout_classes}")
     if not 0 < cfg.top_classes <= 1:
         raise ValueError(f"top_classes must be in (0, 1], got {cfg.top_classes}")
     for name in ("steps", "batch_size", "checkpoint_every", "cache_views"):
@@ -242,6 +244,9 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
     _check(cfg)
     store = ObjectStore(s3)
     snapshot = load_snapshot(store, cfg.snapshot)
+    unseen = None
+    if cfg.holdout_classes > 0:
+        snapshot, unseen = snapshot.hold_out(cfg.holdout_classes)
     if cfg.top_classes < 1:
         snapshot = snapshot.most_frequent(cfg.top_classes)
     num_classes = len(snapshot.classes) if cfg.loss.uses_classes else 0
@@ -270,7 +275,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
     validate: Callable[[], dict[str, float]] = dict
     if cfg.frozen_stages:
         module, loader, validate = feature_cache.prepare(
-            cfg, store, snapshot, parts.model, parts.transform, num_classes, start, ranks.rank, ranks.world
+            cfg, store, snapshot, parts.model, parts.transform, num_classes, start, ranks.rank, ranks.world, unseen
         )
     else:
         module, loader = MofiTrainModule(parts.model), build_loader(cfg, s3, snapshot, parts, num_classes, start, ranks)

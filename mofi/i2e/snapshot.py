@@ -80,6 +80,30 @@ class Snapshot:
         ids = {c.id for c in keep}
         return replace(self, classes=keep, same_as={a: c for a, c in self.same_as.items() if c in ids})
 
+    def hold_out(self, percent: float) -> tuple[Snapshot, Snapshot]:
+        """(this snapshot without ``percent`` % of its classes, a snapshot of just those classes).
+
+        Which classes is a hash of the entity id (as :func:`split_of` does for pairs), so the same
+        entities are held out of every snapshot. Both class tables are renumbered from 0 in count
+        order. Training on the first and measuring retrieval among the second's images tells how the
+        model does on entities it never saw, which is what GPR1200-style benchmarks measure.
+        """
+        if not 0 < percent < 100:
+            raise ValueError(f"held-out class percent must be in (0, 100), got {percent}")
+        parts: dict[str, list[EntityClass]] = {"train": [], "val": []}
+        for c in self.classes:
+            parts[split_of(c.id, percent)].append(c)
+
+        def only(classes: list[EntityClass]) -> Snapshot:
+            ids = {c.id for c in classes}
+            return replace(
+                self,
+                classes=[replace(c, index=i) for i, c in enumerate(classes)],
+                same_as={a: c for a, c in self.same_as.items() if c in ids},
+            )
+
+        return only(parts["train"]), only(parts["val"])
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -122,3 +122,29 @@ def test_top_classes_trains_on_the_most_frequent_entities_only(i2e_snapshot):
     assert len(cache.classes) == with_top < with_any
     with pytest.raises(ValueError, match="top_classes must be in"):
         train(_config(settings, uri, top_classes=0.0), settings.s3)
+
+
+def test_held_out_classes_stay_out_of_training_and_measure_unseen_entities(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    store = ObjectStore(settings.s3)
+    snapshot = Snapshot.load(store, uri)
+    kept, held = snapshot.hold_out(50)
+    assert {c.id for c in kept.classes} | {c.id for c in held.classes} == {c.id for c in snapshot.classes}
+    assert [c.index for c in kept.classes] == list(range(len(kept.classes))) and held.classes
+    assert snapshot.hold_out(50)[1] == held  # the same entities every time
+    cfg = _config(settings, uri, run_name="held-out", holdout_classes=50, steps=2, checkpoint_every=2)
+    result = train(cfg, settings.s3)
+    ckpt = load_checkpoint(store, result.checkpoint)
+    assert [c["id"] for c in ckpt["classes"]] == [c.id for c in kept.classes]
+    cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, kept, held)))
+    only_held = [
+        s
+        for shard in snapshot.shards
+        for s in iter_shard(store, shard)
+        if any(e["id"] in held.class_index() for e in s.meta["entities"])
+        and not any(e["id"] in kept.class_index() for e in s.meta["entities"])
+    ]
+    assert len(cache.unseen_classes) == len(only_held) == cache.unseen_features.shape[0] >= 2
+    assert "val_unseen_map" in result.metrics[-1] and 0 < result.metrics[-1]["val_unseen_map"] <= 1
+    with pytest.raises(ValueError, match="holdout_classes must be a percent"):
+        train(_config(settings, uri, holdout_classes=100), settings.s3)
