@@ -54,6 +54,7 @@ KEYS = {
     "text": "entity_text",
     "top": "top_classes",
     "holdout": "holdout_classes",
+    "embedding": "embedding",
 }
 
 #: The full demo's recipe (``pipelines/demo/plans.py``), where every ``--ablation`` row starts.
@@ -224,10 +225,8 @@ def main() -> None:
             if cfg.frozen_stages:  # the frozen tower's pooled features on the same validation images
                 cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot, unseen)))
                 tower, _, _ = create_model_and_transforms(cfg.model, pretrained_towers=True, image_size=cfg.image_size)
-                row["val_map_frozen"] = validation_map(tower, cfg.frozen_stages, cache, project=False)
-                row["val_unseen_map_frozen"] = validation_map(
-                    tower, cfg.frozen_stages, cache, project=False, split="unseen"
-                )
+                row["val_map_frozen"] = validation_map(tower, cfg.frozen_stages, cache, "pooled")
+                row["val_unseen_map_frozen"] = validation_map(tower, cfg.frozen_stages, cache, "pooled", split="unseen")
             size = cfg.image_size or 224
             for bench in benches:
                 key = (str(bench.root), size)

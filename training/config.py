@@ -87,6 +87,11 @@ class TrainConfig:
     )
     cache_views: int = _opt(4, "Views cached per training image with frozen_stages: the plain view + augmented ones.")
     feature_cache: str = _opt("", "Folder of feature caches (s3://bucket/prefix or a path); empty: checkpoint_dir.")
+    embedding: str = _opt(
+        "projection",
+        "Served image embedding: projection (the image-text space the losses train) | pooled_projection (the pooled "
+        "trunk features beside it, equal weights; text-to-image ranking unchanged).",
+    )
     checkpoint_dir: str = _opt(_setting("checkpoint_dir"), "Where run folders go: s3://bucket/prefix or a local path.")
     checkpoint_every: int = _opt(_setting("checkpoint_every"), "Steps between checkpoints.")
     keep_checkpoints: int = _opt(2, "Step checkpoints kept per run (older ones are deleted after each save).")

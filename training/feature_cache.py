@@ -49,6 +49,7 @@ from mofi.i2e import Snapshot, iter_shard
 from mofi.images import ImageRejected, decode_rgb
 from mofi.objstore import ObjectStore, join_uri
 from mofi_platform.training.data import StreamConfig, sample_labels
+from mofi_platform.training.embedding import join
 from mofi_platform.training.models import get_tokenizer
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ __all__ = [
     "cache_uri",
     "build_cache",
     "load_or_build",
+    "served_features",
     "validation_map",
     "prepare",
 ]
@@ -410,11 +412,21 @@ def shared_class_map(embeddings: np.ndarray, classes: list[list[int]]) -> float:
     return float((precision.sum(axis=1) / relevant.sum(axis=1)).mean())
 
 
+def served_features(model: nn.Module, k: int, features: torch.Tensor, embedding: str = "projection") -> torch.Tensor:
+    """The embedding the model serves (:mod:`~mofi_platform.training.embedding`) from ``lower_features``;
+    ``embedding="pooled"``: the pooled trunk features alone (what the frozen baseline uses)."""
+    pooled = upper_features(model, k, features, project=False)
+    if embedding == "pooled":
+        return pooled
+    projected = model.visual.head(pooled)
+    return projected if embedding == "projection" else join(pooled, projected)
+
+
 def validation_map(
-    model: nn.Module, k: int, cache: FeatureCache, project: bool = True, split: str = "val"
+    model: nn.Module, k: int, cache: FeatureCache, embedding: str = "projection", split: str = "val"
 ) -> float | None:
-    """``shared_class_map`` of the model's embeddings of the validation images (``split="unseen"``: of
-    the held-out entities' images); None without two of them."""
+    """``shared_class_map`` of the model's ``embedding`` (as :func:`served_features`) of the validation
+    images (``split="unseen"``: of the held-out entities' images); None without two of them."""
     features, classes = (
         (cache.val_features, cache.val_classes) if split == "val" else (cache.unseen_features, cache.unseen_classes)
     )
@@ -427,7 +439,7 @@ def validation_map(
         with torch.inference_mode():
             emb = torch.cat(
                 [
-                    upper_features(model, k, features[i : i + CHUNK].to(device).float(), project).cpu()
+                    served_features(model, k, features[i : i + CHUNK].to(device).float(), embedding).cpu()
                     for i in range(0, len(classes), CHUNK)
                 ]
             )
@@ -457,12 +469,12 @@ def prepare(
     splits = {"val_map": "val", "val_unseen_map": "unseen"}
     if rank == 0 and start == 0:
         for name, split in splits.items():
-            frozen = validation_map(model, k, cache, project=False, split=split)
+            frozen = validation_map(model, k, cache, "pooled", split=split)
             if frozen is not None:
                 log.info("%s of the frozen tower's pooled features: %.4f", name, frozen)
 
     def validate() -> dict[str, float]:
-        values = {name: validation_map(model, k, cache, split=split) for name, split in splits.items()}
+        values = {name: validation_map(model, k, cache, cfg.embedding, split=split) for name, split in splits.items()}
         return {name: v for name, v in values.items() if v is not None} if rank == 0 else {}
 
     return CachedFeatureModule(model, k), batches, validate

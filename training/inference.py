@@ -19,6 +19,7 @@ from torch import nn
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
 from mofi_platform.training.checkpoint import load_checkpoint
+from mofi_platform.training.embedding import check_embedding, image_embedding, text_embedding
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer
 
 __all__ = ["EmbeddingModel"]
@@ -38,8 +39,11 @@ class EmbeddingModel:
         version: str,
         model_name: str,
         classes: Sequence[dict[str, Any]] = (),
+        embedding: str = "projection",
     ):
+        check_embedding(model, embedding)
         self.model = model.eval()
+        self.embedding = embedding  # mofi_platform.training.embedding: what an image embedding is
         self.eval_transform = eval_transform
         self.tokenizer = tokenizer
         self.version = version
@@ -47,7 +51,7 @@ class EmbeddingModel:
         self.classes = list(classes)
         self._lock = threading.Lock()
         with torch.inference_mode():
-            probe = self.model.encode_text(self.tokenizer(["probe"]))
+            probe = text_embedding(self.model, self.tokenizer(["probe"]), embedding)
         self.dim = int(probe.shape[-1])
 
     @classmethod
@@ -64,7 +68,16 @@ class EmbeddingModel:
             name, num_classes=0 if head is None else head.shape[0], image_size=ckpt.get("image_size")
         )
         model.load_state_dict(state, strict=True)
-        return cls(model, eval_transform, get_tokenizer(name), ckpt.get("version", name), name, ckpt.get("classes", ()))
+        embedding = ckpt.get("config", {}).get("embedding", "projection")
+        return cls(
+            model,
+            eval_transform,
+            get_tokenizer(name),
+            ckpt.get("version", name),
+            name,
+            ckpt.get("classes", ()),
+            embedding,
+        )
 
     @classmethod
     def from_model(
@@ -87,14 +100,14 @@ class EmbeddingModel:
         """(n, dim) float32, rows L2-normalised."""
         return self._embed(
             images,
-            lambda chunk: self.model.encode_image(
-                torch.stack([self.eval_transform(im.convert("RGB")) for im in chunk]), normalize=True
+            lambda chunk: image_embedding(
+                self.model, torch.stack([self.eval_transform(im.convert("RGB")) for im in chunk]), self.embedding
             ),
         )
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""
-        return self._embed(texts, lambda chunk: self.model.encode_text(self.tokenizer(list(chunk)), normalize=True))
+        return self._embed(texts, lambda chunk: text_embedding(self.model, self.tokenizer(list(chunk)), self.embedding))
 
     def _embed(self, items: Sequence[Any], encode: Callable[[Sequence[Any]], torch.Tensor]) -> np.ndarray:
         if len(items) == 0:

@@ -37,6 +37,7 @@ from mofi_platform.training import feature_cache
 from mofi_platform.training.checkpointer import Checkpointer
 from mofi_platform.training.config import TrainConfig
 from mofi_platform.training.data import Collate, I2EStream, StreamConfig, make_loader
+from mofi_platform.training.embedding import check_embedding
 from mofi_platform.training.losses import MofiLoss
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
@@ -167,6 +168,7 @@ def build(cfg: TrainConfig, num_classes: int, ranks: Ranks) -> Parts:
     """Model (seeded), loss and optimiser with its warmup-cosine schedule."""
     torch.manual_seed(cfg.seed)
     model, train_transform = build_model(cfg, num_classes)
+    check_embedding(model, cfg.embedding)
     model.to(ranks.device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.lr, cfg.tower_lr_scale), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.steps))

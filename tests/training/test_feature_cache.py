@@ -10,7 +10,7 @@ from mofi.images import decode_rgb
 from mofi.objstore import ObjectStore
 from mofi_platform.training.checkpoint import load_checkpoint
 from mofi_platform.training.config import TrainConfig
-from mofi_platform.training.feature_cache import FeatureCache, cache_uri, upper_features
+from mofi_platform.training.feature_cache import FeatureCache, cache_uri, served_features, upper_features
 from mofi_platform.training.inference import EmbeddingModel
 from mofi_platform.training.models import create_model_and_transforms
 from mofi_platform.training.trainer import train
@@ -148,3 +148,45 @@ def test_held_out_classes_stay_out_of_training_and_measure_unseen_entities(i2e_s
     assert "val_unseen_map" in result.metrics[-1] and 0 < result.metrics[-1]["val_unseen_map"] <= 1
     with pytest.raises(ValueError, match="holdout_classes must be a percent"):
         train(_config(settings, uri, holdout_classes=100), settings.s3)
+
+
+def test_pooled_projection_serves_pooled_features_beside_the_projection(i2e_snapshot):
+    settings, uri = i2e_snapshot
+    store = ObjectStore(settings.s3)
+    cfg = _config(settings, uri, run_name="pooled-projection", embedding="pooled_projection", steps=2)
+    result = train(cfg, settings.s3)
+    assert "val_map" in result.metrics[-1]
+    served = EmbeddingModel.load(result.checkpoint, settings.s3)
+    pooled_dim = served.model.visual.trunk.num_features
+    assert served.embedding == "pooled_projection" and served.dim == pooled_dim + 256
+
+    snapshot = Snapshot.load(store, uri)
+    cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
+    index = snapshot.class_index()
+    images = [
+        decode_rgb(s.image_bytes, max_pixels=cfg.max_pixels)
+        for shard in snapshot.shards
+        for s in iter_shard(store, shard)
+        if snapshot.split_of(s.pair_id) == "val" and any(e["id"] in index for e in s.meta["entities"])
+    ]
+    direct = served.embed_images(images)
+    with torch.inference_mode():
+        via_cache = served_features(served.model, K, cache.val_features.float(), "pooled_projection").numpy()
+    assert (direct * via_cache).sum(axis=1).min() > 0.999  # what is served is what validation measured
+    assert abs(torch.linalg.norm(torch.from_numpy(direct), dim=1) - 1).max() < 1e-5
+
+    # texts are zero on the pooled part: text-image cosine is the projection's / sqrt(2), so rankings are the same
+    texts = served.embed_texts(["rocket launch", "a cat"])
+    assert (
+        abs(texts[:, :pooled_dim]).max() == 0
+        and abs(torch.linalg.norm(torch.from_numpy(texts), dim=1) - 1).max() < 1e-5
+    )
+    projection = EmbeddingModel(served.model, served.eval_transform, served.tokenizer, "p", MODEL)
+    expected = projection.embed_images(images) @ projection.embed_texts(["rocket launch", "a cat"]).T
+    assert abs(direct @ texts.T - expected * 0.5**0.5).max() < 1e-4
+
+    with pytest.raises(ValueError, match="unknown embedding"):
+        train(_config(settings, uri, embedding="concat"), settings.s3)
+    with pytest.raises(ValueError, match="pooled_projection needs a trunk"):
+        train(_config(settings, uri, model="mofi-tiny-vit", pretrained_towers=False, frozen_stages=0,
+                      embedding="pooled_projection"), settings.s3)  # fmt: skip
