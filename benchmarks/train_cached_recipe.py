@@ -58,7 +58,7 @@ KEYS = {
 }
 
 #: The full demo's recipe (``pipelines/demo/plans.py``), where every ``--ablation`` row starts.
-DEMO_BASE = "k=6,size=128,views=2,steps=300,batch=64,lr=1e-3,tower=0.3,warmup=20"
+DEMO_BASE = "k=6,size=128,views=2,steps=300,batch=64,lr=1e-3,tower=0.3,warmup=20,embedding=pooled_projection"
 
 #: The seed paper's open checks (``--ablation``), each row a setting on top of ``--base``: the recipes
 #: (CosFace alone, CLIP-style on the raw alt-text, contrastive on the entity text, multi-task at three

@@ -51,12 +51,12 @@ def train_mofi(
     model: Output[Model],
 ):
     """Run `mofi train` as a torchx job (kubernetes/Volcano or local_cwd), stream its logs, output the checkpoint."""
+    import hashlib
     import json
 
     from mofi_platform.pipelines.steps import TrainJob, launch_training, step_settings
 
     snapshot = dataset.metadata["uri"]
-    run_name = run_name or f"{dataset.metadata['version']}-{model_config}-{recipe}"
     options = {
         "model": model_config,
         "recipe": recipe,
@@ -64,6 +64,8 @@ def train_mofi(
         "batch_size": batch_size,
         **json.loads(train_options or "{}"),
     }
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]  # other options: a new run
+    run_name = run_name or f"{dataset.metadata['version']}-{model_config}-{recipe}-{digest}"
     job = TrainJob(
         scheduler=scheduler,
         nnodes=nnodes,

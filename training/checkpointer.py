@@ -38,22 +38,43 @@ def read_metrics(store: ObjectStore, run_dir: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in store.get_bytes(uri).decode().splitlines() if line.strip()]
 
 
+#: Options that may differ between attempts of one run (how long, how often it saves, where it publishes).
+RESUMABLE = frozenset(
+    {"steps", "checkpoint_every", "keep_checkpoints", "publish_uri", "num_workers", "checkpoint_dir", "feature_cache"}
+)
+
+
 class Checkpointer:
     """Checkpoints of one run folder, as seen from rank ``rank`` of ``world``."""
 
     def __init__(self, store: ObjectStore, run_dir: str, keep: int, rank: int = 0, world: int = 1):
         self.store, self.run_dir, self.keep, self.rank, self.world = store, run_dir, keep, rank, world
 
-    def resume(self, stateful: Mapping[str, Any]) -> tuple[int, str, list[dict[str, Any]]]:
+    def resume(
+        self, stateful: Mapping[str, Any], config: Mapping[str, Any] | None = None
+    ) -> tuple[int, str, list[dict[str, Any]]]:
         """Load the newest checkpoint into ``stateful`` (checkpoint key -> object with ``load_state_dict``).
 
-        Returns (step, checkpoint URI, metrics up to that step); (0, "", []) for a fresh run.
+        Returns (step, checkpoint URI, metrics up to that step); (0, "", []) for a fresh run. With
+        ``config`` (the run's flat options), a checkpoint trained with other settings is a ``ValueError``
+        naming them (only ``RESUMABLE`` options may change between attempts): resuming it would hand back
+        a model of another configuration as if it were this one.
         """
         found = latest_checkpoint(self.store, self.run_dir)
         if not found:
             return 0, "", []
         uri = found[1]
         ckpt = load_checkpoint(self.store, uri)
+        if config is not None:
+            saved = ckpt.get("config", {})
+            changed = sorted(
+                k for k in set(saved) | set(config) if k not in RESUMABLE and saved.get(k) != config.get(k)
+            )
+            if changed:
+                diff = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+                raise ValueError(
+                    f"{self.run_dir} holds {uri} trained with other settings ({diff}); use another run name"
+                )
         for key, obj in stateful.items():
             obj.load_state_dict(ckpt[key])
         step = int(ckpt["step"])

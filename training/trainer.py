@@ -256,7 +256,7 @@ def _train(cfg: TrainConfig, s3: S3Settings, ranks: Ranks) -> TrainResult:
         raise ValueError(f"snapshot {cfg.snapshot} has no entity classes; recipe {cfg.loss.recipe} needs them")
     parts = build(cfg, num_classes, ranks)
     checkpointer = Checkpointer(store, cfg.run_dir, cfg.keep_checkpoints, ranks.rank, ranks.world)
-    start, found, metrics = checkpointer.resume(parts.stateful())
+    start, found, metrics = checkpointer.resume(parts.stateful(), cfg.options())
     if found and ranks.rank == 0:
         log.info("resuming %s from step %d (%s)", cfg.run_dir, start, found)
     if start >= cfg.steps:

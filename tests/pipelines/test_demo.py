@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -119,5 +120,5 @@ def test_quick_demo_runs_every_step_and_a_rerun_resumes(settings, tmp_path):
     state = json.loads((state_dir / "state.json").read_text())
     assert state["generation"] == 1 and state["stream"]["produced"] == 30
     assert state["pipeline"]["model"]["snapshot"].endswith("/snapshots/demo-quick-1/manifest.json")
-    assert state["pipeline"]["model"]["run_name"] == "demo-quick-1-mofi-tiny-vit-multitask"
+    assert re.fullmatch(r"demo-quick-1-mofi-tiny-vit-multitask-[0-9a-f]{8}", state["pipeline"]["model"]["run_name"])
     assert state["pipeline"]["model"]["step"] == 12 and state["timings"]["pipeline"] > 5

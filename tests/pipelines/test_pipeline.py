@@ -6,6 +6,7 @@ a bad model before indexing."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
     out = run_local(settings, tmp_path / "root", roll=True, gate="chance,published", **params)
 
     model = out["model"]
-    assert model["step"] == 8 and model["run_name"] == "v1-mofi-tiny-vit-multitask"
+    assert model["step"] == 8 and re.fullmatch(r"v1-mofi-tiny-vit-multitask-[0-9a-f]{8}", model["run_name"])
     assert model["snapshot"] == f"s3://{settings.s3.i2e_bucket}/snapshots/v1/manifest.json"
     assert load_checkpoint(ObjectStore(settings.s3), model["checkpoint"])["step"] == 8
     metrics, evaluation = out["metrics"], out["evaluation"]
@@ -160,7 +161,7 @@ def test_pipeline_runs_locally_end_to_end_and_its_quality_gate_stops_indexing(se
         concrete, hits = vectors.search(np.ones(vectors.dim(first)), 5)  # published by the step's process
         assert concrete == first and len(hits) == 5 and {h.pair_id for h in hits} <= {s.pair_id for s in samples}
         served = load_checkpoint(ObjectStore(settings.s3), settings.embedder.checkpoint)  # the roll step published it
-        assert served["version"] == "v1-mofi-tiny-vit-multitask-step8" and "optimizer" not in served
+        assert served["version"] == f"{model['run_name']}-step8" and "optimizer" not in served
 
         # The default gate (baseline and published) with a margin the model does not reach: the run
         # fails after evaluation, before the index step, with the numbers in the evaluate step's Metrics.

@@ -73,6 +73,9 @@ def test_single_process_training_learns_checkpoints_and_resumes(i2e_snapshot):
     # a finished run is not retrained
     again = train(dataclasses.replace(cfg, steps=40), settings.s3)
     assert again.resumed_from == 40 and again.metrics[-1]["step"] == 40
+    # nor is a run resumed under other training settings: that would hand back a model of another configuration
+    with pytest.raises(ValueError, match=r"trained with other settings \(lr: 0\.002 -> 0\.001\); use another run name"):
+        train(dataclasses.replace(cfg, steps=50, lr=1e-3), settings.s3)
 
 
 def _wait(runner, handle, states, timeout):
