@@ -23,7 +23,7 @@ in ``ABLATION``, each on top of the demo's recipe), three seeds per row, mean ±
 
 Settings (S3 endpoint, credentials) come from MOFI_* variables as everywhere else; local paths work
 for the snapshot and the checkpoint folder. Writes ``<out>/results.json`` and ``<out>/results.md``
-and prints one JSON line per run.
+and prints one JSON line per run; rerun with more seeds, it keeps the runs ``results.json`` holds.
 """
 
 from __future__ import annotations
@@ -173,10 +173,14 @@ def main() -> None:
         plan += [(name, f"{args.base},{extra}") for name, extra in ABLATION if args.only in name]
     if not plan:
         raise SystemExit("nothing to run: give --setting or --ablation")
-    rows = []
+    done = out / "results.json"  # rows of an earlier invocation on the same snapshot are kept, not rerun
+    prior = json.loads(done.read_text()) if done.exists() else {}
+    rows = prior.get("rows", []) if prior.get("snapshot") == args.snapshot else []
     for name, text in plan:
         options = parse_setting(text)
         for seed in [int(s) for s in args.seeds.split(",")]:
+            if any(r["setting"] == text and r["seed"] == seed for r in rows):
+                continue
             cfg = TrainConfig.from_options(
                 {
                     "snapshot": args.snapshot,

@@ -58,13 +58,15 @@ PLANS = {
                     "tower_lr_scale": 0.3,
                     "warmup_steps": 20,
                     "checkpoint_every": 100,
+                    # the pooled trunk features beside the projection (mofi_platform.training.embedding): on the
+                    # demo's snapshot with a tenth of its entities held out of training, it retrieves those unseen
+                    # entities better than the projection alone in each of three seeds (RESULTS.md)
+                    "embedding": "pooled_projection",
                 }
             ),
-            # Gate against chance, not the frozen baseline: on the pipeline's own snapshot this recipe trains a
-            # head that learns (class loss 14.4 -> 0.9, chance 12.8) but the model stays 0.024 mAP below frozen
-            # ImageNet features at 128 px on the development benchmark (RESULTS.md), so a baseline gate would stop
-            # every demo before indexing. The summary and report still show the model beside the baseline.
-            "gate": "chance",
+            # The model must beat the frozen ImageNet features at the same input size on the development
+            # benchmark, or the run stops before indexing (RESULTS.md has the margin over three seeds).
+            "gate": "baseline",
             "index_batch_size": 64,
         },
     ),
