@@ -62,7 +62,8 @@ DEMO_BASE = "k=6,size=128,views=2,steps=300,batch=64,lr=1e-3,tower=0.3,warmup=20
 
 #: The seed paper's open checks (``--ablation``), each row a setting on top of ``--base``: the recipes
 #: (CosFace alone, CLIP-style on the raw alt-text, contrastive on the entity text, multi-task at three
-#: lambdas), entity names without descriptions, and the most frequent quarter / half of the entities.
+#: lambdas), entity names without descriptions, the most frequent quarter / half of the entities, and
+#: the projection alone as the served embedding.
 ABLATION = (
     ("supervised", "recipe=supervised"),
     ("contrastive, raw alt-text", "recipe=contrastive"),
@@ -73,6 +74,7 @@ ABLATION = (
     ("multitask 0.5, names only", "recipe=multitask,lambda=0.5,text=name"),
     ("multitask 0.5, top 25% entities", "recipe=multitask,lambda=0.5,top=0.25"),
     ("multitask 0.5, top 50% entities", "recipe=multitask,lambda=0.5,top=0.5"),
+    ("multitask 0.5, projection embedding", "recipe=multitask,lambda=0.5,embedding=projection"),
 )
 
 
