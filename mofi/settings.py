@@ -182,6 +182,27 @@ class KafkaSettings(_Section):
     group_prefix: str = _doc("Prefix of every consumer group id.", "mofi")
     session_timeout_ms: int = _doc("Consumer group session timeout.", 10000, **_COUNT)
     max_poll_records: int = _doc("Records fetched per poll by each stage.", 64, **_COUNT)
+    retry_backoff_s: float = _doc(
+        "A stage's first wait after a transient failure (broker or S3 unreachable, timeout, rebalance); "
+        "doubles with each failure in a row.",
+        0.5,
+        minimum=0.01,
+    )
+    retry_backoff_max_s: float = _doc("Longest wait between a stage's retries.", 30.0, minimum=0.01)
+    flush_timeout_s: float = _doc(
+        "Longest a stage waits for the broker to acknowledge a poll's outputs before it retries the poll.",
+        30.0,
+        minimum=0.1,
+    )
+    rejoin_timeout_s: float = _doc(
+        "A stage whose consumer has been out of its group (no partitions, not joined) this long replaces it "
+        "with a new one.",
+        60.0,
+        minimum=1,
+    )
+    stall_timeout_s: float = _doc(
+        "Liveness: a stage's /healthz fails once its consumer loop has not turned for this long.", 180.0, minimum=1
+    )
 
 
 @dataclass

@@ -328,6 +328,15 @@ class Stack:
         self._stop("kafka")
         self._stop("s3")
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one server ("kafka" or "s3") without any clean-up, as a crash would (fault tests)."""
+        pid = self._read_pid(name)
+        if pid is not None and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
+
     def restart_broker(self) -> None:
         """Stop and start only the broker (the tests use this to prove durability)."""
         self._stop("kafka")
