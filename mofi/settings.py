@@ -64,6 +64,7 @@ CREDENTIALS: dict[tuple[str, str], Credential] = {
     ("s3", "access_key"): Credential("s3AccessKey", "s3-access-key", False),
     ("s3", "secret_key"): Credential("s3SecretKey", "s3-secret-key", False),
     ("milvus", "token"): Credential("milvusToken", "milvus-token", True),
+    ("grpc", "auth_token"): Credential("grpcAuthToken", "grpc-auth-token", True),
 }
 
 #: Sections that describe the local loopback stack only: a cluster's settings do not carry them.
@@ -355,6 +356,23 @@ class GrpcSettings(_Section):
     grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0, **_NON_NEGATIVE)
     metrics_port: int = _doc(
         "Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0, minimum=0, maximum=65535
+    )
+    tls_cert_file: str = _doc(
+        "PEM certificate (chain) this process presents: a server's, or a client's under mutual TLS. With "
+        "tls_key_file, servers accept TLS only; empty means plaintext.",
+        "",
+    )
+    tls_key_file: str = _doc("PEM private key of tls_cert_file.", "")
+    tls_ca_file: str = _doc(
+        "PEM CA certificates: clients verify servers with them (and use TLS when set); servers with "
+        "tls_client_auth require client certificates they signed.",
+        "",
+    )
+    tls_client_auth: bool = _doc("Servers require a client certificate signed by tls_ca_file (mutual TLS).", False)
+    auth_token: str = _doc(
+        "Bearer token every gRPC call must carry (metadata 'authorization: Bearer <token>'; health checks are "
+        "exempt); empty means no token. From a Secret in a cluster.",
+        "",
     )
 
 
