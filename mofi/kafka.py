@@ -3,17 +3,35 @@
 Why here: every stage (produce, NER, scorer, writer, indexer) needs the same producer guarantees
 (acks=all, idempotent keys) and the same consumer contract (manual commits, earliest reset), and the
 same dead-letter record shape. One place keeps them identical.
+
+Faults: a stage rides out a broker that is down, restarting or rebalancing. :func:`is_transient` says
+which errors are worth retrying, :class:`Backoff` spaces the retries (capped exponential, from
+``kafka.retry_backoff_s`` to ``kafka.retry_backoff_max_s``), :func:`retrying` repeats a start-up step
+until it succeeds, and :func:`flush` turns a record the broker never acknowledged into an exception, so
+that a stage commits its input offsets only after every output is durable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+)
+from kafka.producer.future import FutureRecordMetadata
 
 from mofi.settings import KafkaSettings
 
@@ -25,10 +43,17 @@ __all__ = [
     "ensure_topics",
     "send_dead_letter",
     "all_topics",
+    "Backoff",
+    "is_transient",
+    "retrying",
+    "flush",
     "DEAD_LETTER_REASON_HEADER",
     "DEAD_LETTER_STAGE_HEADER",
     "DEAD_LETTER_TOPIC_HEADER",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEAD_LETTER_REASON_HEADER = "mofi-reason"
 DEAD_LETTER_STAGE_HEADER = "mofi-stage"
@@ -120,3 +145,71 @@ def send_dead_letter(
         (DEAD_LETTER_TOPIC_HEADER, source_topic.encode()),
     ]
     return producer.send(kcfg.dead_letter_topic, key=key, value=record_value or b"", headers=headers)
+
+
+# A commit refused because the group moved on: the consumer rejoins on its next poll and the records
+# since the last commit are consumed again (by this member or the partition's new owner).
+_GROUP_CHANGED = (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying can help: the broker unreachable or timing out, or the group rebalancing."""
+    return isinstance(error, KafkaError) and (error.retriable or isinstance(error, _GROUP_CHANGED))
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff: ``initial_s``, twice that, ... up to ``max_s``; :meth:`reset` on success."""
+
+    initial_s: float
+    max_s: float
+    failures: int = field(default=0, init=False)
+
+    @classmethod
+    def from_settings(cls, kcfg: KafkaSettings) -> Backoff:
+        return cls(kcfg.retry_backoff_s, kcfg.retry_backoff_max_s)
+
+    def next(self) -> float:
+        """The wait before the next attempt (and count this failure)."""
+        self.failures += 1
+        return min(self.max_s, self.initial_s * 2 ** min(self.failures - 1, 32))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def retrying(
+    what: str,
+    attempt: Callable[[], T],
+    backoff: Backoff,
+    stop: threading.Event | None = None,
+    transient: Callable[[BaseException], bool] = is_transient,
+) -> T:
+    """``attempt()`` until it succeeds, logging each transient failure and waiting ``backoff`` between tries.
+
+    Other errors propagate. A set ``stop`` event ends the waiting with the last error.
+    """
+    while True:
+        try:
+            return attempt()
+        except Exception as e:
+            if not transient(e):
+                raise
+            wait = backoff.next()
+            log.warning("%s failed (attempt %d): %s; retrying in %.1f s", what, backoff.failures, e, wait)
+            if stop is not None and stop.wait(wait):
+                raise
+            if stop is None:
+                time.sleep(wait)
+
+
+def flush(producer: KafkaProducer, futures: Sequence[FutureRecordMetadata], timeout_s: float) -> None:
+    """Wait until the broker acknowledged every record of ``futures``; raise the first failure.
+
+    ``producer.flush`` alone returns once each record is *done*, also when the producer gave up on it
+    (its retries or delivery timeout spent): committing input offsets after that would lose the record.
+    """
+    producer.flush(timeout=timeout_s)  # KafkaTimeoutError when the broker does not answer in time
+    for future in futures:
+        if future.failed():
+            raise future.exception

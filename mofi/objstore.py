@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 
 from mofi.settings import S3Settings
 
-__all__ = ["ObjectStore", "parse_uri", "minio_client", "join_uri", "is_missing"]
+__all__ = ["ObjectStore", "parse_uri", "minio_client", "join_uri", "is_missing", "is_transient"]
 
 # S3 error codes for "there is no such object" (the key, or its whole bucket); S3 servers differ in which they send.
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
@@ -47,6 +48,13 @@ def join_uri(base: str, *parts: str) -> str:
 def is_missing(error: S3Error) -> bool:
     """Whether an S3 error means the object (or its bucket) does not exist."""
     return error.code in _MISSING
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an S3 call may succeed when retried: the server unreachable, timing out or answering 5xx."""
+    if isinstance(error, S3Error):
+        return error.response is not None and error.response.status >= 500
+    return isinstance(error, (ServerError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
 
 
 def minio_client(cfg: S3Settings) -> Minio:

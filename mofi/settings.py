@@ -64,6 +64,7 @@ CREDENTIALS: dict[tuple[str, str], Credential] = {
     ("s3", "access_key"): Credential("s3AccessKey", "s3-access-key", False),
     ("s3", "secret_key"): Credential("s3SecretKey", "s3-secret-key", False),
     ("milvus", "token"): Credential("milvusToken", "milvus-token", True),
+    ("grpc", "auth_token"): Credential("grpcAuthToken", "grpc-auth-token", True),
 }
 
 #: Sections that describe the local loopback stack only: a cluster's settings do not carry them.
@@ -182,6 +183,27 @@ class KafkaSettings(_Section):
     group_prefix: str = _doc("Prefix of every consumer group id.", "mofi")
     session_timeout_ms: int = _doc("Consumer group session timeout.", 10000, **_COUNT)
     max_poll_records: int = _doc("Records fetched per poll by each stage.", 64, **_COUNT)
+    retry_backoff_s: float = _doc(
+        "A stage's first wait after a transient failure (broker or S3 unreachable, timeout, rebalance); "
+        "doubles with each failure in a row.",
+        0.5,
+        minimum=0.01,
+    )
+    retry_backoff_max_s: float = _doc("Longest wait between a stage's retries.", 30.0, minimum=0.01)
+    flush_timeout_s: float = _doc(
+        "Longest a stage waits for the broker to acknowledge a poll's outputs before it retries the poll.",
+        30.0,
+        minimum=0.1,
+    )
+    rejoin_timeout_s: float = _doc(
+        "A stage whose consumer has been out of its group (no partitions, not joined) this long replaces it "
+        "with a new one.",
+        60.0,
+        minimum=1,
+    )
+    stall_timeout_s: float = _doc(
+        "Liveness: a stage's /healthz fails once its consumer loop has not turned for this long.", 180.0, minimum=1
+    )
 
 
 @dataclass
@@ -334,6 +356,23 @@ class GrpcSettings(_Section):
     grace_s: float = _doc("Graceful shutdown: in-flight calls get this long to finish.", 10.0, **_NON_NEGATIVE)
     metrics_port: int = _doc(
         "Prometheus /metrics port of every server and Kafka stage process (0 disables).", 0, minimum=0, maximum=65535
+    )
+    tls_cert_file: str = _doc(
+        "PEM certificate (chain) this process presents: a server's, or a client's under mutual TLS. With "
+        "tls_key_file, servers accept TLS only; empty means plaintext.",
+        "",
+    )
+    tls_key_file: str = _doc("PEM private key of tls_cert_file.", "")
+    tls_ca_file: str = _doc(
+        "PEM CA certificates: clients verify servers with them (and use TLS when set); servers with "
+        "tls_client_auth require client certificates they signed.",
+        "",
+    )
+    tls_client_auth: bool = _doc("Servers require a client certificate signed by tls_ca_file (mutual TLS).", False)
+    auth_token: str = _doc(
+        "Bearer token every gRPC call must carry (metadata 'authorization: Bearer <token>'; health checks are "
+        "exempt); empty means no token. From a Secret in a cluster.",
+        "",
     )
 
 

@@ -6,12 +6,18 @@ server (``s3://`` storage engine), so topics and committed offsets survive a res
 server locally: milvus-lite runs in-process on a file (``settings.milvus.uri``).
 
 The same launcher serves ``mofi stack up|down|status`` and the test fixtures.
+
+Only the S3 port takes clients' credentials; the object store's own listeners (master, volume, filer) sit on
+loopback, and its filer and volume servers require JWTs signed with keys that only the store's processes know
+(``security.toml`` in the store's directory, made with random keys at first start). Without them the filer's
+HTTP port would read, write and delete every bucket with no credentials at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -276,6 +282,7 @@ class Stack:
         self._check_ports(ports)
         s3_dir = self.root / "s3"
         s3_dir.mkdir(parents=True, exist_ok=True)
+        self._write_security(s3_dir / "security.toml")
         h = self.cfg.host
         argv = [
             str(weed),
@@ -293,6 +300,18 @@ class Stack:
         argv += [f"-{k}={base + off}" for k, off in self.S3_PORT_OFFSETS.items()]
         self._spawn("s3", argv, s3_dir)
         self._wait("s3", self.s3_healthy)
+
+    @staticmethod
+    def _write_security(path: Path) -> None:
+        """The object store's JWT keys (weed reads ``security.toml`` from its working directory), kept across
+        restarts; readable by this user only."""
+        if path.exists():
+            return
+        sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+        text = "".join(f'[{name}]\nkey = "{secrets.token_hex(32)}"\n' for name in sections)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
 
     def _ensure_broker_bucket(self) -> None:
         from mofi.objstore import ObjectStore
@@ -327,6 +346,15 @@ class Stack:
         """Stop the broker first (it writes to S3), then the S3 server. Safe to call when stopped."""
         self._stop("kafka")
         self._stop("s3")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one server ("kafka" or "s3") without any clean-up, as a crash would (fault tests)."""
+        pid = self._read_pid(name)
+        if pid is not None and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
 
     def restart_broker(self) -> None:
         """Stop and start only the broker (the tests use this to prove durability)."""

@@ -7,6 +7,7 @@ these real servers. Topic and bucket names are made unique per test so tests nev
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mofi.objstore import ObjectStore  # noqa: E402
 from mofi.settings import Settings  # noqa: E402
-from mofi.stack import Stack, free_stack_ports  # noqa: E402
+from mofi.stack import Stack, free_stack_ports, port_in_use  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,37 @@ def running_stack(tmp_path_factory) -> Stack:
 def local_stack(running_stack) -> Settings:
     """Settings whose kafka/s3 sections point at the running stack."""
     return running_stack.settings
+
+
+def _quiet_ports(span: int) -> int:
+    """p such that p..p+span-1 are free and below the ephemeral range, so that no client connection can take
+    one of a killed server's ports before it is started again."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - span)
+        if not any(port_in_use("127.0.0.1", base + i) for i in range(span)):
+            return base
+    raise RuntimeError("no free ports below 32000")
+
+
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory) -> Stack:
+    """A stack of the module's own, for fault tests that kill and restart its servers; stages retry fast."""
+    s = Settings.for_local_stack(
+        tmp_path_factory.mktemp("private-stack"),
+        kafka_port=_quiet_ports(1),
+        s3_port=_quiet_ports(1),
+        s3_internal_port_base=_quiet_ports(len(Stack.S3_PORT_OFFSETS)),
+    )
+    s.kafka.session_timeout_ms = 6000
+    s.kafka.partitions = 2
+    s.kafka.retry_backoff_s = 0.2
+    s.kafka.retry_backoff_max_s = 2.0
+    s.kafka.rejoin_timeout_s = 10.0
+    stack = Stack(s)
+    stack.up()
+    yield stack
+    stack.down()
 
 
 @pytest.fixture()

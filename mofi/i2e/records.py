@@ -12,6 +12,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError, Message
 
 from mofi.i2e.shards import I2ESample
+from mofi.objstore import is_transient
 from mofi.v1 import records_pb2
 
 __all__ = ["InvalidRecord", "MIME_EXT", "sniffed_mime", "parse_record", "pair_image_bytes", "record_to_sample"]
@@ -59,7 +60,9 @@ def pair_image_bytes(pair: records_pb2.Pair, fetch: Callable[[str], bytes], max_
             raise InvalidRecord(f"image of {ref.size_bytes} bytes exceeds the limit of {max_bytes}")
         try:
             image = fetch(ref.uri)
-        except Exception as e:  # a missing or unreadable object is a property of this record
+        except Exception as e:  # a missing or unreadable object is a property of this record...
+            if is_transient(e):  # ...an S3 outage is not: the caller retries the record
+                raise
             raise InvalidRecord(f"image {ref.uri} unreadable: {e}") from None
     else:
         image = pair.image_bytes if which == "image_bytes" else b""

@@ -293,13 +293,14 @@ class Demo:
         from mofi.stack import free_port
         from mofi.v1 import embedder_pb2, embedder_pb2_grpc
         from mofi_platform.pipelines.report import SearchExample, SearchHit
+        from mofi_platform.services.common.auth import open_channel
 
         with self.runner.step("search", "Searches through the gRPC Search service"):
             self.settings.embedder.port = free_port()
             server = self.commands.start("serve", "embedder", log="embedder.log")
             examples = []
             try:
-                with grpc.insecure_channel(f"127.0.0.1:{self.settings.embedder.port}") as channel:
+                with open_channel(f"127.0.0.1:{self.settings.embedder.port}", self.settings.grpc) as channel:
                     grpc.channel_ready_future(channel).result(timeout=120)
                     stub = embedder_pb2_grpc.SearchStub(channel)
                     requests: list[tuple[str | None, bytes | None, str, Any]] = [

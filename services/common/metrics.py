@@ -1,7 +1,13 @@
-"""Per-method Prometheus metrics and the InvalidInput -> INVALID_ARGUMENT mapping, as one interceptor.
+"""Per-method Prometheus metrics and the InvalidInput -> INVALID_ARGUMENT mapping, as one interceptor; the
+process's HTTP endpoint: ``/metrics`` and the liveness check ``/healthz``.
 
 Why an interceptor: every servicer of every service gets the same request/latency/error metrics and
 the same error contract without a line of code in the servicer.
+
+Why ``/healthz`` beside ``/metrics``: the metrics endpoint answers from its own thread even when a Kafka
+stage's consumer loop is stuck, so it cannot serve as a liveness probe. The loop calls
+:meth:`Heartbeat.beat` every turn (also while it waits out a broker or S3 outage, which a restart would
+not cure); ``/healthz`` answers 503 once the last beat is older than the loop's stall limit.
 """
 
 from __future__ import annotations
@@ -10,13 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from mofi_platform.services.common.errors import InvalidInput
 
-__all__ = ["MetricsInterceptor", "start_metrics_server", "REQUESTS", "ERRORS", "LATENCY"]
+__all__ = ["MetricsInterceptor", "start_metrics_server", "Heartbeat", "HEARTBEAT", "REQUESTS", "ERRORS", "LATENCY"]
 
 REQUESTS = Counter("mofi_grpc_requests_total", "gRPC calls started", ["method"])
 ERRORS = Counter("mofi_grpc_errors_total", "gRPC calls that ended with a non-OK status", ["method", "code"])
@@ -27,16 +35,67 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+
+class Heartbeat:
+    """When a loop last turned, and how long it may go without turning before the process counts as stuck."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._stall_s = 0.0
+
+    def watch(self, stall_s: float) -> None:
+        """Start judging liveness: from now on the loop must beat at least every ``stall_s`` seconds."""
+        self._stall_s = stall_s
+        self.beat()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def unwatch(self) -> None:
+        """The loop ended (the process is stopping): no longer judged."""
+        self._last = None
+
+    def check(self) -> tuple[bool, str]:
+        """(alive, why); alive while nothing is watched (a gRPC server, a stage still starting)."""
+        if self._last is None:
+            return True, "no loop watched"
+        age = time.monotonic() - self._last
+        if age > self._stall_s:
+            return False, f"loop stuck: last turn {age:.0f} s ago (limit {self._stall_s:.0f} s)"
+        return True, f"loop turned {age:.1f} s ago"
+
+
+#: The process's one watched loop (a process runs one Kafka stage).
+HEARTBEAT = Heartbeat()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # probes every few seconds would flood the log
+        pass
+
+
+def _app(metrics: Callable) -> Callable:
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz":
+            alive, why = HEARTBEAT.check()
+            start_response("200 OK" if alive else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [why.encode() + b"\n"]
+        return metrics(environ, start_response)
+
+    return app
+
+
 _metrics_lock = threading.Lock()
 _metrics_port: int | None = None
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> int | None:
-    """Expose /metrics once per process (several servers share the default registry); 0 disables."""
+    """Serve /metrics and /healthz once per process (several servers share the default registry); 0 disables."""
     global _metrics_port
     with _metrics_lock:
         if port and _metrics_port is None:
-            start_http_server(port, addr=host)
+            httpd = make_server(host, port, _app(make_wsgi_app()), ThreadingWSGIServer, handler_class=_QuietHandler)
+            threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
             _metrics_port = port
         return _metrics_port
 

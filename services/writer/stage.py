@@ -4,6 +4,10 @@ Why not the generic consume-process-produce loop: the writer's output is a shard
 polls, so a partition's offsets may be committed only when its shard is durable, and a rebalance
 must discard (not commit) what was buffered. The exactly-once argument is in
 :mod:`mofi_platform.services.writer.partition`.
+
+Faults are ridden out as in :mod:`mofi_platform.services.common.stage` (same loop, backoff and heartbeat);
+S3 errors count as transient too. After one, the writer starts over from durable state: buffers are
+dropped, every assigned partition is recovered from its manifests and rewound to its committed offset.
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ import time
 from collections import Counter as Tally
 from dataclasses import dataclass
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
-from tqdm import tqdm
 
 from mofi.i2e.layout import shards_prefix
 from mofi.i2e.records import InvalidRecord, parse_record, record_to_sample
-from mofi.kafka import ensure_topics, make_consumer, make_producer, send_dead_letter
+from mofi.kafka import Backoff, ensure_topics, flush, make_consumer, make_producer, retrying, send_dead_letter
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
+from mofi_platform.services.common.stage import StageLoop, is_transient, rewind
 from mofi_platform.services.writer.partition import PartitionShards
 
 __all__ = ["WriterStage", "WriterStats", "STAGE_NAME"]
@@ -68,11 +72,34 @@ class WriterStage:
         self.stats = WriterStats(Tally())
         self._stop = threading.Event()
         self._closed = False
-        ensure_topics(self.kcfg, [self.kcfg.i2e_topic, self.kcfg.dead_letter_topic])
-        self.producer = make_producer(self.kcfg)
-        self.consumer = make_consumer(self.kcfg, f"{self.kcfg.group_prefix}-{STAGE_NAME}", [self.kcfg.i2e_topic])
-        self.consumer.subscribe([self.kcfg.i2e_topic], listener=_Rebalance(self))
-        self.store.ensure_bucket(self.settings.s3.i2e_bucket)
+        self.pending: list = []  # dead letters sent since the last flush
+        backoff = Backoff.from_settings(self.kcfg)
+        topics = [self.kcfg.i2e_topic, self.kcfg.dead_letter_topic]
+        retrying("writer: creating topics", lambda: ensure_topics(self.kcfg, topics), backoff)
+        self.producer = retrying("writer: connecting the producer", lambda: make_producer(self.kcfg), backoff)
+        self.consumer = self._connect()
+        bucket = self.settings.s3.i2e_bucket
+        retrying("writer: creating the I2E bucket", lambda: self.store.ensure_bucket(bucket), backoff, is_transient)
+        self.loop = StageLoop(
+            STAGE_NAME, self.kcfg, self.poll_once, self._rewind, lambda: self.consumer, self._reconnect
+        )
+
+    def _connect(self) -> KafkaConsumer:
+        group = f"{self.kcfg.group_prefix}-{STAGE_NAME}"
+        consumer = retrying(
+            "writer: connecting the consumer",
+            lambda: make_consumer(self.kcfg, group, [self.kcfg.i2e_topic]),
+            Backoff.from_settings(self.kcfg),
+        )
+        consumer.subscribe([self.kcfg.i2e_topic], listener=_Rebalance(self))
+        return consumer
+
+    def _reconnect(self) -> None:
+        """A new consumer in the same group; what was buffered is dropped and read again."""
+        self.consumer.close(autocommit=False, timeout_ms=5000)
+        self._revoke(list(self.parts))
+        self.pending.clear()
+        self.consumer = self._connect()
 
     # -- rebalance -----------------------------------------------------------------------------
     def _revoke(self, revoked) -> None:
@@ -84,6 +111,15 @@ class WriterStage:
         for tp in assigned:
             if tp not in self.parts:
                 self.parts[tp] = PartitionShards.recover(self.store, self.prefix_uri, tp.topic, tp.partition)
+
+    def _rewind(self) -> None:
+        """Forget everything not durable and resume each partition from its manifests and committed offset."""
+        self.parts.clear()
+        self.consumed.clear()
+        self.pending.clear()
+        for tp in self.consumer.assignment():
+            self.parts[tp] = PartitionShards.recover(self.store, self.prefix_uri, tp.topic, tp.partition)
+        rewind(self.consumer)
 
     # -- processing ----------------------------------------------------------------------------
     def _count(self, outcome: str) -> None:
@@ -98,7 +134,9 @@ class WriterStage:
             sample = record_to_sample(parse_record(msg.value), self.store.get_bytes)
         except InvalidRecord as e:
             if msg.offset > part.covered:  # a replayed dead letter was already sent before the last shard
-                send_dead_letter(self.producer, self.kcfg, msg.value, msg.key, str(e), STAGE_NAME, tp.topic)
+                self.pending.append(
+                    send_dead_letter(self.producer, self.kcfg, msg.value, msg.key, str(e), STAGE_NAME, tp.topic)
+                )
             self._count("dead_letter")
         else:
             self._count(part.offer(msg.offset, sample).name.lower())
@@ -107,6 +145,11 @@ class WriterStage:
     def _commit(self, tp: TopicPartition) -> None:
         self.consumer.commit({tp: OffsetAndMetadata(self.consumed.pop(tp) + 1, "", -1)})
 
+    def _flush_producer(self) -> None:
+        """Raise unless every dead letter sent so far is acknowledged."""
+        flush(self.producer, self.pending, self.kcfg.flush_timeout_s)
+        self.pending.clear()
+
     def _flush_due(self, force: bool = False) -> None:
         """Write due shards, then commit every partition whose consumed records are all durable."""
         ready = []
@@ -114,7 +157,7 @@ class WriterStage:
             if tp not in self.consumed:
                 continue
             if part.buffer and (force or part.due(self.wcfg.shard_size, self.wcfg.flush_interval_s)):
-                self.producer.flush()  # dead letters before the shard's offsets are committed
+                self._flush_producer()  # dead letters before the shard's offsets are committed
                 manifest = part.flush(self.store, self.consumed[tp])
                 self.stats.shards += 1
                 SHARDS.inc()
@@ -122,7 +165,7 @@ class WriterStage:
             if not part.buffer:
                 ready.append(tp)
         if ready:
-            self.producer.flush()
+            self._flush_producer()
             for tp in ready:
                 self._commit(tp)
 
@@ -146,15 +189,20 @@ class WriterStage:
         On stop, partial shards are flushed and committed, so a clean shutdown leaves nothing behind.
         """
         last = time.monotonic()
-        with tqdm(desc="writer", unit="rec", mininterval=2.0) as bar:
-            while not self._stop.is_set():
-                n = self.poll_once()
-                bar.update(n)
-                if n or not self.consumer.assignment():  # idle counts only once partitions are ours
-                    last = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
-                    break
-        self._flush_due(force=True)
+
+        def done(n: int) -> bool:
+            nonlocal last
+            if n or not self.consumer.assignment():  # idle counts only once partitions are ours
+                last = time.monotonic()
+            return idle_exit_s is not None and time.monotonic() - last > idle_exit_s
+
+        self.loop.run(self._stop, done)
+        try:
+            self._flush_due(force=True)
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            log.warning("writer: partial shards not written on stop (%s); their records stay uncommitted", e)
         self.close()
         return self.stats
 
@@ -163,6 +211,5 @@ class WriterStage:
         if self._closed:
             return
         self._closed = True
-        self.producer.flush()
-        self.producer.close()
+        self.producer.close(timeout=self.kcfg.flush_timeout_s)  # flushes what it can; the broker may be away
         self.consumer.close(autocommit=False)

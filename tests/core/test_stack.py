@@ -4,6 +4,8 @@ import os
 import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,19 @@ def test_up_brings_back_a_killed_broker_and_leaves_s3_alone(tmp_path):
         assert "(started now)" in after["kafka"].line()
     finally:
         stack.down()
+
+
+def test_object_store_filer_refuses_requests_without_credentials(running_stack, store, unique):
+    """The filer's HTTP port (the S3 gateway's backend) reads, writes and deletes nothing for a caller without
+    the store's keys, while the S3 API with credentials works."""
+    uri = f"s3://filer-{unique}/models/latest.pt"
+    store.put_bytes(uri, b"the real model")
+    filer = running_stack.cfg.s3_internal_port_base + Stack.S3_PORT_OFFSETS["filer.port"]
+    url = f"http://{running_stack.cfg.host}:{filer}/buckets/filer-{unique}/models/latest.pt"
+    for method, data in (("GET", None), ("PUT", b"poisoned"), ("POST", b"poisoned"), ("DELETE", None)):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=10)
+        assert refused.value.code == 401, (method, refused.value.code)
+    assert store.get_bytes(uri) == b"the real model"
+    keys = Path(running_stack.cfg.data_dir) / "s3" / "security.toml"
+    assert keys.stat().st_mode & 0o077 == 0  # the keys are readable by their owner only

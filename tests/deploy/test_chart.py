@@ -126,10 +126,10 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
 
 def test_stages_expose_metrics_when_a_metrics_port_is_set(chart):
     default = render(chart)
-    for name in ("mofi-ner-stage", "mofi-scorer-stage", "mofi-writer"):  # every stage serves /metrics
+    for name in ("mofi-ner-stage", "mofi-scorer-stage", "mofi-writer"):  # every stage serves /metrics and /healthz
         c = pod_specs(default)[name]["containers"][0]
         assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("metrics", 9090)]
-        assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}  # the loop turns
         assert c["startupProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
         assert "readinessProbe" not in c
         assert [p["name"] for p in by_kind(default, "Service")[name]["spec"]["ports"]] == ["metrics"]
@@ -137,7 +137,7 @@ def test_stages_expose_metrics_when_a_metrics_port_is_set(chart):
     for name in ("mofi-writer", "mofi-indexer"):
         c = pod_specs(objects)[name]["containers"][0]
         assert [p["name"] for p in c["ports"]] == ["metrics"]
-        assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}  # the loop turns
         assert "readinessProbe" not in c
         assert [p["name"] for p in by_kind(objects, "Service")[name]["spec"]["ports"]] == ["metrics"]
     minimal = render(chart, load_values("minimal"))  # metrics_port 0: no stage exposes a port

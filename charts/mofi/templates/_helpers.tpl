@@ -109,4 +109,7 @@ cannot leak into the ConfigMap (values.schema.json rejects them under `settings`
 - name: MOFI_MILVUS_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.milvusToken | quote }}, optional: true}
+- name: MOFI_GRPC_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.grpcAuthToken | quote }}, optional: true}
 {{- end }}
