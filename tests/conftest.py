@@ -58,11 +58,9 @@ def _quiet_ports(span: int) -> int:
     raise RuntimeError("no free ports below 32000")
 
 
-@pytest.fixture(scope="module")
-def private_stack(tmp_path_factory) -> Stack:
-    """A stack of the module's own, for fault tests that kill and restart its servers; stages retry fast."""
+def _private_stack(tmp_path_factory, broker_storage: str):
     s = Settings.for_local_stack(
-        tmp_path_factory.mktemp("private-stack"),
+        tmp_path_factory.mktemp(f"private-stack-{broker_storage}"),
         kafka_port=_quiet_ports(1),
         s3_port=_quiet_ports(1),
         s3_internal_port_base=_quiet_ports(len(Stack.S3_PORT_OFFSETS)),
@@ -72,10 +70,25 @@ def private_stack(tmp_path_factory) -> Stack:
     s.kafka.retry_backoff_s = 0.2
     s.kafka.retry_backoff_max_s = 2.0
     s.kafka.rejoin_timeout_s = 10.0
+    s.stack.broker_storage = broker_storage
     stack = Stack(s)
     stack.up()
     yield stack
     stack.down()
+
+
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory) -> Stack:
+    """A stack of the module's own, for fault tests that kill and restart its servers; stages retry fast.
+    Its broker keeps its log in the stack's S3 server, as the local stack does, so it survives a restart."""
+    yield from _private_stack(tmp_path_factory, "s3")
+
+
+@pytest.fixture(scope="module")
+def private_stack_memory_broker(tmp_path_factory) -> Stack:
+    """As ``private_stack``, but the broker keeps its log in memory: killing the S3 server then takes down
+    the object store only, as in a cluster where Kafka does not store its log in the object store."""
+    yield from _private_stack(tmp_path_factory, "memory")
 
 
 @pytest.fixture()
