@@ -13,9 +13,14 @@ import click
 from mofi.objstore import ObjectStore, join_uri
 from mofi.settings import Settings
 
-__all__ = ["data", "produce"]
+__all__ = ["data", "produce", "kb"]
 
 STEPS = ("corpus", "kb", "benchmark")
+
+
+def built_kb_path(settings: Settings) -> Path:
+    """Where `mofi data build` writes the built-in knowledge base."""
+    return Path(settings.data.build_dir) / "kb" / "kb.jsonl"
 
 
 @click.group()
@@ -136,7 +141,7 @@ def build_cmd(
             report["corpus"] = [r.to_dict() for r in reps]
         if "kb" in steps:
             entities, merge = build_kb(dirs)
-            kb_path = build_dir / "kb" / "kb.jsonl"
+            kb_path = built_kb_path(settings)
             kb_path.parent.mkdir(parents=True, exist_ok=True)
             write_kb(entities, kb_path)
             store.put_file(join_uri(out, "kb", "kb.jsonl"), kb_path)
@@ -332,3 +337,73 @@ def _own_source(
     if not Path(spec).is_dir():
         raise click.UsageError(f"no folder at {spec}")
     return ingest.FolderSource(spec, name, licence, checks)
+
+
+@click.group()
+def kb() -> None:
+    """Knowledge bases from elsewhere: a Wikidata JSON dump, JSONL files in the KB's own format."""
+
+
+@kb.command("import")
+@click.option(
+    "--wikidata",
+    "dumps",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Wikidata JSON dump (latest-all.json.gz / .bz2 / .json); repeatable.",
+)
+@click.option(
+    "--jsonl",
+    "jsonl",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Entities in the KB's own JSONL format (id, name, aliases, description, type, source, prior); repeatable.",
+)
+@click.option(
+    "--merge-builtin",
+    is_flag=True,
+    help="Start from the built-in KB (`mofi data build`); Wikidata items naming one of its entities by GeoNames "
+    "or ISO 3166 code become aliases of it.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The KB file to write (default: <data.build_dir>/kb/imported.jsonl).",
+)
+@click.option("--upload", default=None, help="Also copy the KB to this s3:// URI (for `mofi ner fetch`).")
+@click.option("--limit", default=0, show_default=True, help="Stop after this many Wikidata items (0: all).")
+@click.pass_obj
+def kb_import(
+    settings: Settings,
+    dumps: tuple[Path, ...],
+    jsonl: tuple[Path, ...],
+    merge_builtin: bool,
+    out: Path | None,
+    upload: str | None,
+    limit: int,
+) -> None:
+    """Build a knowledge base from a Wikidata dump and/or JSONL files, streamed; print its version id.
+
+    Point the NER stage at it with ner.kb_path (MOFI_NER_KB_PATH) and build its vectors with `mofi ner vectors`."""
+    from mofi.kb import KnowledgeBase
+    from mofi_platform.databuild.kb_import import import_kb
+
+    if not dumps and not jsonl:
+        raise click.UsageError("nothing to import: pass --wikidata and/or --jsonl")
+    merge = built_kb_path(settings) if merge_builtin else None
+    if merge is not None and not merge.is_file():
+        raise click.UsageError(f"no built-in knowledge base at {merge} (run `mofi data build --only kb` first)")
+    out = out or built_kb_path(settings).with_name("imported.jsonl")
+    try:
+        report = import_kb(out, wikidata=dumps, jsonl=jsonl, merge=merge, limit=limit)
+        loaded = KnowledgeBase.load(out)  # checks ids and same-as links, and writes the index of a large KB
+    except (ValueError, OSError, EOFError) as e:
+        raise click.ClickException(str(e)) from None
+    if upload:
+        ObjectStore(settings.s3).put_file(upload, out)
+    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    click.echo(
+        f"knowledge base {out}: {len(loaded)} entities, {sum(1 for _ in loaded.aliases())} aliases, "
+        f"version {loaded.version}" + (f"; copied to {upload}" if upload else "")
+    )

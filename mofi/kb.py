@@ -21,8 +21,8 @@ ids without knowing about the links. Files without the field load as before.
 
 Why a version id: an I2E record names the knowledge base that labelled it, so a dataset labelled by
 two KBs (the built-in one, then one imported from Wikidata) can be told apart and its entity ids
-resolved against the right file. The id is a content hash of the JSONL as :func:`write_kb` writes it:
-the same entities give the same id wherever the file lives.
+resolved against the right file. The id is a content hash of the KB's JSONL file (for a KB built in
+memory, of the file :func:`write_kb` would write), so the same file gives the same id wherever it lives.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "normalize_alias",
     "write_kb",
     "entity_line",
+    "parse_entity",
     "kb_version",
     "INDEX_MIN_BYTES",
     "index_paths",
@@ -120,7 +121,8 @@ def kb_version(sha256_hex: str) -> str:
     return f"kb-{sha256_hex[:16]}"
 
 
-def _entity_at(path: str | Path, n: int, line: bytes | str) -> Entity:
+def parse_entity(path: str | Path, n: int, line: bytes | str) -> Entity:
+    """Line ``n`` of the KB file ``path`` as an entity, or ValueError naming the file and line."""
     try:
         return Entity.from_dict(json.loads(line))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -275,7 +277,7 @@ class KnowledgeBase:
             links = _links(ids, [str(d.get("same_as") or "") for d in rows], pos)
             index, offsets, flat = _build_index(ids, forms, [float(d.get("prior", 0.0)) for d in rows], links)
         except (ValueError, KeyError, TypeError, AttributeError):  # the per-entity path names the problem
-            return cls([_entity_at(path, n + 1, lines[n]) for n in keep])
+            return cls([parse_entity(path, n + 1, lines[n]) for n in keep])
         spans = array("q")
         for n in keep:
             spans.append(ends[n] - len(lines[n]) - 1)
