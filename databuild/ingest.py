@@ -29,6 +29,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from minio.error import MinioException
 
 from mofi.i2e.records import sniffed_mime
 from mofi.images import ImageRejected, decode_rgb
@@ -101,17 +104,16 @@ class Checks:
 Item = tuple[int, CorpusSample | Rejected]
 
 
-class Source:
+class Source(Protocol):
     """Units in a fixed order, each yielding its items in a fixed order (see the module docstring)."""
 
     name: str  # the pairs' ``source`` field and the first part of their ids
 
-    def units(self) -> Iterator[str]:
-        raise NotImplementedError
+    def units(self) -> Iterator[str]: ...
 
     def items(self, unit: str, skip: int) -> Iterator[Item]:
         """``(index in unit, sample or Rejected)`` for the unit's items from index ``skip`` on."""
-        raise NotImplementedError
+        ...
 
 
 def _text(data: bytes | None) -> str | None:
@@ -119,7 +121,7 @@ def _text(data: bytes | None) -> str | None:
 
 
 @dataclass
-class WebDatasetSource(Source):
+class WebDatasetSource:
     """img2dataset output: ``spec`` is a folder or ``s3://`` prefix of ``.tar`` shards, a brace pattern
     (``shards-{00000..00099}.tar``, local or ``s3://``) or one shard; read as a stream by webdataset."""
 
@@ -157,7 +159,7 @@ class WebDatasetSource(Source):
                     if n < skip:
                         continue
                     yield n, self._sample(shard, sample)
-        except OSError as e:  # a missing shard of a brace pattern, say
+        except (OSError, MinioException) as e:  # a missing shard of a brace pattern, say
             errors.append(e)
         if errors:
             yield n + 1, Rejected(f"{shard}#{n + 1}", "unreadable_shard", f"{unit}: {errors[0]}")
@@ -176,7 +178,7 @@ class WebDatasetSource(Source):
 
 
 @dataclass
-class ManifestSource(Source):
+class ManifestSource:
     """A Parquet, CSV or JSONL table with an image column (path relative to the manifest, absolute path or
     ``s3://`` URI) and a caption column; one unit, rows read in batches (never the whole table)."""
 
@@ -262,7 +264,7 @@ class ManifestSource(Source):
 
 
 @dataclass
-class FolderSource(Source):
+class FolderSource:
     """A folder of images (``IMAGE_EXTS``) with a ``<stem>.txt`` caption beside each, walked in name order."""
 
     root: str

@@ -118,7 +118,7 @@ def test_webdataset_shards_stream_resume_and_report_bad_items(settings, tmp_path
     assert "sent 0 pairs" in out and "1 bad items skipped:" in out and "unreadable_shard" in out
 
 
-def test_webdataset_shards_under_an_s3_prefix(settings, tmp_path):
+def test_webdataset_shards_under_an_s3_prefix_or_pattern(settings, tmp_path):
     good = write_img2dataset_shards(tmp_path / "laion")
     store = ObjectStore(settings.s3)
     prefix = f"s3://{settings.s3.corpus_bucket}/byod/laion/"
@@ -127,6 +127,11 @@ def test_webdataset_shards_under_an_s3_prefix(settings, tmp_path):
     out = produce(settings, "--webdataset", prefix, "--progress-file", str(tmp_path / "p.json"))
     assert f"sent {len(good)} pairs" in out and "4 bad items skipped:" in out
     assert set(drain(settings, len(good))) == {pair_id("laion", p) for p in good}
+    # a pattern naming a shard that is not there: reported, and the run goes on to the next shard
+    pattern = f"{prefix}shards-{{00000..00003}}.tar"
+    out = produce(settings, "--webdataset", pattern, "--name", "laion2", "--progress-file", str(tmp_path / "q.json"))
+    assert f"sent {len(good)} pairs" in out and "5 bad items skipped:" in out
+    assert "shards-00003.tar#0: s3://" in out and "NoSuchKey" in out
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
