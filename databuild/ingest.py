@@ -147,15 +147,15 @@ class WebDatasetSource:
         shard = PurePosixPath(parse_uri(unit)[1]).name
         errors: list[Exception] = []
 
-        def keep_going(e: Exception) -> bool:
+        def end_shard(e: Exception) -> bool:
             errors.append(e)
             return False  # a broken tar stream cannot be resynchronised: end the shard, report it
 
         n = -1
         try:
             with self.store.open(unit) as stream:
-                members = tar_file_expander([{"url": unit, "stream": stream}], handler=keep_going)
-                for n, sample in enumerate(group_by_keys(members, handler=keep_going)):
+                members = tar_file_expander([{"url": unit, "stream": stream}], handler=end_shard)
+                for n, sample in enumerate(group_by_keys(members, handler=end_shard)):
                     if n < skip:
                         continue
                     yield n, self._sample(shard, sample)
