@@ -4,13 +4,18 @@ Why images inline up to a limit and by reference above it: Kafka records stay sm
 broker's limits and the consumers' fetch sizes, while most corpus images (a few KB to tens of KB)
 travel with their text and need no second round trip. The key is the pair id, so a replay lands on
 the same partition and downstream stages dedupe by it.
+
+Why acknowledgement callbacks rather than a list of futures: a source of millions of pairs must not
+hold a future per pair, and a resumable source (:mod:`~mofi_platform.databuild.ingest`) needs to know
+each pair the broker confirmed, as it is confirmed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -20,10 +25,10 @@ from mofi.settings import KafkaSettings, S3Settings
 from mofi.v1 import records_pb2
 from mofi_platform.databuild.corpus import CorpusSample
 
-__all__ = ["PAIR_SCHEMA", "ProduceStats", "pair_record", "produce_pairs", "image_ref_uri"]
+__all__ = ["PAIR_SCHEMA", "ProduceStats", "pair_record", "produce_pairs", "produce_acked", "image_ref_uri"]
 
 PAIR_SCHEMA = "mofi.pair.v1"
-_EXT = {"image/png": "png", "image/jpeg": "jpg"}
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 @dataclass
@@ -74,31 +79,64 @@ def produce_pairs(
     limit: int = 0,
     total: int | None = None,
 ) -> ProduceStats:
-    """Send every sample (at most ``rate`` per second when > 0), then flush and check every acknowledgement.
+    """Send every sample (see :func:`produce_acked`)."""
+    return produce_acked(((s, None) for s in samples), producer, kcfg, s3, store, rate=rate, limit=limit, total=total)
+
+
+def produce_acked(
+    items: Iterable[tuple[CorpusSample, Callable[[], None] | None]],
+    producer,
+    kcfg: KafkaSettings,
+    s3: S3Settings,
+    store: ObjectStore,
+    *,
+    rate: float = 0.0,
+    limit: int = 0,
+    total: int | None = None,
+    tick: Callable[[], None] | None = None,
+) -> ProduceStats:
+    """Send every sample (at most ``rate`` per second when > 0, at most ``limit`` when > 0), calling its
+    callback once the broker acknowledged it, and ``tick`` after each send; then flush.
 
     Raises the first delivery error after the flush, so a broken broker never looks like success.
     """
     stats = ProduceStats()
-    futures = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+
+    def failed(error: Exception) -> None:
+        with lock:
+            errors.append(error)
+
     start = time.monotonic()
-    for n, sample in enumerate(tqdm(samples, total=limit or total, desc="produce", unit="pair"), 1):
-        rec = pair_record(sample, s3, store)
-        value = rec.SerializeToString()
-        futures.append(producer.send(kcfg.pairs_topic, key=sample.pair_id.encode(), value=value))
-        stats.sent += 1
-        stats.bytes += len(value)
-        if rec.WhichOneof("image") == "image_ref":
-            stats.by_reference += 1
-        else:
-            stats.inline += 1
-        if rate > 0:
-            ahead = start + n / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        if limit and n >= limit:
-            break
-    producer.flush()
-    for f in futures:
-        f.get(timeout=30)  # raises the delivery error, if any
+    bar = tqdm(total=limit or total, desc="produce", unit="pair")
+    try:
+        for n, (sample, acked) in enumerate(items, 1):
+            rec = pair_record(sample, s3, store)
+            value = rec.SerializeToString()
+            future = producer.send(kcfg.pairs_topic, key=sample.pair_id.encode(), value=value)
+            if acked is not None:
+                future.add_callback(lambda _metadata, acked=acked: acked())
+            future.add_errback(failed)
+            bar.update()
+            stats.sent += 1
+            stats.bytes += len(value)
+            if rec.WhichOneof("image") == "image_ref":
+                stats.by_reference += 1
+            else:
+                stats.inline += 1
+            if tick is not None:
+                tick()
+            if rate > 0:
+                ahead = start + n / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            if limit and n >= limit:
+                break
+    finally:
+        bar.close()
+        producer.flush()
+    if errors:
+        raise errors[0]
     stats.seconds = time.monotonic() - start
     return stats

@@ -18,6 +18,11 @@ with ``same_as`` set is an alias of the canonical entity it names: ``get`` still
 id, :meth:`KnowledgeBase.canonical` maps its id to the canonical one, and ``lookup`` returns canonical
 entities only (an alias entity's names find its canonical entity), so mention linking yields canonical
 ids without knowing about the links. Files without the field load as before.
+
+Why a version id: an I2E record names the knowledge base that labelled it, so a dataset labelled by
+two KBs (the built-in one, then one imported from Wikidata) can be told apart and its entity ids
+resolved against the right file. The id is a content hash of the KB's JSONL file (for a KB built in
+memory, of the file :func:`write_kb` would write), so the same file gives the same id wherever it lives.
 """
 
 from __future__ import annotations
@@ -35,7 +40,17 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate
 from pathlib import Path
 
-__all__ = ["Entity", "KnowledgeBase", "normalize_alias", "write_kb", "INDEX_MIN_BYTES", "index_paths"]
+__all__ = [
+    "Entity",
+    "KnowledgeBase",
+    "normalize_alias",
+    "write_kb",
+    "entity_line",
+    "parse_entity",
+    "kb_version",
+    "INDEX_MIN_BYTES",
+    "index_paths",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +111,18 @@ class Entity:
         return d
 
 
-def _entity_at(path: str | Path, n: int, line: bytes | str) -> Entity:
+def entity_line(entity: Entity) -> str:
+    """The entity's JSONL line (with its newline), as the KB file holds it."""
+    return json.dumps(entity.to_dict(), ensure_ascii=False) + "\n"
+
+
+def kb_version(sha256_hex: str) -> str:
+    """The version id of a KB file whose SHA-256 is ``sha256_hex``: ``kb-`` and its first 16 hex digits."""
+    return f"kb-{sha256_hex[:16]}"
+
+
+def parse_entity(path: str | Path, n: int, line: bytes | str) -> Entity:
+    """Line ``n`` of the KB file ``path`` as an entity, or ValueError naming the file and line."""
     try:
         return Entity.from_dict(json.loads(line))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -190,6 +216,7 @@ class KnowledgeBase:
         self._data: bytes = b""
         self._spans = array("q")
         self._links = _links(ids, [e.same_as for e in rows], self._pos)
+        self._version = ""
         self._index, self._offsets, self._flat = _build_index(
             ids, ((e.name, *e.aliases) for e in rows), [e.prior for e in rows], self._links
         )
@@ -211,6 +238,7 @@ class KnowledgeBase:
         kb._pos, kb._ids, kb._rows = pos, ids, [None] * len(ids)
         kb._data, kb._spans = data, spans
         kb._index, kb._offsets, kb._flat, kb._links = index, offsets, flat, links
+        kb._version = ""
         return kb
 
     @classmethod
@@ -221,15 +249,17 @@ class KnowledgeBase:
         """
         data = Path(path).read_bytes()
         use_index = len(data) >= INDEX_MIN_BYTES if index_file is None else index_file
-        sha = hashlib.sha256(data).hexdigest() if use_index else ""
+        sha = hashlib.sha256(data).hexdigest()
         if use_index:
             for n, candidate in enumerate(index_paths(path, sha)):
                 kb = cls._read_index(candidate, data, sha) if n == 0 or _private(candidate.parent) else None
                 if kb is not None:
+                    kb._version = kb_version(sha)
                     return kb
         kb = cls._parse(path, data)
         if use_index and kb._spans:
             kb._write_index(path, sha)
+        kb._version = kb_version(sha)
         return kb
 
     @classmethod
@@ -247,7 +277,7 @@ class KnowledgeBase:
             links = _links(ids, [str(d.get("same_as") or "") for d in rows], pos)
             index, offsets, flat = _build_index(ids, forms, [float(d.get("prior", 0.0)) for d in rows], links)
         except (ValueError, KeyError, TypeError, AttributeError):  # the per-entity path names the problem
-            return cls([_entity_at(path, n + 1, lines[n]) for n in keep])
+            return cls([parse_entity(path, n + 1, lines[n]) for n in keep])
         spans = array("q")
         for n in keep:
             spans.append(ends[n] - len(lines[n]) - 1)
@@ -305,6 +335,16 @@ class KnowledgeBase:
                 if tmp is not None and os.path.exists(tmp):
                     os.unlink(tmp)
 
+    @property
+    def version(self) -> str:
+        """The content hash of the KB's file (of :func:`write_kb`'s output for a KB built in memory)."""
+        if not self._version:
+            digest = hashlib.sha256()
+            for e in sorted(self, key=lambda e: e.id):
+                digest.update(entity_line(e).encode())
+            self._version = kb_version(digest.hexdigest())
+        return self._version
+
     def _entity(self, row: int) -> Entity:
         entity = self._rows[row]
         if entity is None:
@@ -355,5 +395,5 @@ def write_kb(entities: Iterable[Entity], path: str | Path) -> int:
     rows = sorted(entities, key=lambda e: e.id)
     with open(path, "w", encoding="utf-8") as fh:
         for e in rows:
-            fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
+            fh.write(entity_line(e))
     return len(rows)

@@ -8,6 +8,7 @@ only once complete (S3 PUT semantics; locally, write-to-temp then rename).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -122,6 +123,21 @@ class ObjectStore:
         resp = self.client.get_object(bucket, key)
         try:
             return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    @contextlib.contextmanager
+    def open(self, uri: str) -> Iterator[BinaryIO]:
+        """A forward-only stream of the object (for tar shards too large to hold in memory)."""
+        bucket, key = parse_uri(uri)
+        if bucket is None:
+            with open(key, "rb") as fh:
+                yield fh
+            return
+        resp = self.client.get_object(bucket, key)
+        try:
+            yield resp  # type: ignore[misc]  # urllib3's response is a readable binary stream
         finally:
             resp.close()
             resp.release_conn()

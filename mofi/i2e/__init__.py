@@ -2,11 +2,12 @@
 
 A shard is a tar under :func:`~mofi.i2e.layout.shards_prefix` whose members come in pairs,
 ``{pair_id}.{png|jpg|webp}`` then ``{pair_id}.json``: pair id, alt-text, source, licence, original
-path, scorer model, ``entities`` (the kept ones, best first: ``[{id, name, description, score,
+path, scorer model, ``kb_version`` (the :attr:`~mofi.kb.KnowledgeBase.version` of the knowledge base
+that labelled the pair), ``entities`` (the kept ones, best first: ``[{id, name, description, score,
 link_score, method}]``; these are the labels) and ``dropped`` (the candidates the scorer dropped for
-this image, best first: ``[{id, name, score}]``; shards written before it existed lack the key).
-Beside it, ``<shard>.manifest.json`` is written *after* the tar ({shard, count, pair_ids, sha256,
-entities summary of the kept entities, plus writer fields}).
+this image, best first: ``[{id, name, score}]``). Shards written before ``dropped`` or ``kb_version``
+existed lack the key. Beside it, ``<shard>.manifest.json`` is written *after* the tar ({shard, count,
+pair_ids, sha256, entities summary of the kept entities, plus writer fields}).
 
 The parts: :mod:`~mofi.i2e.layout` (every key in the I2E bucket), :mod:`~mofi.i2e.shards` (a shard
 and its manifest), :mod:`~mofi.i2e.snapshot` (class table and split) and :mod:`~mofi.i2e.records`

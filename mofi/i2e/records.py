@@ -93,6 +93,7 @@ def record_to_sample(rec: records_pb2.I2ERecord, fetch: Callable[[str], bytes]) 
         "licence": pair.licence,
         "original_path": pair.original_path,
         "scorer_model": rec.scorer_model,
+        "kb_version": rec.kb_version,  # "" for records of stages older than the field
         "entities": [
             {
                 "id": e.entity_id,

@@ -60,7 +60,9 @@ class NerHandler:
         extractions = self.extractor.extract([p.text for p in pairs.values()])
         for (i, pair), extraction in zip(pairs.items(), extractions):
             mentions, candidates = to_proto(extraction)
-            out = records_pb2.CandidatePair(pair=pair, mentions=mentions, candidates=candidates)
+            out = records_pb2.CandidatePair(
+                pair=pair, mentions=mentions, candidates=candidates, kb_version=self.extractor.kb.version
+            )
             outcomes[i] = Outcome((Emit(self.output_topic, pair.pair_id.encode(), out.SerializeToString()),))
         return outcomes
 

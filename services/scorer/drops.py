@@ -26,6 +26,7 @@ def record_no_entity(store: ObjectStore, i2e_bucket: str, rec: records_pb2.I2ERe
         "text": rec.pair.text,
         "source": rec.pair.source,
         "scorer_model": rec.scorer_model,
+        "kb_version": rec.kb_version,
         "dropped": [{"id": c.entity_id, "name": c.name, "score": round(c.clip_score, 6)} for c in rec.dropped],
     }
     store.put_bytes(

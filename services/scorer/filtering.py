@@ -40,7 +40,7 @@ def apply_threshold(
     cands = _unique(pair.candidates)
     if len(cands) != len(scores):
         raise ValueError(f"{len(scores)} scores for {len(cands)} candidates")
-    rec = records_pb2.I2ERecord(pair=pair.pair, scorer_model=scorer_model)
+    rec = records_pb2.I2ERecord(pair=pair.pair, scorer_model=scorer_model, kb_version=pair.kb_version)
     for c, s in sorted(zip(cands, scores), key=lambda t: -float(t[1])):
         out = records_pb2.EntityCandidate()
         out.CopyFrom(c)

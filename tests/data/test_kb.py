@@ -161,3 +161,36 @@ def test_line_numbers_count_blank_lines_and_crlf_is_accepted(tmp_path):
     path.write_text('{"id": "a:1", "name": "one"}\n\n{"id": "a:2"}\n')  # no name
     with pytest.raises(ValueError, match=r"kb.jsonl:3"):
         KnowledgeBase.load(path)
+
+
+def test_version_is_the_content_hash_of_the_file_wherever_the_kb_comes_from(tmp_path):
+    entities = [
+        Entity("wn:2", "tiger", ("big cat",), "a cat", "animal", "wordnet", 0.5),
+        Entity("a:1", "x", (), "", "", "s"),
+    ]
+    path = tmp_path / "kb.jsonl"
+    write_kb(entities, path)
+    loaded = KnowledgeBase.load(path)
+    assert loaded.version == f"kb-{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+    assert KnowledgeBase(entities).version == loaded.version  # built in memory: the file write_kb would write
+    assert KnowledgeBase.load(path, index_file=True).version == loaded.version  # parsed, index written
+    assert KnowledgeBase.load(path, index_file=True).version == loaded.version  # read back through the index
+    write_kb([*entities, Entity("b:1", "y", (), "", "", "s")], path)
+    assert KnowledgeBase.load(path).version != loaded.version
+
+
+def test_i2e_records_without_a_kb_version_still_parse():
+    """Records of stages older than the field (no field 5) parse, and their samples say so with an empty id."""
+    from mofi.i2e.records import record_to_sample
+    from mofi.v1 import records_pb2
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    old = records_pb2.I2ERecord(
+        pair=records_pb2.Pair(pair_id="p1", text="a tiger", image_mime="image/png", image_bytes=png),
+        entities=[records_pb2.EntityCandidate(entity_id="wn:2", name="tiger")],
+    ).SerializeToString()
+    sample = record_to_sample(records_pb2.I2ERecord.FromString(old), fetch=lambda uri: b"")
+    assert sample.meta["kb_version"] == "" and sample.meta["entities"][0]["id"] == "wn:2"
+    new = records_pb2.I2ERecord.FromString(old)
+    new.kb_version = "kb-0123456789abcdef"
+    assert record_to_sample(new, fetch=lambda uri: b"").meta["kb_version"] == "kb-0123456789abcdef"

@@ -91,6 +91,7 @@ def test_every_record_reaches_output_or_dead_letter(settings, extractor):
         rec = records_pb2.CandidatePair.FromString(msg.value)
         assert msg.key.decode() == rec.pair.pair_id
         assert rec.pair.text == valid_ids[rec.pair.pair_id] and rec.pair.image_bytes == b"\x89PNG"
+        assert rec.kb_version == extractor.kb.version  # which knowledge base proposed the candidates
         by_key[rec.pair.pair_id] = rec
     assert set(by_key) == set(valid_ids)
     assert "wn:02129604" in [c.entity_id for c in by_key["p002"].candidates]

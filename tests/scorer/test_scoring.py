@@ -69,14 +69,16 @@ def _cand(eid: str, link: float = 0.9) -> records_pb2.EntityCandidate:
 
 def test_threshold_keeps_shown_entities_best_first():
     pair = records_pb2.CandidatePair(
-        pair=records_pb2.Pair(pair_id="p1"), candidates=[_cand("a"), _cand("b"), _cand("a", 0.95), _cand("c")]
+        pair=records_pb2.Pair(pair_id="p1"),
+        candidates=[_cand("a"), _cand("b"), _cand("a", 0.95), _cand("c")],
+        kb_version="kb-0123456789abcdef",
     )
     assert candidate_texts(pair) == ["A: about a", "B: about b", "C: about c"]
     rec = apply_threshold(pair, [0.25, 0.1, 0.31], threshold=0.2, scorer_model="m@1")
     assert [(e.entity_id, round(e.clip_score, 2)) for e in rec.entities] == [("c", 0.31), ("a", 0.25)]
     assert rec.entities[1].link_score == pytest.approx(0.95)  # the better-linked duplicate survives
     assert [e.entity_id for e in rec.dropped] == ["b"]
-    assert rec.pair.pair_id == "p1" and rec.scorer_model == "m@1"
+    assert rec.pair.pair_id == "p1" and rec.scorer_model == "m@1" and rec.kb_version == "kb-0123456789abcdef"
     none = apply_threshold(pair, [0.0, 0.0, 0.0], threshold=0.2, scorer_model="m@1")
     assert not none.entities and len(none.dropped) == 3
     with pytest.raises(ValueError, match="2 scores for 3"):

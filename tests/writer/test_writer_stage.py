@@ -47,7 +47,9 @@ def i2e_record(pid: str, i: int = 0, entities: int = 1, dropped: int = 0) -> rec
         )
         for k in range(dropped)
     ]
-    return records_pb2.I2ERecord(pair=pair, entities=ents, dropped=drops, scorer_model="tiny@test")
+    return records_pb2.I2ERecord(
+        pair=pair, entities=ents, dropped=drops, scorer_model="tiny@test", kb_version="kb-0123456789abcdef"
+    )
 
 
 def _dead_letters(settings) -> list[tuple[bytes, str]]:
@@ -92,6 +94,7 @@ def test_writer_shards_valid_records_once_and_dead_letters_the_rest(settings, st
     assert m["topic"] == settings.kafka.i2e_topic and m["first_offset"] <= m["last_offset"]
     sample = next(iter_shard(store, shards[0]))
     assert sample.meta["entities"][0]["id"] == "wn:0" and sample.meta["scorer_model"] == "tiny@test"
+    assert sample.meta["kb_version"] == "kb-0123456789abcdef"
     for s in (s for uri in shards for s in iter_shard(store, uri)):  # kept and dropped entities per image
         i = ids.index(s.pair_id)
         assert [e["id"] for e in s.meta["entities"]] == ["wn:0"]
