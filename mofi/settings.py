@@ -42,6 +42,7 @@ __all__ = [
     "iter_fields",
     "SettingsError",
     "json_object",
+    "json_list",
     "Credential",
     "CREDENTIALS",
     "LOCAL_ONLY_SECTIONS",
@@ -351,6 +352,38 @@ class TrainingSettings(_Section):
         derive=("s3", lambda s3: s3.models_uri("mofi")),
     )
     checkpoint_every: int = _doc("Steps between checkpoints.", 50)
+    job_start_timeout_s: float = _doc(
+        "How long the training step waits for its torchx job to start running (queued for GPUs, pulling the "
+        "image) before it cancels the job and fails.",
+        3600.0,
+        minimum=1,
+    )
+    job_timeout_s: float = _doc(
+        "How long the training step lets its torchx job run in all before it cancels the job and fails.",
+        172800.0,
+        minimum=1,
+    )
+    job_tolerations: str = _doc(
+        "Tolerations of the training pods (Kubernetes scheduler) as a JSON list, e.g. "
+        '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]; empty: none.',
+        "",
+    )
+    job_node_selector: str = _doc(
+        'Node selector of the training pods as a JSON object, e.g. {"nvidia.com/gpu.present": "true"}; empty: none.',
+        "",
+    )
+    job_image_pull_secrets: str = _doc(
+        "Comma-separated image pull Secrets of the training pods (in the job's namespace); empty: none.", ""
+    )
+
+    def job_tolerations_list(self) -> list[dict[str, Any]]:
+        return json_list(self.job_tolerations, "training.job_tolerations")
+
+    def job_node_selector_dict(self) -> dict[str, str]:
+        return json_object(self.job_node_selector, "training.job_node_selector")
+
+    def job_image_pull_secrets_list(self) -> list[str]:
+        return [s.strip() for s in self.job_image_pull_secrets.split(",") if s.strip()]
 
 
 @dataclass
@@ -484,6 +517,19 @@ def json_object(text: str, where: str) -> dict[str, Any]:
         raise SettingsError(f"{where}: not JSON ({e}): {text!r}") from None
     if not isinstance(value, dict):
         raise SettingsError(f"{where}: expected a JSON object, got {text!r}")
+    return value
+
+
+def json_list(text: str, where: str) -> list[Any]:
+    """A setting that holds a JSON list as a string; empty means ``[]``."""
+    if not text.strip():
+        return []
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{where}: not JSON ({e}): {text!r}") from None
+    if not isinstance(value, list):
+        raise SettingsError(f"{where}: expected a JSON list, got {text!r}")
     return value
 
 
