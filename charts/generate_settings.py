@@ -300,8 +300,16 @@ def build_schema(sections: list[ChartSection]) -> dict[str, Any]:
                 "serviceAccount": service_account,
                 "pipeline": _obj(
                     {
+                        "namespace": {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$"},
                         "serviceAccount": service_account,
-                        "rbac": _obj({"create": _BOOL, "extraSubjects": _LIST}),
+                        "rbac": _obj(
+                            {
+                                "create": _BOOL,
+                                "extraSubjects": _LIST,
+                                "launcherSecrets": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                                "submitters": _LIST,
+                            }
+                        ),
                     }
                 ),
                 "networkPolicy": _obj(

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mofi import IMAGE
 from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix, snapshot_uri
 from mofi.objstore import ObjectStore, join_uri, parse_uri
 from mofi.settings import CREDENTIALS, Settings, TrainingSettings, env_name, load_settings
@@ -131,7 +132,7 @@ class TrainJob:
     scheduler: str = "local_cwd"  # local_cwd | kubernetes
     nnodes: int = 1
     nproc_per_node: int = 2
-    image: str = "mofi-platform:latest"
+    image: str = IMAGE
     cpu: int = 2
     gpu: int = 0
     memMB: int = 8192

@@ -176,32 +176,62 @@ def test_disruption_budgets_select_their_component(chart):
     assert pdbs["mofi-ner"]["spec"]["maxUnavailable"] == 1
 
 
+def _allowed(rules, group, resource, verb, name=None):
+    return any(
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (name is None or name in r.get("resourceNames", [name]))
+        and (name is not None or "resourceNames" not in r)
+        for r in rules
+    )
+
+
 def test_pipeline_role_can_run_torchx_volcano_jobs_and_roll_only_the_embedder(chart):
-    objects = render(chart, load_values("everything"))
-    rules = by_kind(objects, "Role")["mofi-pipeline"]["rules"]
-
-    def allowed(group, resource, verb, name=None):
-        return any(
-            group in r["apiGroups"]
-            and resource in r["resources"]
-            and verb in r["verbs"]
-            and (name is None or name in r.get("resourceNames", [name]))
-            for r in rules
-        )
-
+    objects = render(chart, load_values("default"))
+    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {"mofi"}
+    rules = roles["mofi-pipeline"]["rules"]
     for verb in ("create", "get", "list", "watch", "delete"):
-        assert allowed("batch.volcano.sh", "jobs", verb)
-    assert allowed("batch.volcano.sh", "jobs/status", "update")
-    assert allowed("", "pods/log", "get") and allowed("", "pods", "watch")
-    assert allowed("apps", "deployments", "patch", "mofi-embedder")
-    assert not allowed("apps", "deployments", "patch", "mofi-ner")
-    assert not allowed("", "secrets", "get")
-    binding = by_kind(objects, "RoleBinding")["mofi-pipeline"]
+        assert _allowed(rules, "batch.volcano.sh", "jobs", verb)
+    assert _allowed(rules, "batch.volcano.sh", "jobs/status", "update")
+    assert _allowed(rules, "", "pods/log", "get") and _allowed(rules, "", "pods", "watch")
+    # what the KFP v2 launcher and the Argo executor of every step need
+    assert _allowed(rules, "argoproj.io", "workflowtaskresults", "create")
+    assert _allowed(rules, "argoproj.io", "workflowtaskresults", "patch")
+    assert _allowed(rules, "", "configmaps", "get", "kfp-launcher")
+    assert not _allowed(rules, "", "configmaps", "get", "anything-else")
+    assert _allowed(rules, "", "secrets", "get", "mlpipeline-minio-artifact")
+    assert not _allowed(rules, "", "secrets", "get", "mofi-credentials")
+    roll = roles["mofi-pipeline-roll"]["rules"]
+    assert _allowed(roll, "apps", "deployments", "patch", "mofi-embedder")
+    assert not _allowed(roll, "apps", "deployments", "patch", "mofi-ner")
+    assert not _allowed(rules, "apps", "deployments", "patch", "mofi-embedder")
+    for name in ("mofi-pipeline", "mofi-pipeline-roll"):
+        assert bindings[name]["subjects"] == [{"kind": "ServiceAccount", "name": "mofi-pipeline", "namespace": "mofi"}]
+    assert "mofi-pipeline-submit" not in roles
+
+
+def test_pipeline_objects_go_where_kfp_runs_the_steps(chart):
+    """Standalone KFP runs steps in `kubeflow`: the account, its Role and the settings go there; the roll Role
+    stays beside the embedder; submitters may `use` the account."""
+    objects = render(chart, load_values("everything"))
+    where = {(o["kind"], o["metadata"]["name"]): o["metadata"]["namespace"] for o in objects}
+    assert where[("ServiceAccount", "mofi-pipeline")] == "kubeflow"
+    assert where[("Role", "mofi-pipeline")] == where[("RoleBinding", "mofi-pipeline")] == "kubeflow"
+    assert where[("Role", "mofi-pipeline-roll")] == where[("RoleBinding", "mofi-pipeline-roll")] == "mofi"
+    maps = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mofi-settings"]
+    assert sorted(m["metadata"]["namespace"] for m in maps) == ["kubeflow", "mofi"]
+    assert maps[0]["data"] == maps[1]["data"]
+    binding = by_kind(objects, "RoleBinding")["mofi-pipeline-roll"]
     assert {(s["name"], s["namespace"]) for s in binding["subjects"]} == {
-        ("mofi-pipeline", "mofi"),
+        ("mofi-pipeline", "kubeflow"),
         ("default-editor", "kubeflow-user-example-com"),
     }
-    assert "mofi-pipeline" in by_kind(objects, "ServiceAccount")
+    submit = by_kind(objects, "Role")["mofi-pipeline-submit"]
+    assert submit["metadata"]["namespace"] == "kubeflow"
+    assert _allowed(submit["rules"], "", "serviceaccounts", "use", "mofi-pipeline")
+    assert by_kind(objects, "RoleBinding")["mofi-pipeline-submit"]["subjects"][0]["name"] == "alice@example.com"
 
 
 def test_network_policy_restricts_egress_only_when_asked(chart):

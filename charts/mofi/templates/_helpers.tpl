@@ -64,6 +64,11 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
+{{/* Where pipeline runs execute their steps and torchx jobs: pipeline.namespace, else the release's. */}}
+{{- define "mofi.pipelineNamespace" -}}
+{{- default .Release.Namespace .Values.pipeline.namespace }}
+{{- end }}
+
 {{- define "mofi.image" -}}
 {{- $ref := .Values.image.repository }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
