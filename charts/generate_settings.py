@@ -54,6 +54,8 @@ SECRET_FIELDS: dict[tuple[str, str], str] = {key: c.value_key for key, c in CRED
 # endpoints by their in-cluster names, keep scratch data under the chart's work directory.
 CLUSTER_DEFAULTS: dict[tuple[str, str], Any] = {
     ("kafka", "bootstrap_servers"): "kafka:9092",
+    ("kafka", "replication_factor"): 3,
+    ("kafka", "min_insync_replicas"): 2,
     ("s3", "endpoint"): "minio:9000",
     ("milvus", "uri"): "http://milvus:19530",
     ("data", "cache_dir"): "/var/lib/mofi/cache",

@@ -65,6 +65,8 @@ CREDENTIALS: dict[tuple[str, str], Credential] = {
     ("s3", "access_key"): Credential("s3AccessKey", "s3-access-key", False),
     ("s3", "secret_key"): Credential("s3SecretKey", "s3-secret-key", False),
     ("milvus", "token"): Credential("milvusToken", "milvus-token", True),
+    ("kafka", "sasl_username"): Credential("kafkaSaslUsername", "kafka-sasl-username", True),
+    ("kafka", "sasl_password"): Credential("kafkaSaslPassword", "kafka-sasl-password", True),
 }
 
 #: Sections that describe the local loopback stack only: a cluster's settings do not carry them.
@@ -183,6 +185,38 @@ class KafkaSettings(_Section):
     group_prefix: str = _doc("Prefix of every consumer group id.", "mofi")
     session_timeout_ms: int = _doc("Consumer group session timeout.", 10000, **_COUNT)
     max_poll_records: int = _doc("Records fetched per poll by each stage.", 64, **_COUNT)
+    create_topics: bool = _doc(
+        "Stages create missing topics (with partitions, replication_factor, min_insync_replicas); false: topics "
+        "are pre-created (e.g. Strimzi KafkaTopic) and a missing one is an error.",
+        True,
+    )
+    replication_factor: int = _doc(
+        "Replicas of each topic the stages create (1 for the single local broker; 3 in a cluster).", 1, **_COUNT
+    )
+    min_insync_replicas: int = _doc(
+        "min.insync.replicas of each topic the stages create: producers use acks=all, so a write needs this many "
+        "replicas; at most replication_factor (replication_factor - 1 tolerates one broker down).",
+        1,
+        **_COUNT,
+    )
+    security_protocol: str = _doc(
+        "How clients reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+        "PLAINTEXT",
+        enum=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+    )
+    sasl_mechanism: str = _doc(
+        "SASL mechanism with a SASL_* protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+        "PLAIN",
+        enum=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+    )
+    sasl_username: str = _doc("SASL user; from a Secret in a cluster.", "")
+    sasl_password: str = _doc("SASL password; from a Secret in a cluster.", "")
+    ssl_cafile: str = _doc(
+        "CA bundle (PEM file) that signed the brokers' certificates; empty: the system's trust store.", ""
+    )
+    ssl_certfile: str = _doc("Client certificate (PEM) for mutual TLS; empty: none.", "")
+    ssl_keyfile: str = _doc("Private key (PEM) of ssl_certfile; empty: none.", "")
+    ssl_check_hostname: bool = _doc("Check that a broker's certificate names the host it was reached at.", True)
 
 
 @dataclass

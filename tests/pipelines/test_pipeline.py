@@ -20,7 +20,7 @@ from torchx.runner import get_runner
 from mofi import IMAGE
 from mofi.i2e import write_shard
 from mofi.objstore import ObjectStore
-from mofi.settings import Settings
+from mofi.settings import CREDENTIALS, Settings, env_name
 from mofi_platform.pipelines.local import run_local
 from mofi_platform.pipelines.pipeline import PIPELINE_FILE, TRAIN_RETRIES, TRAIN_STEP_TIMEOUT_S, compile_pipeline
 from mofi_platform.pipelines.steps import TrainJob, evaluate_checkpoint, plan_training, train_app, train_config
@@ -32,7 +32,7 @@ from tests.training.conftest import make_samples
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO / "tests" / "fixtures" / "benchmark"
-SECRET_ENV = {"MOFI_S3_ACCESS_KEY", "MOFI_S3_SECRET_KEY", "MOFI_MILVUS_TOKEN"}
+SECRET_ENV = {env_name(section, field) for section, field in CREDENTIALS}
 
 
 def test_committed_pipeline_yaml_is_fresh(tmp_path):

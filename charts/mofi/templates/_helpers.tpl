@@ -114,4 +114,10 @@ cannot leak into the ConfigMap (values.schema.json rejects them under `settings`
 - name: MOFI_MILVUS_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.milvusToken | quote }}, optional: true}
+- name: MOFI_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.kafkaSaslUsername | quote }}, optional: true}
+- name: MOFI_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.kafkaSaslPassword | quote }}, optional: true}
 {{- end }}
