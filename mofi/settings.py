@@ -346,7 +346,9 @@ class EmbedderSettings(_Section):
     """Embedding and search service."""
 
     checkpoint: str = _doc(
-        "MOFI checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/mofi/latest.pt.",
+        "MOFI checkpoint the embedder serves: pin a published, immutable URI (<training.checkpoint_dir>/serving/"
+        "<version>.pt) so a rollback of this value rolls the model back; empty means the mutable "
+        "s3://<s3.models_bucket>/mofi/latest.pt, which the pipeline's roll step overwrites.",
         "",
         derive=("s3", lambda s3: s3.models_uri("mofi/latest.pt")),
     )

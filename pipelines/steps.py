@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -66,6 +67,9 @@ __all__ = [
     "evaluate_checkpoint",
     "index_checkpoint",
     "roll_embedder",
+    "published_uri",
+    "publish_checkpoint",
+    "MUTABLE_CHECKPOINT",
     "CHECKPOINT_ANNOTATION",
 ]
 
@@ -74,6 +78,8 @@ log = logging.getLogger(__name__)
 
 #: Pod-template annotation the roll step sets: a new value makes Kubernetes roll the Deployment.
 CHECKPOINT_ANNOTATION = "mofi.dev/checkpoint-version"
+#: The one checkpoint name the roll step overwrites: an embedder pinned to anything else keeps its model.
+MUTABLE_CHECKPOINT = "latest.pt"
 
 
 class TrainingFailed(RuntimeError):
@@ -576,35 +582,76 @@ def evaluate_checkpoint(
     return results
 
 
-def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
-    """Embed every I2E image with ``checkpoint`` into a new collection and switch the alias to it."""
-    from mofi_platform.services.embedder.indexing import index_images, items_from_i2e
-
-    store = ObjectStore(settings.s3)
-    prefix = shards_prefix(settings)
-    total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
-    return index_images(
-        settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size, thumbnails=thumbnails, total=total
-    )
+def published_uri(settings: Settings, version: str) -> str:
+    """Where model ``version`` is published for serving: ``<training.checkpoint_dir>/serving/<version>.pt``."""
+    return join_uri(settings.training.checkpoint_dir, "serving", re.sub(r"[^A-Za-z0-9._-]", "-", version) + ".pt")
 
 
-def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
-    """Publish ``checkpoint`` as ``settings.embedder.checkpoint``; then restart ``deployment`` if named.
+def publish_checkpoint(settings: Settings, checkpoint: str) -> tuple[str, str]:
+    """Publish ``checkpoint``'s weights (no optimizer state) at its version's immutable URI; (version, URI).
 
-    Embedder pods load ``settings.embedder.checkpoint`` when they start, so a new pod-template
-    annotation (the checkpoint version) rolls them one by one under the Deployment's strategy and
-    PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder itself
-    (``kill -HUP``). Returns the version now published.
+    A version is published once: a later call finds it and leaves it as it is, so every collection and every
+    pinned ``settings.embedder.checkpoint`` that names the URI keeps meaning the same model (training runs keep
+    only their last step checkpoints, so those URIs do not last).
     """
     from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
 
     store = ObjectStore(settings.s3)
-    target = settings.embedder.checkpoint
     state = load_checkpoint(store, checkpoint)
     version = str(state.get("version", checkpoint))
-    if target != checkpoint:  # serving needs the weights, not the optimizer state
-        save_checkpoint(store, target, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
-    log.info("published %s (%s) as %s", checkpoint, version, target)
+    uri = published_uri(settings, version)
+    if store.exists(uri):
+        log.info("model %s is already published at %s", version, uri)
+    else:
+        save_checkpoint(store, uri, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+        log.info("published %s (%s) at %s", checkpoint, version, uri)
+    return version, uri
+
+
+def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
+    """Publish ``checkpoint`` (:func:`publish_checkpoint`), embed every I2E image with it into a new collection
+    that records that version and URI, and switch the alias to it: one step, one version id. Search then
+    embeds queries on the alias with this model (the collection says so) whatever model the embedder serves."""
+    from mofi_platform.services.embedder.indexing import index_images, items_from_i2e
+
+    _, uri = publish_checkpoint(settings, checkpoint)
+    store = ObjectStore(settings.s3)
+    prefix = shards_prefix(settings)
+    total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
+    return index_images(
+        settings, items_from_i2e(store, prefix), uri, batch_size=batch_size, thumbnails=thumbnails, total=total
+    )
+
+
+def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
+    """Publish ``checkpoint`` (:func:`publish_checkpoint`) and make the embedder serve it where that is this
+    step's to decide; returns the version.
+
+    ``settings.embedder.checkpoint`` pinned to a published URI (the chart's value; ``helm rollback`` rolls the
+    model back with it) is never rewritten: the step logs the value to pin. Only the explicit mutable choice
+    (a ``latest.pt``) is overwritten, and then ``deployment`` (if named) restarts: embedder pods load the
+    setting when they start, so a new pod-template annotation rolls them under the Deployment's strategy and
+    PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder (``kill -HUP``).
+    """
+    from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
+
+    version, uri = publish_checkpoint(settings, checkpoint)
+    target = settings.embedder.checkpoint
+    if target == uri:
+        log.info("the embedder already serves %s (%s)", version, uri)
+        return version
+    if not target.endswith("/" + MUTABLE_CHECKPOINT) and target != MUTABLE_CHECKPOINT:
+        log.warning(
+            "the embedder serves the pinned %s; to serve %s pin its published URI: "
+            "helm upgrade <release> charts/mofi --reuse-values --set settings.embedder.checkpoint=%s",
+            target,
+            version,
+            uri,
+        )
+        return version
+    store = ObjectStore(settings.s3)
+    save_checkpoint(store, target, load_checkpoint(store, uri))
+    log.info("copied %s (%s) to the mutable %s", uri, version, target)
     if deployment:
         from kubernetes import client, config
 
