@@ -54,6 +54,8 @@ SECRET_FIELDS: dict[tuple[str, str], str] = {key: c.value_key for key, c in CRED
 # endpoints by their in-cluster names, keep scratch data under the chart's work directory.
 CLUSTER_DEFAULTS: dict[tuple[str, str], Any] = {
     ("kafka", "bootstrap_servers"): "kafka:9092",
+    ("kafka", "replication_factor"): 3,
+    ("kafka", "min_insync_replicas"): 2,
     ("s3", "endpoint"): "minio:9000",
     ("milvus", "uri"): "http://milvus:19530",
     ("data", "cache_dir"): "/var/lib/mofi/cache",
@@ -165,7 +167,13 @@ _MAP = {"type": "object"}
 _LIST = {"type": "array", "items": {"type": "object"}}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _POS_INT = {"type": "integer", "minimum": 1}
-_QUANTITY = {"type": ["string", "integer", "number"]}
+#: A Kubernetes quantity: a number, or a decimal with an SI or binary suffix (500m, 2Gi, 1.5).
+_QUANTITY = {
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
+    ]
+}
 
 
 def _component_schema() -> dict[str, Any]:
@@ -187,8 +195,8 @@ def _component_schema() -> dict[str, Any]:
     pdb = _obj(
         {
             "enabled": _BOOL,
-            "maxUnavailable": {"type": ["integer", "string"]},
-            "minAvailable": {"type": ["integer", "string"]},
+            "maxUnavailable": {"type": ["integer", "string", "null"], "pattern": "^[0-9]+%$", "minimum": 0},
+            "minAvailable": {"type": ["integer", "string", "null"], "pattern": "^[0-9]+%$", "minimum": 0},
         },
         ["enabled"],
     )
@@ -214,7 +222,27 @@ def _component_schema() -> dict[str, Any]:
             "nodeSelector": _STR_MAP,
             "tolerations": _LIST,
             "affinity": _MAP,
+            "topologySpreadConstraints": _LIST,
+            "podAnnotations": _STR_MAP,
+            "lifecycle": _obj({"preStop": _MAP, "postStart": _MAP}),
             "extraEnv": _LIST,
+            "headlessService": {
+                "type": "boolean",
+                "description": "Also a headless Service (<name>-headless) for client-side load balancing.",
+            },
+            "keda": _obj(
+                {
+                    "enabled": _BOOL,
+                    "minReplicas": {"type": "integer", "minimum": 0},
+                    "maxReplicas": _POS_INT,
+                    "lagThreshold": _POS_INT,
+                    "pollingInterval": _POS_INT,
+                    "cooldownPeriod": _POS_INT,
+                    "authenticationRef": {"type": "string", "minLength": 1},
+                },
+                ["enabled", "minReplicas", "maxReplicas", "lagThreshold"],
+                description="Scale a Kafka stage on its consumer lag with a KEDA ScaledObject (replaces the HPA).",
+            ),
         },
         ["enabled", "command", "target", "metrics", "replicas", "resources", "autoscaling", "podDisruptionBudget"],
         # A gRPC service must name the health service its readiness probe checks.
@@ -294,14 +322,24 @@ def build_schema(sections: list[ChartSection]) -> dict[str, Any]:
                 ),
                 "podAnnotations": _STR_MAP,
                 "podLabels": _STR_MAP,
+                "extraVolumes": _LIST,
+                "extraVolumeMounts": _LIST,
                 "priorityClassName": _STR,
                 "podSecurityContext": _MAP,
                 "securityContext": _MAP,
                 "serviceAccount": service_account,
                 "pipeline": _obj(
                     {
+                        "namespace": {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$"},
                         "serviceAccount": service_account,
-                        "rbac": _obj({"create": _BOOL, "extraSubjects": _LIST}),
+                        "rbac": _obj(
+                            {
+                                "create": _BOOL,
+                                "extraSubjects": _LIST,
+                                "launcherSecrets": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                                "submitters": _LIST,
+                            }
+                        ),
                     }
                 ),
                 "networkPolicy": _obj(

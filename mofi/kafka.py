@@ -2,7 +2,12 @@
 
 Why here: every stage (produce, NER, scorer, writer, indexer) needs the same producer guarantees
 (acks=all, idempotent keys) and the same consumer contract (manual commits, earliest reset), and the
-same dead-letter record shape. One place keeps them identical.
+same dead-letter record shape. One place keeps them identical, and :func:`client_kwargs` gives every
+client (producer, consumer, admin) the same brokers and security (TLS, SASL PLAIN/SCRAM).
+
+Durability: producers wait for acks=all, which means "every in-sync replica"; topics the stages create get
+``replication_factor`` replicas and ``min.insync.replicas`` = ``min_insync_replicas``, so an acknowledged
+record is on at least that many brokers (a single-replica topic would make acks=all mean one broker).
 
 Faults: a stage rides out a broker that is down, restarting or rebalancing. :func:`is_transient` says
 which errors are worth retrying, :class:`Backoff` spaces the retries (capped exponential, from
@@ -19,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -37,10 +42,12 @@ from mofi.settings import KafkaSettings
 
 __all__ = [
     "bootstrap_servers",
+    "client_kwargs",
     "make_producer",
     "make_consumer",
     "make_reader",
     "ensure_topics",
+    "MissingTopics",
     "send_dead_letter",
     "all_topics",
     "Backoff",
@@ -64,6 +71,28 @@ def bootstrap_servers(kcfg: KafkaSettings) -> list[str]:
     return [s.strip() for s in kcfg.bootstrap_servers.split(",") if s.strip()]
 
 
+def client_kwargs(kcfg: KafkaSettings) -> dict[str, Any]:
+    """Brokers and security options of every kafka-python client (producer, consumer, admin)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers(kcfg),
+        "security_protocol": kcfg.security_protocol,
+    }
+    if kcfg.security_protocol.startswith("SASL_"):
+        if not kcfg.sasl_username:
+            raise ValueError(f"kafka.security_protocol={kcfg.security_protocol} needs kafka.sasl_username (the Secret)")
+        opts |= {
+            "sasl_mechanism": kcfg.sasl_mechanism,
+            "sasl_plain_username": kcfg.sasl_username,
+            "sasl_plain_password": kcfg.sasl_password,
+        }
+    if kcfg.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_check_hostname"] = kcfg.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(kcfg, name):
+                opts[name] = getattr(kcfg, name)
+    return opts
+
+
 def all_topics(kcfg: KafkaSettings) -> list[str]:
     return [kcfg.pairs_topic, kcfg.candidates_topic, kcfg.i2e_topic, kcfg.dead_letter_topic]
 
@@ -72,7 +101,7 @@ def make_producer(kcfg: KafkaSettings, **kw) -> KafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     opts = dict(acks="all", retries=5, linger_ms=5, max_request_size=16 * 1024 * 1024)
     opts.update(kw)
-    return KafkaProducer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
+    return KafkaProducer(**client_kwargs(kcfg), **opts)
 
 
 def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **kw) -> KafkaConsumer:
@@ -88,7 +117,7 @@ def make_consumer(kcfg: KafkaSettings, group_id: str, topics: Iterable[str], **k
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     opts.update(kw)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
+    consumer = KafkaConsumer(**client_kwargs(kcfg), **opts)
     consumer.subscribe(list(topics))
     return consumer
 
@@ -100,18 +129,29 @@ def make_reader(kcfg: KafkaSettings, topic: str, **kw) -> KafkaConsumer:
     """
     opts = dict(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     opts.update(kw)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(kcfg), **opts)
+    consumer = KafkaConsumer(**client_kwargs(kcfg), **opts)
     consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())])
     return consumer
 
 
+class MissingTopics(LookupError):
+    """Topics a process needs do not exist and it may not create them."""
+
+
 def ensure_topics(kcfg: KafkaSettings, names: Iterable[str], timeout_s: float = 30.0) -> None:
-    """Create the topics that do not exist yet (idempotent; several processes may race)."""
+    """Create the topics that do not exist yet (idempotent; several processes may race), with
+    ``replication_factor`` replicas and ``min.insync.replicas``; with ``create_topics`` off, only check that
+    they exist."""
+    if kcfg.min_insync_replicas > kcfg.replication_factor:
+        raise ValueError(
+            f"kafka.min_insync_replicas={kcfg.min_insync_replicas} exceeds kafka.replication_factor="
+            f"{kcfg.replication_factor}: no acks=all write could ever succeed"
+        )
     wanted = list(dict.fromkeys(names))
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kcfg), request_timeout_ms=10000)
+            admin = KafkaAdminClient(**client_kwargs(kcfg), request_timeout_ms=10000)
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -120,10 +160,13 @@ def ensure_topics(kcfg: KafkaSettings, names: Iterable[str], timeout_s: float = 
     try:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
+        if missing and not kcfg.create_topics:
+            raise MissingTopics(f"topics {', '.join(missing)} do not exist and kafka.create_topics is off: create them")
         if missing:
+            configs = {"min.insync.replicas": str(kcfg.min_insync_replicas)}
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
-                    [NewTopic(t, num_partitions=kcfg.partitions, replication_factor=1) for t in missing]
+                    [NewTopic(t, kcfg.partitions, kcfg.replication_factor, topic_configs=configs) for t in missing]
                 )
     finally:
         admin.close()

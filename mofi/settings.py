@@ -42,6 +42,7 @@ __all__ = [
     "iter_fields",
     "SettingsError",
     "json_object",
+    "json_list",
     "Credential",
     "CREDENTIALS",
     "LOCAL_ONLY_SECTIONS",
@@ -65,6 +66,8 @@ CREDENTIALS: dict[tuple[str, str], Credential] = {
     ("s3", "secret_key"): Credential("s3SecretKey", "s3-secret-key", False),
     ("milvus", "token"): Credential("milvusToken", "milvus-token", True),
     ("grpc", "auth_token"): Credential("grpcAuthToken", "grpc-auth-token", True),
+    ("kafka", "sasl_username"): Credential("kafkaSaslUsername", "kafka-sasl-username", True),
+    ("kafka", "sasl_password"): Credential("kafkaSaslPassword", "kafka-sasl-password", True),
 }
 
 #: Sections that describe the local loopback stack only: a cluster's settings do not carry them.
@@ -204,6 +207,38 @@ class KafkaSettings(_Section):
     stall_timeout_s: float = _doc(
         "Liveness: a stage's /healthz fails once its consumer loop has not turned for this long.", 180.0, minimum=1
     )
+    create_topics: bool = _doc(
+        "Stages create missing topics (with partitions, replication_factor, min_insync_replicas); false: topics "
+        "are pre-created (e.g. Strimzi KafkaTopic) and a missing one is an error.",
+        True,
+    )
+    replication_factor: int = _doc(
+        "Replicas of each topic the stages create (1 for the single local broker; 3 in a cluster).", 1, **_COUNT
+    )
+    min_insync_replicas: int = _doc(
+        "min.insync.replicas of each topic the stages create: producers use acks=all, so a write needs this many "
+        "replicas; at most replication_factor (replication_factor - 1 tolerates one broker down).",
+        1,
+        **_COUNT,
+    )
+    security_protocol: str = _doc(
+        "How clients reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+        "PLAINTEXT",
+        enum=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+    )
+    sasl_mechanism: str = _doc(
+        "SASL mechanism with a SASL_* protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+        "PLAIN",
+        enum=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+    )
+    sasl_username: str = _doc("SASL user; from a Secret in a cluster.", "")
+    sasl_password: str = _doc("SASL password; from a Secret in a cluster.", "")
+    ssl_cafile: str = _doc(
+        "CA bundle (PEM file) that signed the brokers' certificates; empty: the system's trust store.", ""
+    )
+    ssl_certfile: str = _doc("Client certificate (PEM) for mutual TLS; empty: none.", "")
+    ssl_keyfile: str = _doc("Private key (PEM) of ssl_certfile; empty: none.", "")
+    ssl_check_hostname: bool = _doc("Check that a broker's certificate names the host it was reached at.", True)
 
 
 @dataclass
@@ -333,7 +368,9 @@ class EmbedderSettings(_Section):
     """Embedding and search service."""
 
     checkpoint: str = _doc(
-        "MOFI checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/mofi/latest.pt.",
+        "MOFI checkpoint the embedder serves: pin a published, immutable URI (<training.checkpoint_dir>/serving/"
+        "<version>.pt) so a rollback of this value rolls the model back; empty means the mutable "
+        "s3://<s3.models_bucket>/mofi/latest.pt, which the pipeline's roll step overwrites.",
         "",
         derive=("s3", lambda s3: s3.models_uri("mofi/latest.pt")),
     )
@@ -390,6 +427,38 @@ class TrainingSettings(_Section):
         derive=("s3", lambda s3: s3.models_uri("mofi")),
     )
     checkpoint_every: int = _doc("Steps between checkpoints.", 50)
+    job_start_timeout_s: float = _doc(
+        "How long the training step waits for its torchx job to start running (queued for GPUs, pulling the "
+        "image) before it cancels the job and fails.",
+        3600.0,
+        minimum=1,
+    )
+    job_timeout_s: float = _doc(
+        "How long the training step lets its torchx job run in all before it cancels the job and fails.",
+        172800.0,
+        minimum=1,
+    )
+    job_tolerations: str = _doc(
+        "Tolerations of the training pods (Kubernetes scheduler) as a JSON list, e.g. "
+        '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]; empty: none.',
+        "",
+    )
+    job_node_selector: str = _doc(
+        'Node selector of the training pods as a JSON object, e.g. {"nvidia.com/gpu.present": "true"}; empty: none.',
+        "",
+    )
+    job_image_pull_secrets: str = _doc(
+        "Comma-separated image pull Secrets of the training pods (in the job's namespace); empty: none.", ""
+    )
+
+    def job_tolerations_list(self) -> list[dict[str, Any]]:
+        return json_list(self.job_tolerations, "training.job_tolerations")
+
+    def job_node_selector_dict(self) -> dict[str, str]:
+        return json_object(self.job_node_selector, "training.job_node_selector")
+
+    def job_image_pull_secrets_list(self) -> list[str]:
+        return [s.strip() for s in self.job_image_pull_secrets.split(",") if s.strip()]
 
 
 @dataclass
@@ -523,6 +592,19 @@ def json_object(text: str, where: str) -> dict[str, Any]:
         raise SettingsError(f"{where}: not JSON ({e}): {text!r}") from None
     if not isinstance(value, dict):
         raise SettingsError(f"{where}: expected a JSON object, got {text!r}")
+    return value
+
+
+def json_list(text: str, where: str) -> list[Any]:
+    """A setting that holds a JSON list as a string; empty means ``[]``."""
+    if not text.strip():
+        return []
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{where}: not JSON ({e}): {text!r}") from None
+    if not isinstance(value, list):
+        raise SettingsError(f"{where}: expected a JSON list, got {text!r}")
     return value
 
 

@@ -38,7 +38,7 @@ def pipeline() -> None:
     default=None,
     help="Output YAML [default: pipelines/mofi_train.yaml, the committed one].",
 )
-@click.option("--image", default=None, help="Image the steps run in [default: mofi-platform:latest].")
+@click.option("--image", default=None, help="Image the steps and training jobs run in [default: mofi, the chart's].")
 def compile_cmd(out: str | None, image: str | None) -> None:
     """Compile the pipeline to YAML for the Kubeflow UI or client."""
     from mofi_platform.pipelines.pipeline import DEFAULT_IMAGE, PIPELINE_FILE, compile_pipeline

@@ -21,15 +21,25 @@ from typing import NamedTuple
 from kfp import compiler, dsl, kubernetes as k8s
 from kfp.dsl import Artifact, Metrics, Model
 
+from mofi import IMAGE
 from mofi.settings import CREDENTIALS, LOCAL_ONLY_SECTIONS, Settings, env_name, iter_fields
 from mofi_platform.pipelines.components import make_components
 
-__all__ = ["PIPELINE_NAME", "PIPELINE_FILE", "DEFAULT_IMAGE", "build_pipeline", "compile_pipeline"]
+__all__ = [
+    "PIPELINE_NAME",
+    "PIPELINE_FILE",
+    "DEFAULT_IMAGE",
+    "TRAIN_RETRIES",
+    "TRAIN_STEP_TIMEOUT_S",
+    "build_pipeline",
+    "compile_pipeline",
+]
 
 PIPELINE_NAME = "mofi-train"
 PIPELINE_FILE = Path(__file__).with_name("mofi_train.yaml")
 #: The image the chart deploys (Dockerfile, skaffold.yaml); `mofi pipeline compile --image` changes it.
-DEFAULT_IMAGE = "mofi-platform:latest"
+DEFAULT_IMAGE = IMAGE
+
 
 #: Step resources: training runs in its own torchx job, so steps only need room for one model.
 STEP_CPU, STEP_MEMORY = "2", "8G"
@@ -37,6 +47,14 @@ STEP_CPU, STEP_MEMORY = "2", "8G"
 #: Model and recipe default to the training settings (as for `mofi train`); steps, batch size and
 #: the job's shape below are a cluster run's (one GPU per process), larger than `mofi train`'s.
 _TRAINING = Settings().training
+
+#: The training step may be retried (a new pod, e.g. after an eviction): the retry cancels a job an earlier
+#: attempt left running and resumes the run from its last checkpoint (``steps.launch_training``).
+TRAIN_RETRIES, TRAIN_RETRY_BACKOFF = 2, "120s"
+#: The training step's pod deadline: the job's own deadlines (settings ``training.job_start_timeout_s`` and
+#: ``training.job_timeout_s``, defaults) plus room for the step itself; past it Kubernetes stops the pod
+#: (SIGTERM), and the step cancels its job.
+TRAIN_STEP_TIMEOUT_S = int(_TRAINING.job_start_timeout_s + _TRAINING.job_timeout_s) + 1800
 
 
 def _settings_env() -> dict[str, str]:
@@ -138,6 +156,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: bool = True) -> Callable
             )
         )
         train.set_display_name("train (torchx)")
+        train.set_retry(TRAIN_RETRIES, backoff_duration=TRAIN_RETRY_BACKOFF, backoff_factor=2.0)
+        k8s.set_timeout(train, TRAIN_STEP_TIMEOUT_S)
         evaluate = wired(
             ops["evaluate_mofi"](
                 model=train.outputs["model"], benchmark=benchmark, gate=gate, min_gain=min_gain, min_map=min_map

@@ -19,19 +19,27 @@ numbers; the pipeline indexes and rolls only a model that passed, and fails the 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import re
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mofi import IMAGE
 from mofi.i2e import Snapshot, create_snapshot, list_shards, new_version, read_manifest, shards_prefix, snapshot_uri
-from mofi.objstore import ObjectStore, parse_uri
-from mofi.settings import CREDENTIALS, Settings, env_name, load_settings
+from mofi.objstore import ObjectStore, join_uri, parse_uri
+from mofi.settings import CREDENTIALS, Settings, TrainingSettings, env_name, load_settings
 
 if TYPE_CHECKING:
     from mofi_platform.training.config import TrainConfig
@@ -40,6 +48,10 @@ __all__ = [
     "SnapshotInfo",
     "TrainJob",
     "TrainingFailed",
+    "StepTerminated",
+    "RESTRICTED_CONTAINER",
+    "RESTRICTED_POD",
+    "job_options",
     "QualityGateFailed",
     "step_settings",
     "take_snapshot",
@@ -55,6 +67,9 @@ __all__ = [
     "evaluate_checkpoint",
     "index_checkpoint",
     "roll_embedder",
+    "published_uri",
+    "publish_checkpoint",
+    "MUTABLE_CHECKPOINT",
     "CHECKPOINT_ANNOTATION",
 ]
 
@@ -63,10 +78,16 @@ log = logging.getLogger(__name__)
 
 #: Pod-template annotation the roll step sets: a new value makes Kubernetes roll the Deployment.
 CHECKPOINT_ANNOTATION = "mofi.dev/checkpoint-version"
+#: The one checkpoint name the roll step overwrites: an embedder pinned to anything else keeps its model.
+MUTABLE_CHECKPOINT = "latest.pt"
 
 
 class TrainingFailed(RuntimeError):
-    """The torchx job ended in a state other than SUCCEEDED."""
+    """The torchx job ended in a state other than SUCCEEDED, or did not start or end in time."""
+
+
+class StepTerminated(TrainingFailed):
+    """The training step got SIGTERM (pod deleted or evicted, run terminated); its job was cancelled."""
 
 
 class QualityGateFailed(RuntimeError):
@@ -117,7 +138,7 @@ class TrainJob:
     scheduler: str = "local_cwd"  # local_cwd | kubernetes
     nnodes: int = 1
     nproc_per_node: int = 2
-    image: str = "mofi-platform:latest"
+    image: str = IMAGE
     cpu: int = 2
     gpu: int = 0
     memMB: int = 8192
@@ -125,6 +146,7 @@ class TrainJob:
     namespace: str = ""
     credentials_secret: str = "mofi-credentials"
     max_retries: int = 0
+    poll_s: float = 2.0  # seconds between status polls of the running job
 
 
 def train_config(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any]) -> TrainConfig:
@@ -137,9 +159,19 @@ def train_config(settings: Settings, snapshot: str, run_name: str, options: dict
     return TrainConfig.from_options({"snapshot": snapshot, "run_name": run_name, **options}, settings)
 
 
+def job_options(options: dict[str, Any], job: TrainJob) -> dict[str, Any]:
+    """``options`` for a run in ``job``: a job with GPUs trains with ``device=cuda``, which fails loudly in an
+    image or pod without CUDA instead of falling back to gloo on the CPU."""
+    if job.gpu > 0:
+        if options.get("device", "cuda") != "cuda":
+            raise ValueError(f"gpu={job.gpu} with device={options['device']!r}: a GPU job trains with device=cuda")
+        return {**options, "device": "cuda"}
+    return options
+
+
 def train_app(settings: Settings, snapshot: str, run_name: str, options: dict[str, Any], job: TrainJob):
-    """The torchx AppDef of :func:`train_config`'s run (see :func:`config_app`)."""
-    return config_app(settings, train_config(settings, snapshot, run_name, options), job)
+    """The torchx AppDef of :func:`train_config`'s run for ``job`` (see :func:`config_app`)."""
+    return config_app(settings, train_config(settings, snapshot, run_name, job_options(options, job)), job)
 
 
 def config_app(settings: Settings, cfg: TrainConfig, job: TrainJob):
@@ -187,6 +219,40 @@ def _add_secret_env(resource: dict, secret: str) -> None:
             container.env = [*(container.env or []), *_secret_env_vars(secret)]
 
 
+#: Training pods meet the restricted Pod Security Standard: the image's numeric non-root user (Dockerfile
+#: ``USER 10001``), no privilege escalation, no capabilities, the runtime's seccomp profile.
+RESTRICTED_POD: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _harden_pods(resource: dict, training: TrainingSettings) -> None:
+    """Tolerations, node selector and pull secrets from the settings, and the restricted security
+    context, on every pod of the Volcano job (on top of what torchx generated)."""
+    from kubernetes import client
+
+    api = client.ApiClient()
+
+    def model(data: Any, kind: str) -> Any:
+        return api._ApiClient__deserialize(data, kind)  # torchx builds its pods from the same models
+
+    tolerations = [model(t, "V1Toleration") for t in training.job_tolerations_list()]
+    selector = training.job_node_selector_dict()
+    secrets = [client.V1LocalObjectReference(name=n) for n in training.job_image_pull_secrets_list()]
+    for task in resource["spec"]["tasks"]:
+        spec = task["template"].spec
+        spec.tolerations = [*(spec.tolerations or []), *tolerations] or None
+        spec.node_selector = {**(spec.node_selector or {}), **selector} or None
+        spec.image_pull_secrets = [*(spec.image_pull_secrets or []), *secrets] or None
+        spec.security_context = model(RESTRICTED_POD, "V1PodSecurityContext")
+        for container in spec.containers:
+            container.security_context = model(RESTRICTED_CONTAINER, "V1SecurityContext")
+
+
 def _pod_namespace() -> str:
     """The namespace of the pod this runs in ("" outside a cluster)."""
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -205,17 +271,19 @@ def _scheduler_cfg(job: TrainJob) -> dict[str, Any]:
     raise ValueError(f"unknown scheduler {job.scheduler!r}: local_cwd or kubernetes")
 
 
-def plan_training(runner, app, job: TrainJob):
+def plan_training(runner, app, job: TrainJob, training: TrainingSettings | None = None):
     """The scheduler request (torchx dry run) for ``app``: what :func:`launch_training` submits.
 
     Locally the ranks get this interpreter's torchrun and a share of the cores; on Kubernetes every
-    container of the Volcano job gets the credentials from the Secret.
+    container of the Volcano job gets the credentials from the Secret, and every pod the restricted
+    security context and ``training``'s tolerations, node selector and pull secrets.
     """
     if job.scheduler == "local_cwd":
         _local_env(app.roles[0].env, job.nproc_per_node)
     info = runner.dryrun(app, job.scheduler, cfg=_scheduler_cfg(job))
     if job.scheduler == "kubernetes":
         _add_secret_env(info.request.resource, job.credentials_secret)
+        _harden_pods(info.request.resource, training or TrainingSettings())
     return info
 
 
@@ -226,52 +294,171 @@ def launch_training(
     options: dict[str, Any],
     job: TrainJob,
     on_log: Callable[[str], None] = print,
+    runner=None,
 ) -> dict[str, Any]:
-    """Run the training job to completion and return its checkpoint ``{checkpoint, run_dir, step}``.
+    """Run the training job to completion and return its checkpoint ``{checkpoint, run_dir, step, job}``.
 
-    Logs of rank 0 stream to ``on_log`` while the job runs. A job that does not succeed raises
-    :class:`TrainingFailed` with its state and the last log lines. Rerunning with the same
-    ``run_name`` resumes from the run's last checkpoint (the trainer's contract), so a retried
-    pipeline step continues instead of starting over.
+    The job's lifecycle belongs to the step: the step waits for the job to run (at most
+    ``training.job_start_timeout_s``) before it follows the logs of rank 0 into ``on_log`` (again after a
+    pod restart), and cancels the job when it fails, times out (``training.job_timeout_s``) or gets SIGTERM
+    (:class:`StepTerminated`). A job that does not succeed raises :class:`TrainingFailed` with its state and
+    the last log lines.
+
+    One job per run: the run's folder holds a lock (``job.json``, the torchx handle of the job writing it).
+    A retried step cancels a job an earlier attempt left running before it starts its own, so two jobs never
+    write beside each other; the new job resumes from the run's last checkpoint (the trainer's contract).
+    ``runner`` is a torchx runner the caller keeps (closed by the caller); by default one of the step's own.
     """
     from torchx.runner import get_runner
-    from torchx.specs import AppState
 
     from mofi_platform.training.checkpoint import latest_checkpoint
 
-    cfg = train_config(settings, snapshot, run_name, options)
+    cfg = train_config(settings, snapshot, run_name, job_options(options, job))
     app = config_app(settings, cfg, job)
-    runner = get_runner()
-    tail: list[str] = []
+    store = ObjectStore(settings.s3)
+    lock = join_uri(cfg.run_dir, "job.json")
+    own_runner = runner is None
+    runner = runner or get_runner()
+    tail: deque[str] = deque(maxlen=20)
+
+    def log(line: str) -> None:
+        tail.append(line)
+        on_log(line)
+
+    handle = None
     try:
-        handle = runner.schedule(plan_training(runner, app, job))
-        on_log(f"torchx job {handle}")
-        for line in _follow(runner.log_lines(handle, app.roles[0].name, k=0, should_tail=True)):
-            tail = (tail + [line])[-20:]
-            on_log(line)
-        status = runner.wait(handle, wait_interval=2)
+        with _sigterm_raises():
+            _cancel_orphan(runner, store, lock, job, on_log)
+            handle = runner.schedule(plan_training(runner, app, job, settings.training))
+        with _sigterm_raises():  # again: torchx's local scheduler sets a handler of its own when it schedules
+            store.put_bytes(lock, json.dumps({"job": handle, "started": _now().isoformat()}).encode())
+            on_log(f"torchx job {handle}")
+            status = _follow_job(runner, handle, app.roles[0].name, job, settings.training, log)
+    except BaseException as e:
+        if handle is not None:
+            on_log(f"cancelling torchx job {handle}: {type(e).__name__}: {e}")
+            _cancel(runner, handle, job)
+        raise
+    else:
+        store.delete(lock)
     finally:
-        runner.close()
-    if status is None or status.state != AppState.SUCCEEDED:
-        state = "unknown" if status is None else status.state.name
-        raise TrainingFailed(f"training job {handle} ended {state}; last log lines:\n" + "\n".join(tail))
-    run_dir = cfg.run_dir
-    found = latest_checkpoint(ObjectStore(settings.s3), run_dir)
+        if own_runner:
+            runner.close()
+    if status.state.name != "SUCCEEDED":
+        raise TrainingFailed(f"training job {handle} ended {status.state.name}; last log lines:\n" + "\n".join(tail))
+    found = latest_checkpoint(store, cfg.run_dir)
     if found is None:
-        raise TrainingFailed(f"training job {handle} succeeded but wrote no checkpoint under {run_dir}")
+        raise TrainingFailed(f"training job {handle} succeeded but wrote no checkpoint under {cfg.run_dir}")
     step, uri = found
-    return {"checkpoint": uri, "run_dir": run_dir, "step": step, "job": handle}
+    return {"checkpoint": uri, "run_dir": cfg.run_dir, "step": step, "job": handle}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`StepTerminated` in the main thread while the block runs (so the job is cancelled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise StepTerminated(f"the training step got signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cancel(runner, handle: str, job: TrainJob, timeout_s: float = 120.0) -> None:
+    """Cancel ``handle`` and wait (bounded) until the scheduler reports it ended."""
+    try:
+        runner.cancel(handle)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = runner.status(handle)
+            if status is None or status.is_terminal():
+                return
+            time.sleep(job.poll_s)
+        log.warning("torchx job %s did not end within %.0f s of its cancellation", handle, timeout_s)
+    except Exception:
+        log.exception("could not cancel torchx job %s", handle)
+
+
+def _cancel_orphan(runner, store: ObjectStore, lock: str, job: TrainJob, on_log: Callable[[str], None]) -> None:
+    """Cancel the job an earlier attempt of this run left running (its handle is in the run's lock)."""
+    if not store.exists(lock):
+        return
+    previous = json.loads(store.get_bytes(lock))["job"]
+    try:
+        status = runner.status(previous)
+    except ValueError:  # a handle of a scheduler this runner does not know
+        status = None
+    if status is not None and not status.is_terminal():
+        on_log(f"cancelling torchx job {previous} left running by an earlier attempt of this run")
+        _cancel(runner, previous, job)
+    store.delete(lock)
+
+
+class _LogFollower(threading.Thread):
+    """Streams one replica's log lines to ``on_line`` until the stream ends (the container stopped)."""
+
+    def __init__(self, runner, handle: str, role: str, since: datetime | None, on_line: Callable[[str], None]):
+        super().__init__(name=f"logs-{handle}", daemon=True)
+        self.runner, self.handle, self.role, self.since, self.on_line = runner, handle, role, since, on_line
+
+    def run(self) -> None:
+        try:
+            for line in self.runner.log_lines(self.handle, self.role, k=0, since=self.since, should_tail=True):
+                self.on_line(line.rstrip("\n"))
+        except Exception as e:  # a pod gone mid-stream (restart, eviction): the next poll follows its successor
+            log.info("log stream of %s ended: %s", self.handle, e)
+
+
+def _follow_job(runner, handle: str, role: str, job: TrainJob, training: TrainingSettings, on_line):
+    """Poll the job until it ends; follow rank 0's logs whenever it runs; enforce the start and run deadlines."""
+    started = time.monotonic()
+    follower: _LogFollower | None = None
+    followed_until: datetime | None = None
+    ran = False
+    while True:
+        status = runner.status(handle)
+        if status is None:
+            raise TrainingFailed(f"training job {handle} disappeared from its scheduler")
+        if status.is_terminal():
+            break
+        elapsed = time.monotonic() - started
+        if status.state.name == "RUNNING":
+            ran = True
+            if follower is None or not follower.is_alive():  # first start, or a replica came back after a restart
+                if follower is not None:
+                    followed_until = _now()
+                follower = _LogFollower(runner, handle, role, followed_until, on_line)
+                follower.start()
+        elif not ran and elapsed > training.job_start_timeout_s:
+            raise TrainingFailed(
+                f"training job {handle} did not start within training.job_start_timeout_s="
+                f"{training.job_start_timeout_s:.0f} s (state {status.state.name}): no room in the queue, "
+                "an image that cannot be pulled, or pods that cannot be scheduled"
+            )
+        if elapsed > training.job_timeout_s:
+            raise TrainingFailed(
+                f"training job {handle} did not finish within training.job_timeout_s={training.job_timeout_s:.0f} s"
+            )
+        time.sleep(job.poll_s)
+    if follower is not None:
+        follower.join(timeout=30)  # the last lines, written just before the job ended
+    return status
 
 
 def _local_env(env: dict[str, str], nproc: int) -> None:
     """This interpreter's torchrun first on PATH; the cores shared out between the local ranks."""
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, nproc))))
-
-
-def _follow(lines: Iterable[str]) -> Iterable[str]:
-    for line in lines:
-        yield line.rstrip("\n")
 
 
 def fetch_benchmark(settings: Settings, uri: str, dest: Path) -> Path:
@@ -395,35 +582,76 @@ def evaluate_checkpoint(
     return results
 
 
-def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
-    """Embed every I2E image with ``checkpoint`` into a new collection and switch the alias to it."""
-    from mofi_platform.services.embedder.indexing import index_images, items_from_i2e
-
-    store = ObjectStore(settings.s3)
-    prefix = shards_prefix(settings)
-    total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
-    return index_images(
-        settings, items_from_i2e(store, prefix), checkpoint, batch_size=batch_size, thumbnails=thumbnails, total=total
-    )
+def published_uri(settings: Settings, version: str) -> str:
+    """Where model ``version`` is published for serving: ``<training.checkpoint_dir>/serving/<version>.pt``."""
+    return join_uri(settings.training.checkpoint_dir, "serving", re.sub(r"[^A-Za-z0-9._-]", "-", version) + ".pt")
 
 
-def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
-    """Publish ``checkpoint`` as ``settings.embedder.checkpoint``; then restart ``deployment`` if named.
+def publish_checkpoint(settings: Settings, checkpoint: str) -> tuple[str, str]:
+    """Publish ``checkpoint``'s weights (no optimizer state) at its version's immutable URI; (version, URI).
 
-    Embedder pods load ``settings.embedder.checkpoint`` when they start, so a new pod-template
-    annotation (the checkpoint version) rolls them one by one under the Deployment's strategy and
-    PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder itself
-    (``kill -HUP``). Returns the version now published.
+    A version is published once: a later call finds it and leaves it as it is, so every collection and every
+    pinned ``settings.embedder.checkpoint`` that names the URI keeps meaning the same model (training runs keep
+    only their last step checkpoints, so those URIs do not last).
     """
     from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
 
     store = ObjectStore(settings.s3)
-    target = settings.embedder.checkpoint
     state = load_checkpoint(store, checkpoint)
     version = str(state.get("version", checkpoint))
-    if target != checkpoint:  # serving needs the weights, not the optimizer state
-        save_checkpoint(store, target, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
-    log.info("published %s (%s) as %s", checkpoint, version, target)
+    uri = published_uri(settings, version)
+    if store.exists(uri):
+        log.info("model %s is already published at %s", version, uri)
+    else:
+        save_checkpoint(store, uri, {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")})
+        log.info("published %s (%s) at %s", checkpoint, version, uri)
+    return version, uri
+
+
+def index_checkpoint(settings: Settings, checkpoint: str, batch_size: int = 64, thumbnails: bool = True):
+    """Publish ``checkpoint`` (:func:`publish_checkpoint`), embed every I2E image with it into a new collection
+    that records that version and URI, and switch the alias to it: one step, one version id. Search then
+    embeds queries on the alias with this model (the collection says so) whatever model the embedder serves."""
+    from mofi_platform.services.embedder.indexing import index_images, items_from_i2e
+
+    _, uri = publish_checkpoint(settings, checkpoint)
+    store = ObjectStore(settings.s3)
+    prefix = shards_prefix(settings)
+    total = sum(read_manifest(store, shard)["count"] for shard in list_shards(store, prefix))
+    return index_images(
+        settings, items_from_i2e(store, prefix), uri, batch_size=batch_size, thumbnails=thumbnails, total=total
+    )
+
+
+def roll_embedder(settings: Settings, checkpoint: str, deployment: str = "", namespace: str = "") -> str:
+    """Publish ``checkpoint`` (:func:`publish_checkpoint`) and make the embedder serve it where that is this
+    step's to decide; returns the version.
+
+    ``settings.embedder.checkpoint`` pinned to a published URI (the chart's value; ``helm rollback`` rolls the
+    model back with it) is never rewritten: the step logs the value to pin. Only the explicit mutable choice
+    (a ``latest.pt``) is overwritten, and then ``deployment`` (if named) restarts: embedder pods load the
+    setting when they start, so a new pod-template annotation rolls them under the Deployment's strategy and
+    PodDisruptionBudget. Without a deployment (a local run) the caller reloads its embedder (``kill -HUP``).
+    """
+    from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
+
+    version, uri = publish_checkpoint(settings, checkpoint)
+    target = settings.embedder.checkpoint
+    if target == uri:
+        log.info("the embedder already serves %s (%s)", version, uri)
+        return version
+    if not target.endswith("/" + MUTABLE_CHECKPOINT) and target != MUTABLE_CHECKPOINT:
+        log.warning(
+            "the embedder serves the pinned %s; to serve %s pin its published URI: "
+            "helm upgrade <release> charts/mofi --reuse-values --set settings.embedder.checkpoint=%s",
+            target,
+            version,
+            uri,
+        )
+        return version
+    store = ObjectStore(settings.s3)
+    save_checkpoint(store, target, load_checkpoint(store, uri))
+    log.info("copied %s (%s) to the mutable %s", uri, version, target)
     if deployment:
         from kubernetes import client, config
 

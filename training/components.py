@@ -19,12 +19,14 @@ Python, ``config_argv(cfg)`` (``mofi_platform.training.config``) gives the argum
 import torchx.specs as specs
 from torchx.components import dist
 
+from mofi import IMAGE
+
 __all__ = ["train"]
 
 
 def train(
     *train_args: str,
-    image: str = "mofi-platform:latest",
+    image: str = IMAGE,
     j: str = "1x2",
     cpu: int = 2,
     gpu: int = 0,

@@ -99,6 +99,10 @@ class TrainConfig:
     num_workers: int = _opt(0, "DataLoader worker processes per rank.")
     shuffle_buffer: int = _opt(256, "Samples in the streaming shuffle buffer.")
     seed: int = _opt(0, "Seed for initialisation and data order.")
+    device: str = _opt(
+        "auto",
+        "auto: CUDA (NCCL) when available, else the CPU (gloo); cuda: fail unless this torch build sees a GPU; cpu.",
+    )
     max_pixels: int = _opt(_setting("max_pixels"), "Images with more pixels are skipped.")
     loss: LossConfig = field(default_factory=_default_loss)  # its fields are options of their own
 

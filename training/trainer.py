@@ -42,6 +42,8 @@ from mofi_platform.training.losses import MofiLoss
 from mofi_platform.training.models import create_model_and_transforms, get_tokenizer, model_spec
 
 __all__ = [
+    "DEVICES",
+    "train_device",
     "TrainResult",
     "MofiTrainModule",
     "Ranks",
@@ -130,6 +132,30 @@ def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+#: What ``TrainConfig.device`` may say.
+DEVICES = ("auto", "cuda", "cpu")
+
+
+def train_device(device: str, local_rank: int) -> torch.device:
+    """The device of this rank. ``cuda`` never falls back to the CPU: a job that asked for GPUs and got a
+    CPU-only torch build (the CPU image) or no visible GPU fails here, before any data is read."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            raise RuntimeError(
+                f"device=cuda but this torch ({torch.__version__}) is a CPU-only build: run GPU jobs in the CUDA "
+                "image (Dockerfile TORCH_VARIANT, skaffold profile gpu)"
+            )
+        raise RuntimeError(
+            f"device=cuda but torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU on rank {local_rank}: "
+            "does the pod request nvidia.com/gpu, and does the node run the NVIDIA device plugin?"
+        )
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device(f"cuda:{local_rank}")
+
+
 def build_model(cfg: TrainConfig, num_classes: int):
     """The model and its training transform; a recipe without texts trains only the image path."""
     model, train_transform, _ = create_model_and_transforms(
@@ -203,8 +229,8 @@ def build_loader(
 def train(cfg: TrainConfig, s3: S3Settings) -> TrainResult:
     """Run (or resume, or confirm finished) one training run; returns where its checkpoint is."""
     rank, world, local_rank = _dist_env()
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    device = train_device(cfg.device, local_rank)
+    cuda = device.type == "cuda"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     try:

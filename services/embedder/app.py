@@ -3,6 +3,11 @@
 Hot reload: SIGHUP makes a running server load ``settings.embedder.checkpoint`` again (point the
 setting's object at new weights, or restart with a new URI) and swap to it once loaded; calls in
 flight finish on the old model and none is dropped.
+
+No model yet: a fresh install has no checkpoint until the pipeline trains one. The server starts anyway,
+reports ``mofi.v1.Embedder`` NOT_SERVING (``mofi.v1.Search`` serves: vector queries, and collections load
+the model they record), logs what it waits for, and loads the checkpoint once it appears
+(:func:`load_until_loaded`), so ``helm install --wait`` succeeds and nothing crash-loops.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
+
+from grpc_health.v1 import health_pb2
 
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
@@ -20,7 +28,7 @@ from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.embedder.models import ModelHolder
-from mofi_platform.services.embedder.resources import load_holder, open_vectors
+from mofi_platform.services.embedder.resources import load_holder, model_loader, open_vectors
 from mofi_platform.services.embedder.service import (
     EMBEDDER_SERVICE,
     SEARCH_SERVICE,
@@ -31,9 +39,12 @@ from mofi_platform.services.embedder.service import (
 from mofi_platform.services.embedder.stage import IndexerHandler, build_indexer_stage
 from mofi_platform.services.embedder.vectors import VectorStore
 
-__all__ = ["EmbedderServer", "build_server", "serve_main", "stage_main"]
+__all__ = ["EmbedderServer", "build_server", "load_until_loaded", "serve_main", "stage_main", "LOAD_RETRY_S"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to load the pinned checkpoint while it cannot be loaded.
+LOAD_RETRY_S = 15.0
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -82,17 +93,50 @@ def _reload_on_sighup(holder: ModelHolder, uri: str) -> None:
         try:
             log.info("reloaded: now serving %s", holder.reload(uri))
         except Exception:
-            log.exception("reload from %s failed; still serving %s", uri, holder.version)
+            log.exception("reload from %s failed; still serving %s", uri, holder.uri or "no model")
 
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, name="reload", daemon=True).start())
 
 
+def load_until_loaded(
+    holder: ModelHolder, uri: str, server: RunningServer, retry_s: float = LOAD_RETRY_S
+) -> threading.Thread:
+    """Load ``uri`` into ``holder`` in the background, retrying every ``retry_s`` s; the Embedder service is
+    NOT_SERVING until the model is loaded, then SERVING."""
+    server.health.set(EMBEDDER_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def load() -> None:
+        attempt = 0
+        while not holder.loaded:
+            try:
+                holder.reload(uri)
+            except Exception as e:
+                if attempt == 0:
+                    log.warning(
+                        "NOT_SERVING: no embedding model yet: settings.embedder.checkpoint=%s cannot be loaded (%s). "
+                        "Train one with the pipeline or point the setting at a checkpoint; retrying every %.0f s",
+                        uri,
+                        e,
+                        retry_s,
+                    )
+                attempt += 1
+                time.sleep(retry_s)
+        server.health.set(EMBEDDER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        log.info("SERVING: embedding model %s loaded from %s", holder.version, uri)
+
+    thread = threading.Thread(target=load, name="load-model", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_main(settings: Settings) -> None:
     configure_logging()
-    holder = load_holder(settings)
+    uri = settings.embedder.checkpoint
+    holder = ModelHolder(None, loader=model_loader(settings))
     running = build_server(settings, holder, open_vectors(settings))
-    _reload_on_sighup(holder, settings.embedder.checkpoint)
-    log.info("Embedder and Search serving on port %s (model %s)", running.port, holder.version)
+    load_until_loaded(holder, uri, running.server)
+    _reload_on_sighup(holder, uri)
+    log.info("Embedder and Search serving on port %s", running.port)
     serve_until_signalled(running, settings.grpc.grace_s)
 
 

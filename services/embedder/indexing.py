@@ -133,7 +133,7 @@ def build_index(
     total: int | None = None,
 ) -> IndexReport:
     """Index ``items`` into a new collection version and switch the alias to it once complete."""
-    collection = vectors.new_collection(holder.dim)
+    collection = vectors.new_collection(holder.dim, holder.version, holder.uri)
     indexed, skipped = 0, []
     try:
         with tqdm(total=total, desc=f"index {collection}", unit="img", disable=None) as bar:

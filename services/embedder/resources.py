@@ -14,7 +14,7 @@ from mofi_platform.services.embedder.models import ModelHolder
 from mofi_platform.services.embedder.vectors import VectorStore
 from mofi_platform.training.inference import EmbeddingModel
 
-__all__ = ["load_holder", "open_vectors"]
+__all__ = ["load_holder", "model_loader", "open_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,12 @@ def load_holder(settings: Settings, checkpoint: str | None = None) -> ModelHolde
     """The model at ``checkpoint`` (default ``settings.embedder.checkpoint``), reloadable from any URI."""
     uri = checkpoint or settings.embedder.checkpoint
     log.info("loading embedder model from %s", uri)
-    return ModelHolder(EmbeddingModel.load(uri, settings.s3), loader=lambda u: EmbeddingModel.load(u, settings.s3))
+    return ModelHolder(EmbeddingModel.load(uri, settings.s3), loader=model_loader(settings), uri=uri)
+
+
+def model_loader(settings: Settings):
+    """URI -> EmbeddingModel, reading s3:// URIs with ``settings.s3``."""
+    return lambda uri: EmbeddingModel.load(uri, settings.s3)
 
 
 def open_vectors(settings: Settings) -> VectorStore:

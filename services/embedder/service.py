@@ -3,6 +3,11 @@
 Every input goes through the shared dynamic batcher, so concurrent callers share forward passes.
 Bad input is the caller's error: INVALID_ARGUMENT (or NOT_FOUND for an unknown collection) with a
 reason, checked before anything occupies the model. A caller's deadline bounds its wait.
+
+Search embeds a text or image query with the model that built the collection it searches (recorded by the
+collection), so a query is never compared with vectors of another model; when that model cannot be had the
+call fails with FAILED_PRECONDITION and says why. Before any model is loaded, Embed calls fail with
+UNAVAILABLE (the server starts anyway and reports its Embedder service NOT_SERVING).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from mofi_platform.services.common.deadline import result_within_deadline
 from mofi_platform.services.common.errors import InvalidInput
 from mofi_platform.services.common.images import decode_image
 from mofi_platform.services.common.texts import validate_text
-from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder
+from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder, ModelUnavailable
 from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
 
 __all__ = ["EmbedderService", "SearchService", "Limits", "EMBEDDER_SERVICE", "SEARCH_SERVICE", "DEFAULT_TOP_K"]
@@ -66,7 +71,9 @@ class _Embedding:
     def item(self, kind: str, value: Any) -> tuple[str, Any]:
         return (IMAGE, self.limits.image(value)) if kind == IMAGE else (TEXT, self.limits.text(value))
 
-    def embed(self, items: Sequence[tuple[str, Any]], context: grpc.ServicerContext) -> list[Embedded]:
+    def embed(self, items: Sequence[tuple[Any, ...]], context: grpc.ServicerContext) -> list[Embedded]:
+        if not self.holder.loaded and any(len(it) < 3 for it in items):
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no embedding model is loaded yet: see the server log")
         for _ in range(VERSION_RETRIES):
             futures = [self.batcher.submit(it) for it in items]
             out = [result_within_deadline(f, context) for f in futures]
@@ -152,7 +159,7 @@ class SearchService(embedder_pb2_grpc.SearchServicer):
         self.core = _Embedding(holder, batcher, limits)
         self.vectors = vectors
 
-    def _query_vector(self, request, context) -> tuple[np.ndarray, str]:
+    def _query_vector(self, request, context, collection: str) -> tuple[np.ndarray, str]:
         which = request.WhichOneof("query")
         if which is None:
             _invalid(context, "missing query: set text, image or vector")
@@ -168,6 +175,15 @@ class SearchService(embedder_pb2_grpc.SearchServicer):
             item = self.core.item(IMAGE if which == "image" else TEXT, getattr(request, which))
         except InvalidInput as e:
             _invalid(context, f"{which} query: {e.reason}")
+        version, checkpoint = self.vectors.built_by(collection)
+        if version:  # embed with the collection's own model
+            try:
+                item = (*item, self.core.holder.model_for(version, checkpoint))
+            except ModelUnavailable as e:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"collection {collection} was built by model {version!r}, which this server cannot use: {e}",
+                )
         (e,) = self.core.embed([item], context)
         return e.vector, e.version
 
@@ -177,9 +193,13 @@ class SearchService(embedder_pb2_grpc.SearchServicer):
             _invalid(context, f"top_k must be positive, got {k}")
         if k > self.core.limits.max_top_k:
             _invalid(context, f"top_k {k} exceeds the limit of {self.core.limits.max_top_k}")
-        vector, version = self._query_vector(request, context)
+        try:  # resolved once: the alias may move while this call runs, the query model moves with it
+            collection = self.vectors.resolve(request.collection or self.vectors.alias)
+        except UnknownCollection as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        vector, version = self._query_vector(request, context, collection)
         try:
-            concrete, hits = self.vectors.search(vector, k, request.collection, request.entity_id, request.source)
+            concrete, hits = self.vectors.search(vector, k, collection, request.entity_id, request.source)
         except UnknownCollection as e:
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except BadQuery as e:

@@ -61,6 +61,13 @@ class IndexerHandler:
             pair.text,
         )
 
+    def _holder_for(self, collection: str) -> ModelHolder:
+        """The model that built ``collection``: new rows must be comparable with the rows already there."""
+        version, checkpoint = self.vectors.built_by(collection)
+        if not version or version == self.holder.version:
+            return self.holder
+        return ModelHolder(self.holder.model_for(version, checkpoint), uri=checkpoint)
+
     def __call__(self, records: Sequence[ConsumerRecord]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(records)
         items: list[tuple[int, ImageItem]] = []
@@ -69,12 +76,14 @@ class IndexerHandler:
                 items.append((i, self._item(r.value)))
             except InvalidRecord as e:
                 outcomes[i] = Outcome.dead(str(e))
-        rows, skipped = rows_for(self.holder, [it for _, it in items], self.decode, self.thumbnails)
+        if not items:
+            return outcomes  # type: ignore[return-value]
+        collection = self.vectors.ensure_current(self.holder.dim, self.holder.version, self.holder.uri)
+        rows, skipped = rows_for(self._holder_for(collection), [it for _, it in items], self.decode, self.thumbnails)
         reasons = dict(skipped)
         for i, item in items:
             outcomes[i] = Outcome.dead(reasons[item.pair_id]) if item.pair_id in reasons else Outcome()
         if rows:
-            collection = self.vectors.ensure_current(self.holder.dim)
             self.vectors.upsert(collection, rows)
             self._unsealed += len(rows)
             if self._unsealed >= self.seal_every:  # unsealed rows are searched without the index

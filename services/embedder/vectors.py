@@ -6,6 +6,11 @@ search sees either the old complete index or the new complete one, never a half-
 search resolves the alias once and queries that concrete collection, and the previous version is
 kept (dropping it could fail a search that resolved just before the switch).
 
+Why a collection records its model: vectors of two models are not comparable, so a collection carries the
+version and checkpoint of the model that built it (collection properties, :meth:`VectorStore.built_by`), and
+Search embeds each query with that model (``models.ModelHolder.model_for``). Switching the alias therefore
+switches the query model with it, in the same step, whatever model a given embedder pod serves by default.
+
 ``uri`` is a milvus-lite file (in-process) or a Milvus server URI; the calls are the same.
 """
 
@@ -22,7 +27,17 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
-__all__ = ["VectorStore", "IndexRow", "Hit", "UnknownCollection", "BadQuery", "TEXT_MAX", "MAX_ENTITIES"]
+__all__ = [
+    "VectorStore",
+    "IndexRow",
+    "Hit",
+    "UnknownCollection",
+    "BadQuery",
+    "TEXT_MAX",
+    "MAX_ENTITIES",
+    "MODEL_VERSION_PROPERTY",
+    "CHECKPOINT_PROPERTY",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +46,8 @@ MAX_ENTITIES = 64  # entity ids/names kept per row
 THUMB_MAX = 65535  # bytes of the base64 thumbnail (Milvus VARCHAR maximum)
 OUTPUT_FIELDS = ["entity_ids", "entity_names", "source", "text", "model_version"]
 _VERSION_SUFFIX = re.compile(r"_v(\d+)$")
+#: Collection properties naming the model that built the collection.
+MODEL_VERSION_PROPERTY, CHECKPOINT_PROPERTY = "mofi.model_version", "mofi.checkpoint"
 
 
 class UnknownCollection(LookupError):
@@ -113,6 +130,7 @@ class VectorStore:
         self.index_params = index_params or {}
         self.search_params = search_params or {}
         self._dims: dict[str, int] = {}
+        self._built_by: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     # -- building -------------------------------------------------------------------------------
@@ -132,15 +150,24 @@ class VectorStore:
         s.add_field("thumbnail", DataType.VARCHAR, max_length=THUMB_MAX)
         return s
 
-    def new_collection(self, dim: int) -> str:
-        """Create an empty ``<alias>_v<timestamp>`` collection (not yet visible through the alias)."""
+    def new_collection(self, dim: int, model_version: str = "", checkpoint: str = "") -> str:
+        """Create an empty ``<alias>_v<timestamp>`` collection (not yet visible through the alias) that records
+        the model building it: its version and the checkpoint it loads from."""
         with self._lock:
             name = f"{self.alias}_v{time.time_ns() // 1000}"
             params = self.client.prepare_index_params()
             params.add_index("vector", index_type=self.index_type, metric_type="COSINE", params=self.index_params)
-            self.client.create_collection(name, schema=self._schema(dim), index_params=params)
+            properties = {MODEL_VERSION_PROPERTY: model_version, CHECKPOINT_PROPERTY: checkpoint}
+            self.client.create_collection(name, schema=self._schema(dim), index_params=params, properties=properties)
             self._dims[name] = dim
         return name
+
+    def built_by(self, collection: str) -> tuple[str, str]:
+        """(model version, checkpoint) recorded by ``collection``; ("", "") for one that recorded none."""
+        if collection not in self._built_by:
+            props = self.client.describe_collection(collection).get("properties") or {}
+            self._built_by[collection] = (props.get(MODEL_VERSION_PROPERTY, ""), props.get(CHECKPOINT_PROPERTY, ""))
+        return self._built_by[collection]
 
     def insert(self, collection: str, rows: Sequence[IndexRow]) -> None:
         if rows:
@@ -172,6 +199,7 @@ class VectorStore:
         for name in older[: max(0, len(older) - keep_previous)]:
             self.client.drop_collection(name)
             self._dims.pop(name, None)
+            self._built_by.pop(name, None)
             log.info("dropped old collection %s", name)
 
     def versions(self) -> list[str]:
@@ -188,11 +216,11 @@ class VectorStore:
         except UnknownCollection:
             return None
 
-    def ensure_current(self, dim: int) -> str:
-        """The alias's collection, creating and publishing an empty one first if there is none."""
+    def ensure_current(self, dim: int, model_version: str = "", checkpoint: str = "") -> str:
+        """The alias's collection, creating and publishing an empty one (built by that model) if there is none."""
         name = self.current()
         if name is None:
-            name = self.new_collection(dim)
+            name = self.new_collection(dim, model_version, checkpoint)
             self.publish(name)
         return name
 
@@ -228,7 +256,11 @@ class VectorStore:
         source: str = "",
         with_thumbnails: bool = False,
     ) -> tuple[str, list[Hit]]:
-        """(concrete collection, hits best first); raises UnknownCollection or BadQuery."""
+        """(concrete collection, hits best first); raises UnknownCollection or BadQuery.
+
+        Pass the concrete name :meth:`resolve` gave when the query vector was made for that collection: the
+        alias may move meanwhile.
+        """
         concrete = self.resolve(collection or self.alias)
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vector.shape[0] != self.dim(concrete):

@@ -1,6 +1,7 @@
 """Produce and consume through the real broker: groups, commits, resume, broker restart."""
 
-from kafka import TopicPartition
+import pytest
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from mofi.kafka import ensure_topics, make_consumer, make_producer
@@ -72,3 +73,54 @@ def test_kafka_client_checksums_records_in_c():
 
     assert util.crc32c_c is not None and util._crc32c is util.crc32c_c
     assert util.calc_crc32c(memoryview(b"123456789")) == 0xE3069283  # the CRC-32C check value
+
+
+def test_every_client_gets_the_security_settings_kafka_python_knows():
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    from mofi.kafka import client_kwargs
+    from mofi.settings import KafkaSettings
+
+    known = set(KafkaProducer.DEFAULT_CONFIG) & set(KafkaConsumer.DEFAULT_CONFIG) & set(KafkaAdminClient.DEFAULT_CONFIG)
+    plain = client_kwargs(KafkaSettings(bootstrap_servers="a:9092, b:9092"))
+    assert plain == {"bootstrap_servers": ["a:9092", "b:9092"], "security_protocol": "PLAINTEXT"}
+    scram = KafkaSettings(
+        bootstrap_servers="k:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="mofi",
+        sasl_password="pw",
+        ssl_cafile="/etc/mofi/ca/ca.crt",
+    )
+    opts = client_kwargs(scram)
+    assert set(opts) <= known, set(opts) - known
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512" and opts["sasl_plain_username"] == "mofi"
+    assert opts["sasl_plain_password"] == "pw" and opts["ssl_cafile"] == "/etc/mofi/ca/ca.crt"
+    mtls = client_kwargs(
+        KafkaSettings(security_protocol="SSL", ssl_certfile="/c.pem", ssl_keyfile="/k.pem", ssl_check_hostname=False)
+    )
+    assert set(mtls) <= known and "sasl_mechanism" not in mtls
+    assert (mtls["ssl_certfile"], mtls["ssl_keyfile"], mtls["ssl_check_hostname"]) == ("/c.pem", "/k.pem", False)
+    with pytest.raises(ValueError, match="needs kafka.sasl_username"):
+        client_kwargs(KafkaSettings(security_protocol="SASL_PLAINTEXT"))
+
+
+def test_topics_are_created_with_the_replication_settings_or_must_exist(settings):
+    from mofi.kafka import MissingTopics, client_kwargs
+
+    kcfg = settings.kafka
+    kcfg.replication_factor, kcfg.min_insync_replicas = 1, 2
+    with pytest.raises(ValueError, match="min_insync_replicas=2 exceeds kafka.replication_factor=1"):
+        ensure_topics(kcfg, [kcfg.pairs_topic])
+    kcfg.min_insync_replicas, kcfg.create_topics = 1, False
+    with pytest.raises(MissingTopics, match=kcfg.pairs_topic):
+        ensure_topics(kcfg, [kcfg.pairs_topic])
+    kcfg.create_topics = True
+    ensure_topics(kcfg, [kcfg.pairs_topic])  # the local broker, through the same client options
+    admin = KafkaAdminClient(**client_kwargs(kcfg))
+    try:
+        assert kcfg.pairs_topic in admin.list_topics()
+    finally:
+        admin.close()
+    kcfg.create_topics = False
+    ensure_topics(kcfg, [kcfg.pairs_topic])  # exists now: nothing to create, no error

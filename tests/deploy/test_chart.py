@@ -15,7 +15,7 @@ import yaml
 from .rendering import CHART, KUBE_VERSION, VALUE_FILES, by_kind, load_values, render
 
 # Kinds whose schema ships with their operator, not with Kubernetes.
-CRD_GROUPS = {"monitoring.coreos.com/v1"}
+CRD_GROUPS = {"monitoring.coreos.com/v1", "keda.sh/v1alpha1"}
 
 
 def pod_specs(objects):
@@ -56,7 +56,7 @@ def test_every_object_validates_strictly_for_kubernetes_1_31(chart, tmp_path):
     passed = [ln for ln in done.stdout.splitlines() if ln.startswith("INFO") and "passed" in ln]
     assert len(passed) == expected
     warnings = [ln for ln in done.stdout.splitlines() if ln.startswith("WARN")]
-    assert all("ServiceMonitor" in ln for ln in warnings), warnings
+    assert all("ServiceMonitor" in ln or "ScaledObject" in ln for ln in warnings), warnings
 
 
 def test_strict_validation_catches_a_misspelt_field(chart):
@@ -108,7 +108,7 @@ def test_services_have_native_grpc_probes_on_their_settings_port(chart):
     expected = {
         "mofi-ner": (6001, "mofi.v1.EntityExtractor"),
         "mofi-scorer": (50052, "mofi.v1.ClipScorer"),
-        "mofi-embedder": (6003, "mofi.v1.Embedder"),
+        "mofi-embedder": (6003, "mofi.v1.Search"),  # serves before a model is loaded (vector queries)
     }
     services = by_kind(objects, "Service")
     for name, (port, health) in expected.items():
@@ -176,32 +176,62 @@ def test_disruption_budgets_select_their_component(chart):
     assert pdbs["mofi-ner"]["spec"]["maxUnavailable"] == 1
 
 
+def _allowed(rules, group, resource, verb, name=None):
+    return any(
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (name is None or name in r.get("resourceNames", [name]))
+        and (name is not None or "resourceNames" not in r)
+        for r in rules
+    )
+
+
 def test_pipeline_role_can_run_torchx_volcano_jobs_and_roll_only_the_embedder(chart):
-    objects = render(chart, load_values("everything"))
-    rules = by_kind(objects, "Role")["mofi-pipeline"]["rules"]
-
-    def allowed(group, resource, verb, name=None):
-        return any(
-            group in r["apiGroups"]
-            and resource in r["resources"]
-            and verb in r["verbs"]
-            and (name is None or name in r.get("resourceNames", [name]))
-            for r in rules
-        )
-
+    objects = render(chart, load_values("default"))
+    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {"mofi"}
+    rules = roles["mofi-pipeline"]["rules"]
     for verb in ("create", "get", "list", "watch", "delete"):
-        assert allowed("batch.volcano.sh", "jobs", verb)
-    assert allowed("batch.volcano.sh", "jobs/status", "update")
-    assert allowed("", "pods/log", "get") and allowed("", "pods", "watch")
-    assert allowed("apps", "deployments", "patch", "mofi-embedder")
-    assert not allowed("apps", "deployments", "patch", "mofi-ner")
-    assert not allowed("", "secrets", "get")
-    binding = by_kind(objects, "RoleBinding")["mofi-pipeline"]
+        assert _allowed(rules, "batch.volcano.sh", "jobs", verb)
+    assert _allowed(rules, "batch.volcano.sh", "jobs/status", "update")
+    assert _allowed(rules, "", "pods/log", "get") and _allowed(rules, "", "pods", "watch")
+    # what the KFP v2 launcher and the Argo executor of every step need
+    assert _allowed(rules, "argoproj.io", "workflowtaskresults", "create")
+    assert _allowed(rules, "argoproj.io", "workflowtaskresults", "patch")
+    assert _allowed(rules, "", "configmaps", "get", "kfp-launcher")
+    assert not _allowed(rules, "", "configmaps", "get", "anything-else")
+    assert _allowed(rules, "", "secrets", "get", "mlpipeline-minio-artifact")
+    assert not _allowed(rules, "", "secrets", "get", "mofi-credentials")
+    roll = roles["mofi-pipeline-roll"]["rules"]
+    assert _allowed(roll, "apps", "deployments", "patch", "mofi-embedder")
+    assert not _allowed(roll, "apps", "deployments", "patch", "mofi-ner")
+    assert not _allowed(rules, "apps", "deployments", "patch", "mofi-embedder")
+    for name in ("mofi-pipeline", "mofi-pipeline-roll"):
+        assert bindings[name]["subjects"] == [{"kind": "ServiceAccount", "name": "mofi-pipeline", "namespace": "mofi"}]
+    assert "mofi-pipeline-submit" not in roles
+
+
+def test_pipeline_objects_go_where_kfp_runs_the_steps(chart):
+    """Standalone KFP runs steps in `kubeflow`: the account, its Role and the settings go there; the roll Role
+    stays beside the embedder; submitters may `use` the account."""
+    objects = render(chart, load_values("everything"))
+    where = {(o["kind"], o["metadata"]["name"]): o["metadata"]["namespace"] for o in objects}
+    assert where[("ServiceAccount", "mofi-pipeline")] == "kubeflow"
+    assert where[("Role", "mofi-pipeline")] == where[("RoleBinding", "mofi-pipeline")] == "kubeflow"
+    assert where[("Role", "mofi-pipeline-roll")] == where[("RoleBinding", "mofi-pipeline-roll")] == "mofi"
+    maps = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mofi-settings"]
+    assert sorted(m["metadata"]["namespace"] for m in maps) == ["kubeflow", "mofi"]
+    assert maps[0]["data"] == maps[1]["data"]
+    binding = by_kind(objects, "RoleBinding")["mofi-pipeline-roll"]
     assert {(s["name"], s["namespace"]) for s in binding["subjects"]} == {
-        ("mofi-pipeline", "mofi"),
+        ("mofi-pipeline", "kubeflow"),
         ("default-editor", "kubeflow-user-example-com"),
     }
-    assert "mofi-pipeline" in by_kind(objects, "ServiceAccount")
+    submit = by_kind(objects, "Role")["mofi-pipeline-submit"]
+    assert submit["metadata"]["namespace"] == "kubeflow"
+    assert _allowed(submit["rules"], "", "serviceaccounts", "use", "mofi-pipeline")
+    assert by_kind(objects, "RoleBinding")["mofi-pipeline-submit"]["subjects"][0]["name"] == "alice@example.com"
 
 
 def test_network_policy_restricts_egress_only_when_asked(chart):
@@ -258,7 +288,6 @@ def test_image_reference_and_config_checksum(chart):
             {"components": {"writer": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}},
             "minReplicas exceeds maxReplicas",
         ),
-        ({"components": {"ner": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}}, "not both"),
         ({"components": {"writer": {"command": "serve"}}}, "grpcHealthService"),
         ({"components": {"writer": {"command": "serve", "grpcHealthService": "x"}}}, "settings.writer has no port"),
         (
@@ -286,5 +315,80 @@ def test_readiness_probes_ask_for_services_the_protos_define(chart):
         for c in pod_specs(render(chart)).values()
         if "readinessProbe" in c["containers"][0]
     }
-    assert asked == {"mofi.v1.EntityExtractor", "mofi.v1.ClipScorer", "mofi.v1.Embedder"}
+    assert asked == {"mofi.v1.EntityExtractor", "mofi.v1.ClipScorer", "mofi.v1.Search"}
     assert asked <= defined
+
+
+def test_extension_points_reach_the_pods(chart):
+    objects = render(chart, load_values("everything"))
+    deployments = by_kind(objects, "Deployment")
+    embedder = deployments["mofi-embedder"]["spec"]["template"]
+    assert embedder["metadata"]["annotations"]["example.com/scrape-profile"] == "grpc"
+    assert embedder["metadata"]["annotations"]["example.com/team"] == "ml"  # the global ones stay
+    assert embedder["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    assert embedder["spec"]["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    for name, dep in deployments.items():
+        spec = dep["spec"]["template"]["spec"]
+        assert {"name": "kafka-ca", "secret": {"secretName": "my-cluster-cluster-ca-cert"}} in spec["volumes"], name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            assert any(m["mountPath"] == "/etc/mofi/kafka-ca" for m in container["volumeMounts"]), name
+
+
+def test_min_available_replaces_the_default_max_unavailable(chart):
+    pdbs = by_kind(render(chart, load_values("everything")), "PodDisruptionBudget")
+    assert pdbs["mofi-embedder"]["spec"] == {
+        "minAvailable": 1,
+        "selector": pdbs["mofi-embedder"]["spec"]["selector"],
+    }
+    assert pdbs["mofi-ner"]["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdbs["mofi-ner"]["spec"]
+
+
+def test_headless_service_for_client_side_load_balancing(chart):
+    services = by_kind(render(chart, load_values("everything")), "Service")
+    headless = services["mofi-embedder-headless"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["ports"] == [
+        {"name": "grpc", "port": 50053, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    ]
+    assert headless["spec"]["selector"] == services["mofi-embedder"]["spec"]["selector"]
+    assert "mofi-ner-headless" not in services and services["mofi-embedder"]["spec"]["type"] == "ClusterIP"
+
+
+def test_keda_scales_a_stage_on_its_consumer_lag_instead_of_cpu(chart):
+    objects = render(chart, load_values("everything"))
+    (scaled,) = by_kind(objects, "ScaledObject").values()
+    assert scaled["spec"]["scaleTargetRef"] == {"name": "mofi-ner-stage"}
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["type"] == "kafka" and trigger["authenticationRef"] == {"name": "kafka-scram"}
+    assert trigger["metadata"] == {
+        "bootstrapServers": "my-cluster-kafka-bootstrap.kafka:9093",
+        "consumerGroup": "mofi-ner",  # <group_prefix>-<stage>, as services/common/stage.py names it
+        "topic": "mofi.pairs.v1",  # the NER stage's input
+        "lagThreshold": "200",
+        "offsetResetPolicy": "earliest",
+    }
+    assert scaled["spec"]["maxReplicaCount"] == 4  # capped at settings.kafka.partitions
+    hpas = by_kind(objects, "HorizontalPodAutoscaler")
+    assert "mofi-ner-stage" not in hpas and "mofi-ner" in hpas
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"components": {"ner": {"keda": {"enabled": True, "minReplicas": 1, "maxReplicas": 2, "lagThreshold": 5}}}},
+            "only Kafka stages",
+        ),
+        ({"components": {"embedder": {"resources": {"requests": {"cpu": "two"}}}}}, "cpu"),
+        (
+            {"components": {"embedder": {"podDisruptionBudget": {"enabled": True, "maxUnavailable": "50 percent"}}}},
+            "maxUnavailable",
+        ),
+        ({"components": {"embedder": {"lifecycle": {"preStpo": {}}}}}, "preStpo"),
+        ({"settings": {"milvus": {"index_type": "HNSWX"}}}, "index_type"),
+        ({"settings": {"embedder": {"port": 70000}}}, "port"),
+    ],
+)
+def test_bad_extension_values_are_refused(chart, values, message):
+    with pytest.raises(Exception, match=message):
+        render(chart, values)

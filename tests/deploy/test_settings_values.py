@@ -7,15 +7,16 @@ import dataclasses
 import helm_python
 import pytest
 
-from mofi.settings import Settings, WriterSettings, constraints, env_name, iter_fields, load_settings
+from mofi.settings import CREDENTIALS, Settings, WriterSettings, constraints, env_name, iter_fields, load_settings
 
-from .rendering import by_kind, load_generator, load_values, render
+from .rendering import NAMESPACE, by_kind, load_generator, load_values, render
 
 GEN = load_generator()
 
 
 def configmap_env(objects) -> dict[str, str]:
-    (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    """The settings ConfigMap of the release namespace (a copy may sit where pipeline steps run)."""
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["namespace"] == NAMESPACE]
     return cm["data"]
 
 
@@ -70,6 +71,8 @@ def test_credentials_come_only_from_the_secret(chart):
             assert {r["name"] for r in refs.values()} == {"mofi-prod-credentials"}
             assert refs["MOFI_S3_SECRET_KEY"]["key"] == "secret"
             assert refs["MOFI_MILVUS_TOKEN"].get("optional") is True
+            for (section, field), credential in CREDENTIALS.items():
+                assert refs[env_name(section, field)].get("optional", False) is credential.optional
             assert not any("value" in e and e["name"] in secret_envs for e in container["env"])
 
 

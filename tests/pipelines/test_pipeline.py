@@ -10,16 +10,19 @@ import re
 import shlex
 from pathlib import Path
 
+import kfp
 import numpy as np
 import pytest
 import torch
 import yaml
 from torchx.runner import get_runner
 
+from mofi import IMAGE
 from mofi.i2e import write_shard
 from mofi.objstore import ObjectStore
+from mofi.settings import CREDENTIALS, Settings, env_name
 from mofi_platform.pipelines.local import run_local
-from mofi_platform.pipelines.pipeline import PIPELINE_FILE, compile_pipeline
+from mofi_platform.pipelines.pipeline import PIPELINE_FILE, TRAIN_RETRIES, TRAIN_STEP_TIMEOUT_S, compile_pipeline
 from mofi_platform.pipelines.steps import TrainJob, evaluate_checkpoint, plan_training, train_app, train_config
 from mofi_platform.services.embedder.vectors import VectorStore
 from mofi_platform.training.checkpoint import load_checkpoint, save_checkpoint
@@ -29,7 +32,7 @@ from tests.training.conftest import make_samples
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO / "tests" / "fixtures" / "benchmark"
-SECRET_ENV = {"MOFI_S3_ACCESS_KEY", "MOFI_S3_SECRET_KEY", "MOFI_MILVUS_TOKEN"}
+SECRET_ENV = {env_name(section, field) for section, field in CREDENTIALS}
 
 
 def test_committed_pipeline_yaml_is_fresh(tmp_path):
@@ -60,7 +63,26 @@ def test_compiled_pipeline_steps_take_settings_from_configmap_and_credentials_fr
         secret_keys = {k["envVar"] for s in ex["secretAsEnv"] for k in s["keyToEnv"]}
         assert secret_keys == SECRET_ENV, name
     images = {c["container"]["image"] for c in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"mofi-platform:latest"}
+    assert images == {IMAGE} and spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == IMAGE
+
+
+def test_the_pipeline_image_is_the_one_the_chart_and_skaffold_deploy():
+    values = yaml.safe_load((REPO / "charts" / "mofi" / "values.yaml").read_text())
+    skaffold = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    assert values["image"]["repository"] == IMAGE
+    assert [a["image"] for a in skaffold["build"]["artifacts"]] == [IMAGE]
+    assert TrainJob().image == IMAGE
+
+
+def test_the_training_task_is_retried_and_has_a_deadline_beyond_its_jobs():
+    docs = list(yaml.safe_load_all(PIPELINE_FILE.read_text()))
+    task = docs[0]["root"]["dag"]["tasks"]["train-mofi"]
+    assert task["retryPolicy"]["maxRetryCount"] == TRAIN_RETRIES > 0
+    deadline = int(
+        docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-mofi"]["activeDeadlineSeconds"]
+    )
+    training = Settings().training
+    assert deadline == TRAIN_STEP_TIMEOUT_S > training.job_start_timeout_s + training.job_timeout_s
 
 
 def test_volcano_job_gets_credentials_from_the_secret_only(settings):
@@ -215,3 +237,9 @@ def test_gate_compares_against_the_published_model_both_ways(settings, store, tm
     assert not same["gate"]["passed"] and "below the floor min_map=1.0100" in same["gate"]["failures"][0]
     with pytest.raises(ValueError, match="gate 'baselin'"):
         evaluate_checkpoint(settings, uris[0], str(BENCHMARK), gate="baselin")
+
+
+def test_the_deploy_guide_pins_the_kfp_backend_of_the_sdk_that_compiles_the_pipeline():
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    pinned = re.search(r"export PIPELINE_VERSION=(\S+)", guide).group(1)
+    assert pinned == kfp.__version__ and f"KFP {pinned} backend" in guide

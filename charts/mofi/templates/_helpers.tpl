@@ -64,6 +64,11 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
+{{/* Where pipeline runs execute their steps and torchx jobs: pipeline.namespace, else the release's. */}}
+{{- define "mofi.pipelineNamespace" -}}
+{{- default .Release.Namespace .Values.pipeline.namespace }}
+{{- end }}
+
 {{- define "mofi.image" -}}
 {{- $ref := .Values.image.repository }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
@@ -112,4 +117,10 @@ cannot leak into the ConfigMap (values.schema.json rejects them under `settings`
 - name: MOFI_GRPC_AUTH_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.grpcAuthToken | quote }}, optional: true}
+- name: MOFI_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.kafkaSaslUsername | quote }}, optional: true}
+- name: MOFI_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $c.existingSecret | quote }}, key: {{ $c.keys.kafkaSaslPassword | quote }}, optional: true}
 {{- end }}
