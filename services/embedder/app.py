@@ -7,16 +7,18 @@ flight finish on the old model and none is dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 from dataclasses import dataclass
 
+from mofi.images import map_large_allocations
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import embedder_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.images import ImageDecoder, decode_image
 from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.embedder.models import ModelHolder
@@ -37,8 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def limits_of(settings: Settings) -> Limits:
+    """The embedder's caps; freed decode memory goes back to the system."""
     cfg = settings.embedder
-    return Limits(cfg.max_image_bytes, cfg.max_pixels, cfg.max_top_k, max_text_chars=cfg.max_text_chars)
+    map_large_allocations()
+    return Limits(ImageDecoder.of(cfg, cfg.max_pixels), cfg.max_top_k, max_text_chars=cfg.max_text_chars)
 
 
 @dataclass
@@ -103,7 +107,7 @@ def stage_main(settings: Settings) -> None:
     handler = IndexerHandler(
         load_holder(settings),
         open_vectors(settings),
-        store.get_bytes,
+        functools.partial(store.get_bytes, max_bytes=cfg.max_image_bytes),
         lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels),
         cfg.max_image_bytes,
     )

@@ -28,6 +28,7 @@ class RecordingModel:
 
     def __init__(self, inner, delay_s: float = 0.0):
         self.inner, self.version, self.delay_s, self.batches, self.broken = inner, inner.version, delay_s, [], False
+        self.image_size = inner.image_size
 
     def embed_images(self, images):
         if self.broken:
