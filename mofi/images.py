@@ -48,8 +48,9 @@ WHITE = (255, 255, 255)
 
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
-#: Allocations from this size on are mapped on their own: Pillow's pixel blocks (16 MiB) are among them.
-LARGE_ALLOCATION_BYTES = 16 * 1024 * 1024
+#: Allocations from this size on are mapped on their own: Pillow's pixel blocks of a large image (up to
+#: 16 MiB, a whole number of lines) are among them.
+LARGE_ALLOCATION_BYTES = 8 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 
 
