@@ -13,7 +13,6 @@ import signal
 import threading
 from dataclasses import dataclass
 
-from mofi.images import map_large_allocations
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import embedder_pb2_grpc
@@ -39,9 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def limits_of(settings: Settings) -> Limits:
-    """The embedder's caps; freed decode memory goes back to the system."""
+    """The embedder's caps."""
     cfg = settings.embedder
-    map_large_allocations()
     return Limits(ImageDecoder.of(cfg, cfg.max_pixels), cfg.max_top_k, max_text_chars=cfg.max_text_chars)
 
 

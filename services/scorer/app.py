@@ -9,7 +9,6 @@ import json
 import logging
 from pathlib import Path
 
-from mofi.images import map_large_allocations
 from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
@@ -61,8 +60,7 @@ def load_model(settings: Settings, checkpoint: str | None = None, tune: bool = T
 
 
 def image_decoder(settings: Settings) -> ImageDecoder:
-    """The scorer's caps on images; freed decode memory goes back to the system."""
-    map_large_allocations()
+    """The scorer's caps on images."""
     return ImageDecoder.of(settings.scorer, settings.data.max_pixels)
 
 
