@@ -81,22 +81,25 @@ def served(tmp_path_factory, checkpoints):
         proc.wait(timeout=30)
 
 
-def _measure(pid: int, call) -> tuple[int, int, object]:
-    """(peak growth, growth left after, the call's result or its RpcError)."""
+def _measure(pid: int, call, what: str) -> tuple[int, int, object]:
+    """(peak growth, growth left after, the call's result or its RpcError); printed (``pytest -s``)."""
     before = _settled_rss(pid)
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current size
     try:
         result = call()
     except grpc.RpcError as e:
         result = e
-    return _status(pid, "VmHWM") - before, _settled_rss(pid) - before, result
+    peak, left = _status(pid, "VmHWM") - before, _settled_rss(pid) - before
+    print(f"{what}: RSS {before / MiB:.0f} MiB before, peak +{peak / MiB:.1f} MiB, +{left / MiB:.1f} MiB after")
+    return peak, left, result
 
 
 def test_ten_one_bit_bombs_in_one_request_are_refused_without_decoding(served):
     pid, stub = served
     bomb = _png("1", 6300)  # a few kilobytes, 39.7 megapixels: under the pixel cap, over the decode-memory cap
     assert len(bomb) < 64 * 1024 and Settings().embedder.max_pixels > 6300 * 6300
-    peak, left, err = _measure(pid, lambda: stub.EmbedImages(pb.EmbedImagesRequest(images=[bomb] * 10), timeout=60))
+    ten = pb.EmbedImagesRequest(images=[bomb] * 10)
+    peak, left, err = _measure(pid, lambda: stub.EmbedImages(ten, timeout=60), "ten 1-bit 6300x6300 PNGs")
     assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "image 0:" in err.details() and "bytes to decode" in err.details(), err.details()
     assert peak < 50 * MiB and left < 20 * MiB, (peak, left)
@@ -114,15 +117,14 @@ def test_largest_accepted_requests_stay_bounded_and_memory_returns(served):
         with ThreadPoolExecutor(4) as pool:
             return [r.result() for r in [pool.submit(stub.EmbedImages, request, timeout=120) for _ in range(4)]]
 
-    peak, left, results = _measure(pid, four_clients)
+    peak, left, results = _measure(pid, four_clients, "4 clients x 4 RGB 4000x4000 PNGs")
     assert not isinstance(results, grpc.RpcError), results
     assert all(len(r.embeddings) == per_request for r in results)
     assert peak < 300 * MiB, f"peak growth {peak / MiB:.0f} MiB"
     assert left < 30 * MiB, f"{left / MiB:.0f} MiB not returned"
 
-    peak, left, err = _measure(
-        pid, lambda: stub.EmbedImages(pb.EmbedImagesRequest(images=[big] * (per_request + 1)), timeout=120)
-    )
+    over = pb.EmbedImagesRequest(images=[big] * (per_request + 1))
+    peak, left, err = _measure(pid, lambda: stub.EmbedImages(over, timeout=120), "one request over its budget")
     assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"image {per_request}: the request's images need more than" in err.details(), err.details()
     assert peak < 300 * MiB and left < 30 * MiB, (peak, left)
