@@ -46,11 +46,12 @@ from _served import add_model_options, served_holder  # noqa: E402
 
 def in_process(holder, settings: Settings, kind: str, items: list, batch: int) -> dict:
     cfg = settings.embedder
+    size = holder.model.image_size  # decoded for the model's input size, as the service decodes
     start = time.perf_counter()
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         if kind == "images":
-            holder.embed_images([decode_image(b, cfg.max_image_bytes, cfg.max_pixels) for b in chunk])
+            holder.embed_images([decode_image(b, cfg.max_image_bytes, cfg.max_pixels, size) for b in chunk])
         else:
             holder.embed_batch([(TEXT, t) for t in chunk])
     return {"per_s": len(items) / (time.perf_counter() - start)}

@@ -63,7 +63,7 @@ def normalize_image(
         data = rasterize_svg(data, image_size)
     try:
         rgb = decode_rgb(
-            data, max_pixels=max_pixels, draft=image_size, background=WHITE
+            data, max_pixels=max_pixels, min_side=image_size, background=WHITE
         )  # drawings and emoji are mostly alpha
     except ImageRejected as e:
         raise Rejected(e.reason, str(e)) from None

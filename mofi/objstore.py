@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import urllib3
 from minio import Minio
@@ -23,7 +23,7 @@ from minio.error import S3Error, ServerError
 
 from mofi.settings import S3Settings
 
-__all__ = ["ObjectStore", "parse_uri", "minio_client", "join_uri", "is_missing", "is_transient"]
+__all__ = ["ObjectStore", "ObjectTooLarge", "parse_uri", "minio_client", "join_uri", "is_missing", "is_transient"]
 
 # S3 error codes for "there is no such object" (the key, or its whole bucket); S3 servers differ in which they send.
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
@@ -62,6 +62,28 @@ def minio_client(cfg: S3Settings) -> Minio:
     return Minio(
         cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, secure=cfg.secure, region=cfg.region
     )
+
+
+class ObjectTooLarge(ValueError):
+    """An object read with a size limit is larger than the limit."""
+
+
+def _check_size(uri: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ObjectTooLarge(f"{uri} is {size} bytes, over the limit of {max_bytes}")
+
+
+class _Readable(Protocol):
+    def read(self, amt: int = ..., /) -> bytes: ...
+
+
+def _read_within(uri: str, stream: _Readable, max_bytes: int) -> bytes:
+    """All of ``stream``, or :class:`ObjectTooLarge` as soon as it passes ``max_bytes`` (> 0)."""
+    if not max_bytes:
+        return stream.read()
+    data = stream.read(max_bytes + 1)
+    _check_size(uri, len(data), max_bytes)
+    return data
 
 
 @dataclass
@@ -116,13 +138,21 @@ class ObjectStore:
         with open(path, "rb") as fh:
             self.put_stream(uri, fh, os.path.getsize(path))
 
-    def get_bytes(self, uri: str) -> bytes:
+    def get_bytes(self, uri: str, max_bytes: int = 0) -> bytes:
+        """The object's bytes; with ``max_bytes`` > 0 a larger object is refused (:class:`ObjectTooLarge`)
+        after a HEAD, before any of it is read, and the read itself stops at the limit (the object may
+        grow in between)."""
         bucket, key = parse_uri(uri)
         if bucket is None:
-            return Path(key).read_bytes()
+            with open(key, "rb") as fh:
+                if max_bytes:
+                    _check_size(uri, os.fstat(fh.fileno()).st_size, max_bytes)
+                return _read_within(uri, fh, max_bytes)
+        if max_bytes:
+            _check_size(uri, self.client.stat_object(bucket, key).size or 0, max_bytes)
         resp = self.client.get_object(bucket, key)
         try:
-            return resp.read()
+            return _read_within(uri, resp, max_bytes)
         finally:
             resp.close()
             resp.release_conn()

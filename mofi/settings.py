@@ -346,6 +346,22 @@ class ScorerSettings(_Section):
     max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
+    max_decoded_bytes: int = _doc(
+        "Images whose decode needs more memory than this are rejected (the pixels as loaded, after any "
+        "reduced-scale JPEG decode, plus any full-size conversion).",
+        64 * 1024 * 1024,
+        **_COUNT,
+    )
+    max_request_decoded_bytes: int = _doc(
+        "The decode memory of all images of one request together; a larger request is rejected (INVALID_ARGUMENT).",
+        256 * 1024 * 1024,
+        **_COUNT,
+    )
+    decode_in_flight_bytes: int = _doc(
+        "Decode memory in flight across the process's threads; further decodes wait for room.",
+        192 * 1024 * 1024,
+        **_COUNT,
+    )
     max_text_chars: int = _doc(
         "Candidate texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000, **_COUNT
     )
@@ -378,6 +394,22 @@ class EmbedderSettings(_Section):
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
     max_pixels: int = _doc("Images above this pixel count are rejected.", 40_000_000, **_COUNT)
+    max_decoded_bytes: int = _doc(
+        "Images whose decode needs more memory than this are rejected (the pixels as loaded, after any "
+        "reduced-scale JPEG decode, plus any full-size conversion).",
+        64 * 1024 * 1024,
+        **_COUNT,
+    )
+    max_request_decoded_bytes: int = _doc(
+        "The decode memory of all images of one request together; a larger request is rejected (INVALID_ARGUMENT).",
+        256 * 1024 * 1024,
+        **_COUNT,
+    )
+    decode_in_flight_bytes: int = _doc(
+        "Decode memory in flight across the process's threads; further decodes wait for room.",
+        192 * 1024 * 1024,
+        **_COUNT,
+    )
     max_top_k: int = _doc("Largest k a search may ask for.", 1000, **_COUNT)
     max_text_chars: int = _doc("Texts (to embed or search with) longer than this are rejected.", 2000, **_COUNT)
     port: int = _doc("gRPC port of the embedder/search service.", 50053, **_PORT)

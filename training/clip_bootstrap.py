@@ -275,7 +275,7 @@ def _load_pairs(settings, corpus: str | None, fixture: bool, max_pairs: int) -> 
     out = []
     for pair_id, text, data in raw:
         try:
-            image = decode_rgb(data, max_pixels=settings.data.max_pixels, draft=512)
+            image = decode_rgb(data, max_pixels=settings.data.max_pixels, min_side=512)
         except ImageRejected as e:  # a broken image in the corpus is skipped, not fatal, and said
             log.warning("skipping %s: %s", pair_id, e)
             continue

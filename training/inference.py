@@ -3,6 +3,12 @@
 Services (scorer, embedder) and evaluation share this wrapper so preprocessing, tokenisation and
 normalisation are identical everywhere. Calls are serialised by a lock: one forward pass at a
 time, which is what the services' dynamic batchers do anyway.
+
+Why images are converted to tensors a batch at a time: the eval transform's tensor steps (to float,
+normalise) are tiny per image, and with several torch threads each tiny op pays the thread pool's
+start-up; per image they cost more CPU than the forward pass on a loaded machine. The transform's
+PIL steps (resize, crop) still run per image, then one conversion and one normalisation serve the
+batch, with values identical to the per-image transform.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.transforms import Normalize, ToTensor
 
 from mofi.objstore import ObjectStore
 from mofi.settings import S3Settings
@@ -26,6 +33,16 @@ __all__ = ["EmbeddingModel"]
 
 #: Inputs per forward pass inside ``embed_images``/``embed_texts`` (bounds memory for long lists).
 CHUNK = 64
+
+
+def _split_transform(transform: Callable) -> tuple[list[Callable], list[Callable]] | None:
+    """(PIL steps, batch steps) of a ``Compose`` of PIL steps, one ``ToTensor`` and then only
+    ``Normalize`` steps (what open_clip's eval transform is); None for any other transform."""
+    steps = list(getattr(transform, "transforms", []))
+    at = [i for i, step in enumerate(steps) if isinstance(step, ToTensor)]
+    if len(at) != 1 or not all(isinstance(step, Normalize) for step in steps[at[0] + 1 :]):
+        return None
+    return steps[: at[0]], steps[at[0] + 1 :]
 
 
 class EmbeddingModel:
@@ -45,6 +62,7 @@ class EmbeddingModel:
         self.model = model.eval()
         self.embedding = embedding  # mofi_platform.training.embedding: what an image embedding is
         self.eval_transform = eval_transform
+        self._transform_steps = _split_transform(eval_transform)
         self.tokenizer = tokenizer
         self.version = version
         self.model_name = model_name
@@ -100,10 +118,24 @@ class EmbeddingModel:
         """(n, dim) float32, rows L2-normalised."""
         return self._embed(
             images,
-            lambda chunk: image_embedding(
-                self.model, torch.stack([self.eval_transform(im.convert("RGB")) for im in chunk]), self.embedding
-            ),
+            lambda chunk: image_embedding(self.model, self.image_batch(chunk), self.embedding),
         )
+
+    def image_batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input for ``images``: exactly what the eval transform gives each, stacked."""
+        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        if self._transform_steps is None:
+            return torch.stack([self.eval_transform(im) for im in rgb])
+        pil_steps, batch_steps = self._transform_steps
+        arrays = []
+        for im in rgb:
+            for step in pil_steps:
+                im = step(im)
+            arrays.append(np.asarray(im))
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float().div_(255)
+        for step in batch_steps:
+            batch = step(batch)
+        return batch
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised."""

@@ -176,7 +176,7 @@ class I2EStats:
 def thumbnail_data_uri(data: bytes, size: int = THUMB_PX, max_pixels: int = DataSettings.max_pixels) -> str | None:
     """A ``data:image/jpeg`` URI of the image scaled to fit ``size`` px; None if it does not decode."""
     try:
-        image = decode_rgb(data, max_pixels=max_pixels, draft=size * 2, background=WHITE, upright=True)
+        image = decode_rgb(data, max_pixels=max_pixels, min_side=size * 2, background=WHITE, upright=True)
     except ImageRejected as e:
         log.warning("report: undecodable image (%s)", e)
         return None

@@ -12,6 +12,7 @@ the model they record), logs what it waits for, and loads the checkpoint once it
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -24,7 +25,7 @@ from mofi.objstore import ObjectStore
 from mofi.settings import Settings
 from mofi.v1 import embedder_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
-from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.images import ImageDecoder, decode_image
 from mofi_platform.services.common.process import configure_logging, run_stage_until_signalled, serve_until_signalled
 from mofi_platform.services.common.server import RunningServer, serve
 from mofi_platform.services.embedder.models import ModelHolder
@@ -48,8 +49,9 @@ LOAD_RETRY_S = 15.0
 
 
 def limits_of(settings: Settings) -> Limits:
+    """The embedder's caps."""
     cfg = settings.embedder
-    return Limits(cfg.max_image_bytes, cfg.max_pixels, cfg.max_top_k, max_text_chars=cfg.max_text_chars)
+    return Limits(ImageDecoder.of(cfg, cfg.max_pixels), cfg.max_top_k, max_text_chars=cfg.max_text_chars)
 
 
 @dataclass
@@ -147,7 +149,7 @@ def stage_main(settings: Settings) -> None:
     handler = IndexerHandler(
         load_holder(settings),
         open_vectors(settings),
-        store.get_bytes,
+        functools.partial(store.get_bytes, max_bytes=cfg.max_image_bytes),
         lambda b: decode_image(b, cfg.max_image_bytes, cfg.max_pixels),
         cfg.max_image_bytes,
     )

@@ -25,7 +25,7 @@ import numpy as np
 from mofi.v1 import embedder_pb2, embedder_pb2_grpc
 from mofi_platform.services.common.deadline import result_within_deadline
 from mofi_platform.services.common.errors import InvalidInput
-from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.images import ImageDecoder, RequestBudget
 from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.embedder.models import IMAGE, TEXT, Embedded, ModelHolder, ModelUnavailable
 from mofi_platform.services.embedder.vectors import BadQuery, UnknownCollection, VectorStore
@@ -42,19 +42,16 @@ VERSION_RETRIES = 3
 
 
 class Limits:
-    """Per-request caps taken from ``settings.embedder``."""
+    """Per-request caps taken from ``settings.embedder``; ``decoder`` holds the image caps."""
 
-    def __init__(
-        self, max_image_bytes: int, max_pixels: int, max_top_k: int, max_items: int = 1024, max_text_chars: int = 2000
-    ):
-        self.max_image_bytes = max_image_bytes
-        self.max_pixels = max_pixels
+    def __init__(self, decoder: ImageDecoder, max_top_k: int, max_items: int = 1024, max_text_chars: int = 2000):
+        self.decoder = decoder
         self.max_top_k = max_top_k
         self.max_items = max_items
         self.max_text_chars = max_text_chars
 
-    def image(self, data: bytes):
-        return decode_image(data, self.max_image_bytes, self.max_pixels)
+    def image(self, data: bytes, image_size: int, request: RequestBudget | None = None):
+        return self.decoder.decode(data, image_size, request)
 
     def text(self, text: str) -> str:
         return validate_text(text, self.max_text_chars)
@@ -68,8 +65,11 @@ class _Embedding:
         self.batcher = batcher
         self.limits = limits
 
-    def item(self, kind: str, value: Any) -> tuple[str, Any]:
-        return (IMAGE, self.limits.image(value)) if kind == IMAGE else (TEXT, self.limits.text(value))
+    def item(self, kind: str, value: Any, request: RequestBudget | None = None) -> tuple[str, Any]:
+        """A validated item; an image is decoded for the current model's input size, within ``request``."""
+        if kind == IMAGE:
+            return IMAGE, self.limits.image(value, self.holder.model.image_size, request)
+        return TEXT, self.limits.text(value)
 
     def embed(self, items: Sequence[tuple[Any, ...]], context: grpc.ServicerContext) -> list[Embedded]:
         if not self.holder.loaded and any(len(it) < 3 for it in items):
@@ -103,9 +103,10 @@ class EmbedderService(embedder_pb2_grpc.EmbedderServicer):
         if len(values) > self.core.limits.max_items:
             _invalid(context, f"{len(values)} {kind}s; at most {self.core.limits.max_items} per request")
         items = []
+        request = self.core.limits.decoder.request()  # the images of one call share its decode budget
         for i, v in enumerate(values):
             try:
-                items.append(self.core.item(kind, v))
+                items.append(self.core.item(kind, v, request))
             except InvalidInput as e:
                 _invalid(context, f"{kind} {i}: {e.reason}")
         return _response(self.core.embed(items, context))

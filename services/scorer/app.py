@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -13,6 +14,7 @@ from mofi.settings import Settings
 from mofi.v1 import scorer_pb2_grpc
 from mofi_platform.services.common.batching import DynamicBatcher
 from mofi_platform.services.common.entity_vectors import MAX_TOKENS, EntityVectors, kb_path, settings_vectors_path
+from mofi_platform.services.common.images import ImageDecoder
 from mofi_platform.services.common.process import (
     configure_logging,
     one_torch_thread,
@@ -29,7 +31,16 @@ from mofi_platform.services.scorer.text_table import projected_table
 from mofi_platform.services.scorer.tuning import tune_for_cpu
 from mofi_platform.training.inference import EmbeddingModel
 
-__all__ = ["load_model", "load_scorer", "build_server", "candidate_scorer", "build_stage", "serve_main", "stage_main"]
+__all__ = [
+    "image_decoder",
+    "load_model",
+    "load_scorer",
+    "build_server",
+    "candidate_scorer",
+    "build_stage",
+    "serve_main",
+    "stage_main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +59,16 @@ def load_model(settings: Settings, checkpoint: str | None = None, tune: bool = T
     return model
 
 
+def image_decoder(settings: Settings) -> ImageDecoder:
+    """The scorer's caps on images."""
+    return ImageDecoder.of(settings.scorer, settings.data.max_pixels)
+
+
 def build_server(settings: Settings, scorer: ClipScorer, port: int | None = None):
     """The running gRPC server (health, reflection, metrics) around one scorer and its batcher."""
     cfg = settings.scorer
     batcher = DynamicBatcher(scorer.score_many, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
-    service = ClipScorerService(scorer, batcher, cfg.max_image_bytes, settings.data.max_pixels, cfg.max_text_chars)
+    service = ClipScorerService(scorer, batcher, image_decoder(settings), cfg.max_text_chars)
     return serve(
         [(scorer_pb2_grpc.add_ClipScorerServicer_to_server, service)],
         [SERVICE_NAME],
@@ -81,9 +97,8 @@ def load_scorer(settings: Settings, model: EmbeddingModel | None = None) -> Clip
 def candidate_scorer(settings: Settings, scorer: ClipScorer, store: ObjectStore) -> CandidateScorer:
     """The stage's core (candidate pairs -> verdicts) under the scorer's settings."""
     cfg = settings.scorer
-    return CandidateScorer(
-        scorer, cfg.threshold, store.get_bytes, cfg.max_image_bytes, settings.data.max_pixels, cfg.max_text_chars
-    )
+    fetch = functools.partial(store.get_bytes, max_bytes=cfg.max_image_bytes)
+    return CandidateScorer(scorer, cfg.threshold, fetch, image_decoder(settings), cfg.max_text_chars)
 
 
 def build_stage(

@@ -13,7 +13,7 @@ from enum import Enum
 from mofi.i2e.records import InvalidRecord, pair_image_bytes, parse_record
 from mofi.v1 import records_pb2
 from mofi_platform.services.common.errors import InvalidInput
-from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.images import ImageDecoder
 from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer
@@ -42,15 +42,13 @@ class CandidateScorer:
         scorer: ClipScorer,
         threshold: float,
         fetch: Callable[[str], bytes],
-        max_image_bytes: int,
-        max_pixels: int,
+        decoder: ImageDecoder,
         max_text_chars: int,
     ):
         self.scorer = scorer
         self.threshold = threshold
         self.fetch = fetch
-        self.max_image_bytes = max_image_bytes
-        self.max_pixels = max_pixels
+        self.decoder = decoder
         self.max_text_chars = max_text_chars
 
     def _prepare(self, value: bytes | None):
@@ -63,8 +61,8 @@ class CandidateScorer:
                 validate_text(text, self.max_text_chars)
             except InvalidInput as e:
                 raise InvalidInput(f"candidate text {text[:40]!r}: {e.reason}") from None
-        data = pair_image_bytes(cand.pair, self.fetch, self.max_image_bytes)
-        image = decode_image(data, self.max_image_bytes, self.max_pixels)
+        data = pair_image_bytes(cand.pair, self.fetch, self.decoder.max_bytes)
+        image = self.decoder.decode(data, self.scorer.image_size)
         return cand, image, texts
 
     def process(self, values: Sequence[bytes | None]) -> list[Verdict]:

@@ -24,6 +24,7 @@ class EmbeddingBackend(Protocol):
     """What the scorer needs from a model (``mofi_platform.training.inference.EmbeddingModel`` provides it)."""
 
     version: str
+    image_size: int  # the side images are resized to
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
 
@@ -63,6 +64,11 @@ class ClipScorer:
     @property
     def version(self) -> str:
         return self.model.version
+
+    @property
+    def image_size(self) -> int:
+        """The current model's input size (images can be decoded reduced to about this)."""
+        return self.model.image_size
 
     def reload(self, model: EmbeddingBackend, text_table=None) -> None:
         """Score with ``model`` (and ``text_table``, made for it) from the next batch on; the text cache starts

@@ -15,7 +15,7 @@ import grpc
 from mofi.v1 import scorer_pb2, scorer_pb2_grpc
 from mofi_platform.services.common.deadline import deadline_passed, wait_timeout
 from mofi_platform.services.common.errors import InvalidInput
-from mofi_platform.services.common.images import decode_image
+from mofi_platform.services.common.images import ImageDecoder, RequestBudget
 from mofi_platform.services.common.texts import validate_text
 from mofi_platform.services.scorer.scoring import ClipScorer
 
@@ -31,16 +31,14 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         self,
         scorer: ClipScorer,
         batcher,
-        max_image_bytes: int,
-        max_pixels: int,
+        decoder: ImageDecoder,
         max_text_chars: int,
         max_texts: int = 256,
         max_batch_items: int = 256,
     ):
         self.scorer = scorer
         self.batcher = batcher
-        self.max_image_bytes = max_image_bytes
-        self.max_pixels = max_pixels
+        self.decoder = decoder
         self.max_text_chars = max_text_chars
         self.max_texts = max_texts
         self.max_batch_items = max_batch_items
@@ -48,7 +46,9 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
     def _invalid(self, context: grpc.ServicerContext, reason: str) -> None:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
 
-    def _prepare(self, req: scorer_pb2.ScoreRequest, context: grpc.ServicerContext, where: str = "") -> tuple:
+    def _prepare(
+        self, req: scorer_pb2.ScoreRequest, context: grpc.ServicerContext, budget: RequestBudget, where: str = ""
+    ) -> tuple:
         if not req.texts:
             self._invalid(context, f"{where}no texts to score")
         if len(req.texts) > self.max_texts:
@@ -59,7 +59,7 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
             except InvalidInput as e:
                 self._invalid(context, f"{where}text {i}: {e}")
         try:
-            image = decode_image(req.image, self.max_image_bytes, self.max_pixels)
+            image = self.decoder.decode(req.image, self.scorer.image_size, budget)
         except InvalidInput as e:
             self._invalid(context, f"{where}{e}")
         return image, list(req.texts)
@@ -74,13 +74,14 @@ class ClipScorerService(scorer_pb2_grpc.ClipScorerServicer):
         return scorer_pb2.ScoreResponse(scores=[float(s) for s in scores], model_version=self.scorer.version)
 
     def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext) -> scorer_pb2.ScoreResponse:
-        return self._response(self.batcher.submit(self._prepare(request, context)), context)
+        return self._response(self.batcher.submit(self._prepare(request, context, self.decoder.request())), context)
 
     def ScoreBatch(
         self, request: scorer_pb2.ScoreBatchRequest, context: grpc.ServicerContext
     ) -> scorer_pb2.ScoreBatchResponse:
         if len(request.items) > self.max_batch_items:
             self._invalid(context, f"{len(request.items)} items; at most {self.max_batch_items} per call")
-        prepared = [self._prepare(item, context, f"item {i}: ") for i, item in enumerate(request.items)]
+        budget = self.decoder.request()  # the items' decodes share one request budget
+        prepared = [self._prepare(item, context, budget, f"item {i}: ") for i, item in enumerate(request.items)]
         futures = [self.batcher.submit(p) for p in prepared]  # all valid: only then occupy the model
         return scorer_pb2.ScoreBatchResponse(items=[self._response(f, context) for f in futures])

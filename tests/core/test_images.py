@@ -45,7 +45,7 @@ def test_modes_become_rgb_and_alpha_is_dropped_or_flattened():
 
 def test_draft_decodes_a_jpeg_at_reduced_scale_and_upright_applies_exif():
     data = _encode(Image.new("RGB", (800, 400), "red"), "JPEG")
-    assert decode_rgb(data, max_pixels=10**6, draft=100).size == (200, 100)
+    assert decode_rgb(data, max_pixels=10**6, min_side=100).size == (200, 100)
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees
     buf = io.BytesIO()

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mofi.objstore import parse_uri
+from mofi.objstore import ObjectTooLarge, parse_uri
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
@@ -36,3 +36,21 @@ def test_parse_uri():
     assert parse_uri("/tmp/x") == (None, "/tmp/x")
     with pytest.raises(ValueError):
         parse_uri("s3:///k")
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_a_sized_read_refuses_a_larger_object_before_reading_it(store, unique, tmp_path, where):
+    uri = f"s3://objtest-{unique}/big.png" if where == "s3" else str(tmp_path / "big.png")
+    store.put_bytes(uri, b"\x89PNG" + os.urandom(3 * 1024 * 1024))
+    assert len(store.get_bytes(uri, max_bytes=4 * 1024 * 1024)) == 3 * 1024 * 1024 + 4
+    # the refusal names the object's real size: it came from the HEAD (or fstat), not from reading the body
+    with pytest.raises(ObjectTooLarge, match=rf"is {3 * 1024 * 1024 + 4} bytes, over the limit of 1048576"):
+        store.get_bytes(uri, max_bytes=1024 * 1024)
+
+
+def test_a_sized_read_stops_at_the_limit_when_the_stream_runs_longer():
+    from mofi.objstore import _read_within
+
+    with pytest.raises(ObjectTooLarge, match="is 11 bytes, over the limit of 10"):
+        _read_within("s3://b/k", io.BytesIO(b"x" * 1000), 10)
+    assert _read_within("s3://b/k", io.BytesIO(b"x" * 10), 10) == b"x" * 10

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mofi.v1 import records_pb2
+from mofi_platform.services.common.images import ImageDecoder
 from mofi_platform.services.scorer.candidates import CandidateScorer, Kind
 from mofi_platform.services.scorer.filtering import apply_threshold, candidate_texts
 from mofi_platform.services.scorer.scoring import ClipScorer, entity_text
@@ -19,6 +20,7 @@ class CountingModel:
 
     def __init__(self, inner):
         self.inner, self.version, self.texts_embedded, self.images_embedded = inner, inner.version, 0, 0
+        self.image_size = inner.image_size
 
     def embed_images(self, images):
         self.images_embedded += len(images)
@@ -96,7 +98,7 @@ def _other_tiny_model(version: str):
 
 
 def _verdicts(scorer: ClipScorer, values, threshold: float):
-    return CandidateScorer(scorer, threshold, lambda uri: b"", 1 << 20, 1 << 20, 2000).process(values)
+    return CandidateScorer(scorer, threshold, lambda uri: b"", ImageDecoder(1 << 20, 1 << 20), 2000).process(values)
 
 
 def test_cached_text_embeddings_give_the_same_verdicts_as_uncached(tiny_embedding_model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,9 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from mofi.settings import Settings
-from mofi.v1 import scorer_pb2, scorer_pb2_grpc
+from mofi.v1 import records_pb2, scorer_pb2, scorer_pb2_grpc
 from mofi_platform.services.common.deadline import NO_DEADLINE_S, wait_timeout
-from mofi_platform.services.scorer.app import build_server
+from mofi_platform.services.scorer.app import build_server, candidate_scorer
+from mofi_platform.services.scorer.candidates import Kind
 from mofi_platform.services.scorer.scoring import ClipScorer
 from mofi_platform.services.scorer.service import SERVICE_NAME
 from tests.writer.support import png
@@ -28,6 +30,7 @@ class RecordingModel:
 
     def __init__(self, inner, delay_s: float = 0.0):
         self.inner, self.version, self.delay_s, self.batches, self.broken = inner, inner.version, delay_s, [], False
+        self.image_size = inner.image_size
 
     def embed_images(self, images):
         if self.broken:
@@ -178,3 +181,37 @@ def test_health_reports_serving(running):
     health = health_pb2_grpc.HealthStub(channel)
     resp = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_decompression_bombs_and_oversized_references_are_refused(tiny_embedding_model, settings, store, unique):
+    """A 1-bit PNG of 6300x6300 (a few KB, under the pixel cap) is refused by its decode memory, in
+    ScoreBatch and in the stage; an S3 reference claiming 0 bytes is sized by a HEAD and refused."""
+    buf = io.BytesIO()
+    Image.new("1", (6300, 6300), 1).save(buf, "PNG", optimize=True)
+    bomb = buf.getvalue()
+    assert len(bomb) < 64 * 1024 and settings.data.max_pixels > 6300 * 6300
+    server = build_server(settings, ClipScorer(tiny_embedding_model), port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = scorer_pb2_grpc.ClipScorerStub(channel)
+        items = [scorer_pb2.ScoreRequest(image=bomb, texts=TEXTS) for _ in range(10)]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ScoreBatch(scorer_pb2.ScoreBatchRequest(items=items), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "item 0: " in err.value.details() and "bytes to decode; the limit is" in err.value.details()
+    finally:
+        channel.close()
+        server.stop(1)
+
+    settings.scorer.max_image_bytes = 1024 * 1024
+    uri = f"s3://refs-{unique}/big.png"
+    store.put_bytes(uri, png(0) + os.urandom(3 * 1024 * 1024))
+    pair = records_pb2.Pair(
+        pair_id="p1", text="a tiger", image_mime="image/png", image_ref=records_pb2.ObjectRef(uri=uri, size_bytes=0)
+    )
+    cand = records_pb2.CandidatePair(pair=pair)
+    cand.candidates.add(entity_id="Q1", name="tiger", description="a big cat")
+    core = candidate_scorer(settings, ClipScorer(tiny_embedding_model), store)
+    (verdict,) = core.process([cand.SerializeToString()])
+    assert verdict.kind is Kind.DEAD_LETTER
+    assert f"is {len(png(0)) + 3 * 1024 * 1024} bytes, over the limit of 1048576" in verdict.reason

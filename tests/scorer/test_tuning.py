@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mofi.v1 import records_pb2
+from mofi_platform.services.common.images import ImageDecoder
 from mofi_platform.services.scorer import tuning
 from mofi_platform.services.scorer.candidates import CandidateScorer
 from mofi_platform.services.scorer.filtering import candidate_texts
@@ -53,7 +54,7 @@ def test_tuned_tower_gives_the_same_embeddings_and_verdicts(conv_model):
     cands = [candidate_pair(i, n_candidates=3).SerializeToString() for i in range(10)]
 
     def verdicts(threshold: float):
-        core = CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", 1 << 20, 1 << 20, 2000)
+        core = CandidateScorer(ClipScorer(conv_model), threshold, lambda uri: b"", ImageDecoder(1 << 20, 1 << 20), 2000)
         return core.process(cands)
 
     before_emb = conv_model.embed_images(_images())

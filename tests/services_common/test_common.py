@@ -122,3 +122,52 @@ def test_server_health_reflection_errors_limits_and_drain(echo_server):
     stopper.join(5)
     with pytest.raises(grpc.RpcError):
         echo(b"after", timeout=1)
+
+
+def test_decoder_caps_decode_memory_per_image_per_request_and_in_flight():
+    from mofi_platform.services.common.images import ImageDecoder
+
+    one_bit = io.BytesIO()
+    Image.new("1", (2000, 2000), 1).save(one_bit, "PNG")
+    bomb = one_bit.getvalue()  # 4 MB loaded, 4 MB more as L before reducing
+    decoder = ImageDecoder(1 << 20, 10_000_000, max_decoded_bytes=6_000_000)
+    with pytest.raises(InvalidInput, match=r"2000x2000 pixels in mode 1 needs 8\d{6} bytes to decode"):
+        decoder.decode(bomb, image_size=32)
+    rgb = io.BytesIO()
+    Image.new("RGB", (1000, 1000), "red").save(rgb, "PNG")
+    # 4 MB loaded each: two fit a request of 9 MB, the third does not
+    decoder = ImageDecoder(
+        1 << 20, 10_000_000, 6_000_000, max_request_decoded_bytes=9_000_000, in_flight_bytes=5_000_000
+    )
+    request = decoder.request()
+    for _ in range(2):
+        assert decoder.decode(rgb.getvalue(), 32, request).size == (
+            67,
+            67,
+        )  # reduced 15x: the shorter side stays >= 2 x 32
+    with pytest.raises(InvalidInput, match="request's images need more than 9000000 bytes"):
+        decoder.decode(rgb.getvalue(), 32, request)
+    assert decoder.decode(rgb.getvalue(), 32, decoder.request()).size == (67, 67)  # a new request starts afresh
+    assert decoder.in_flight is not None and decoder.in_flight.in_flight == 0  # every hold was given back
+    small = ImageDecoder(1 << 20, 10_000_000, in_flight_bytes=1_000_000)
+    with pytest.raises(InvalidInput, match="process allows 1000000 in flight"):
+        small.decode(rgb.getvalue(), 32)
+
+
+def test_decode_budget_makes_concurrent_decodes_wait_for_room():
+    from mofi.images import DecodeBudget
+
+    budget = DecodeBudget(10)
+    order = []
+
+    def second():
+        with budget.hold(5):
+            order.append("second")
+
+    with budget.hold(7):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(0.2)
+        order.append("first done")
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and order == ["first done", "second"] and budget.in_flight == 0
