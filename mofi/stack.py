@@ -43,6 +43,12 @@ __all__ = [
 ]
 
 
+#: Volumes the object store may create. weed mini makes one per bucket (a collection each) and by default
+#: allows only about 50 on this kind of disk, after which every write to a new bucket failed with HTTP 500
+#: ("no writable volumes"). Volumes are sparse files, grown as written (at most 128 MB each).
+S3_MAX_VOLUMES = 2000
+
+
 class StackError(RuntimeError):
     """The stack cannot start or stop; the message says what to do."""
 
@@ -292,6 +298,7 @@ class Stack:
             f"-ip.bind={h}",
             "-admin.ui=false",
             "-webdav=false",
+            f"-volume.max={S3_MAX_VOLUMES}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.port={self.cfg.s3_port}",

@@ -108,3 +108,10 @@ def test_object_store_filer_refuses_requests_without_credentials(running_stack, 
     assert store.get_bytes(uri) == b"the real model"
     keys = Path(running_stack.cfg.data_dir) / "s3" / "security.toml"
     assert keys.stat().st_mode & 0o077 == 0  # the keys are readable by their owner only
+
+
+def test_object_store_takes_writes_to_many_buckets(store, unique):
+    # every bucket is a volume of its own; weed's default limit refused writes after about 50 buckets
+    for i in range(80):
+        store.put_bytes(f"s3://many-{unique}-{i:02d}/obj", b"x")
+    assert all(store.get_bytes(f"s3://many-{unique}-{i:02d}/obj") == b"x" for i in range(80))
