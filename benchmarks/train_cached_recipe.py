@@ -207,7 +207,7 @@ def main() -> None:
             result = train(cfg, settings.s3)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             model = EmbeddingModel.load(result.checkpoint, settings.s3)
-            losses = [m["class_loss"] for m in result.metrics if "class_loss" in m]
+            losses = [m["class_loss"] for m in result.metrics] if cfg.loss.uses_classes else []
             n_classes = len(snapshot.classes)
             row = {
                 "row": name,
