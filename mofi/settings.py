@@ -333,19 +333,9 @@ class NerSettings(_Section):
 
 
 @dataclass
-class ScorerSettings(_Section):
-    """CLIP scoring of candidate entities against the image."""
+class _DecodeLimits(_Section):
+    """Memory bounds of image decoding, the same fields in every section whose service decodes images."""
 
-    model: str = _doc("open_clip model name of the scorer.", "mofi-lit-effnet-minilm")
-    checkpoint: str = _doc(
-        "Scorer checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/clip/lit-bootstrap.pt.",
-        "",
-        derive=("s3", lambda s3: s3.models_uri("clip/lit-bootstrap.pt")),
-    )
-    threshold: float = _doc("Entities whose image-text cosine is below this are dropped.", 0.2, minimum=-1, maximum=1)
-    max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
-    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
-    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
     max_decoded_bytes: int = _doc(
         "Images whose decode needs more memory than this are rejected (the pixels as loaded, after any "
         "reduced-scale JPEG decode, plus any full-size conversion).",
@@ -362,6 +352,22 @@ class ScorerSettings(_Section):
         192 * 1024 * 1024,
         **_COUNT,
     )
+
+
+@dataclass
+class ScorerSettings(_DecodeLimits):
+    """CLIP scoring of candidate entities against the image."""
+
+    model: str = _doc("open_clip model name of the scorer.", "mofi-lit-effnet-minilm")
+    checkpoint: str = _doc(
+        "Scorer checkpoint: local path or s3://bucket/key; empty means s3://<s3.models_bucket>/clip/lit-bootstrap.pt.",
+        "",
+        derive=("s3", lambda s3: s3.models_uri("clip/lit-bootstrap.pt")),
+    )
+    threshold: float = _doc("Entities whose image-text cosine is below this are dropped.", 0.2, minimum=-1, maximum=1)
+    max_batch: int = _doc("Dynamic batching: most images per forward pass.", 32, **_COUNT)
+    max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
+    max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
     max_text_chars: int = _doc(
         "Candidate texts longer than this are rejected (INVALID_ARGUMENT / dead letter).", 2000, **_COUNT
     )
@@ -380,7 +386,7 @@ class WriterSettings(_Section):
 
 
 @dataclass
-class EmbedderSettings(_Section):
+class EmbedderSettings(_DecodeLimits):
     """Embedding and search service."""
 
     checkpoint: str = _doc(
@@ -394,22 +400,6 @@ class EmbedderSettings(_Section):
     max_wait_ms: float = _doc("Dynamic batching: longest a request waits for others.", 5.0, **_NON_NEGATIVE)
     max_image_bytes: int = _doc("Larger encoded images are rejected.", 8 * 1024 * 1024, **_COUNT)
     max_pixels: int = _doc("Images above this pixel count are rejected.", 40_000_000, **_COUNT)
-    max_decoded_bytes: int = _doc(
-        "Images whose decode needs more memory than this are rejected (the pixels as loaded, after any "
-        "reduced-scale JPEG decode, plus any full-size conversion).",
-        64 * 1024 * 1024,
-        **_COUNT,
-    )
-    max_request_decoded_bytes: int = _doc(
-        "The decode memory of all images of one request together; a larger request is rejected (INVALID_ARGUMENT).",
-        256 * 1024 * 1024,
-        **_COUNT,
-    )
-    decode_in_flight_bytes: int = _doc(
-        "Decode memory in flight across the process's threads; further decodes wait for room.",
-        192 * 1024 * 1024,
-        **_COUNT,
-    )
     max_top_k: int = _doc("Largest k a search may ask for.", 1000, **_COUNT)
     max_text_chars: int = _doc("Texts (to embed or search with) longer than this are rejected.", 2000, **_COUNT)
     port: int = _doc("gRPC port of the embedder/search service.", 50053, **_PORT)

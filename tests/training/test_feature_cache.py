@@ -39,6 +39,17 @@ def _config(settings, uri: str, **kw) -> TrainConfig:
     return TrainConfig.from_options({**base, **kw})
 
 
+def _val_images(store: ObjectStore, snapshot: Snapshot, max_pixels: int) -> list:
+    """The decoded validation images that have an entity of the class table, in snapshot order."""
+    index = snapshot.class_index()
+    return [
+        decode_rgb(s.image_bytes, max_pixels=max_pixels)
+        for shard in snapshot.shards
+        for s in iter_shard(store, shard)
+        if snapshot.split_of(s.pair_id) == "val" and any(e["id"] in index for e in s.meta["entities"])
+    ]
+
+
 def test_cached_recipe_trains_a_full_checkpoint_that_serves_what_it_trained(i2e_snapshot):
     settings, uri = i2e_snapshot
     store = ObjectStore(settings.s3)
@@ -69,13 +80,7 @@ def test_cached_recipe_trains_a_full_checkpoint_that_serves_what_it_trained(i2e_
     served = EmbeddingModel.from_checkpoint(ckpt)
     snapshot = Snapshot.load(store, uri)
     cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
-    index = snapshot.class_index()
-    images = [
-        decode_rgb(s.image_bytes, max_pixels=cfg.max_pixels)
-        for shard in snapshot.shards
-        for s in iter_shard(store, shard)
-        if snapshot.split_of(s.pair_id) == "val" and any(e["id"] in index for e in s.meta["entities"])
-    ]
+    images = _val_images(store, snapshot, cfg.max_pixels)
     assert len(images) == len(cache.val_classes) >= 2
     with torch.inference_mode():
         via_cache = torch.nn.functional.normalize(
@@ -162,13 +167,7 @@ def test_pooled_projection_serves_pooled_features_beside_the_projection(i2e_snap
 
     snapshot = Snapshot.load(store, uri)
     cache = FeatureCache.from_bytes(store.get_bytes(cache_uri(cfg, snapshot)))
-    index = snapshot.class_index()
-    images = [
-        decode_rgb(s.image_bytes, max_pixels=cfg.max_pixels)
-        for shard in snapshot.shards
-        for s in iter_shard(store, shard)
-        if snapshot.split_of(s.pair_id) == "val" and any(e["id"] in index for e in s.meta["entities"])
-    ]
+    images = _val_images(store, snapshot, cfg.max_pixels)
     direct = served.embed_images(images)
     with torch.inference_mode():
         via_cache = served_features(served.model, K, cache.val_features.float(), "pooled_projection").numpy()
