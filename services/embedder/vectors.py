@@ -131,7 +131,9 @@ class VectorStore:
         self.search_params = search_params or {}
         self._dims: dict[str, int] = {}
         self._built_by: dict[str, tuple[str, str]] = {}
-        self._lock = threading.Lock()
+        # metadata calls (create, alias, list, describe) never interleave: milvus-lite failed a new
+        # collection's index creation while another thread resolved the alias during a reindex
+        self._lock = threading.RLock()
 
     # -- building -------------------------------------------------------------------------------
     def _schema(self, dim: int):
@@ -165,7 +167,8 @@ class VectorStore:
     def built_by(self, collection: str) -> tuple[str, str]:
         """(model version, checkpoint) recorded by ``collection``; ("", "") for one that recorded none."""
         if collection not in self._built_by:
-            props = self.client.describe_collection(collection).get("properties") or {}
+            with self._lock:
+                props = self.client.describe_collection(collection).get("properties") or {}
             self._built_by[collection] = (props.get(MODEL_VERSION_PROPERTY, ""), props.get(CHECKPOINT_PROPERTY, ""))
         return self._built_by[collection]
 
@@ -195,12 +198,13 @@ class VectorStore:
             else:
                 self.client.alter_alias(collection, self.alias)
         log.info("alias %s -> %s", self.alias, collection)
-        older = [v for v in self.versions() if v != collection]
-        for name in older[: max(0, len(older) - keep_previous)]:
-            self.client.drop_collection(name)
-            self._dims.pop(name, None)
-            self._built_by.pop(name, None)
-            log.info("dropped old collection %s", name)
+        with self._lock:
+            older = [v for v in self.versions() if v != collection]
+            for name in older[: max(0, len(older) - keep_previous)]:
+                self.client.drop_collection(name)
+                self._dims.pop(name, None)
+                self._built_by.pop(name, None)
+                log.info("dropped old collection %s", name)
 
     def versions(self) -> list[str]:
         """This alias's versioned collections, oldest first."""
@@ -229,18 +233,20 @@ class VectorStore:
         """Alias or collection name -> the concrete collection."""
         if not name:
             raise UnknownCollection("empty collection name")
-        if name in self.client.list_collections():
-            return name
-        if name in self.client.list_aliases().get("aliases", []):
-            try:
-                return self.client.describe_alias(name)["collection_name"]
-            except Exception:  # dropped between the two calls
-                pass
+        with self._lock:
+            if name in self.client.list_collections():
+                return name
+            if name in self.client.list_aliases().get("aliases", []):
+                try:
+                    return self.client.describe_alias(name)["collection_name"]
+                except Exception:  # dropped between the two calls
+                    pass
         raise UnknownCollection(f"no collection or alias named {name!r}")
 
     def dim(self, collection: str) -> int:
         if collection not in self._dims:
-            fields = self.client.describe_collection(collection)["fields"]
+            with self._lock:
+                fields = self.client.describe_collection(collection)["fields"]
             self._dims[collection] = next(int(f["params"]["dim"]) for f in fields if f["name"] == "vector")
         return self._dims[collection]
 
